@@ -1,0 +1,75 @@
+"""How a decoded image becomes the model's input tensor; stored in the model file so predict == train.
+
+Usage:
+    prep = Preprocessing(img_size=28, channels=1, mean=(0.286,), std=(0.353,))
+    arr = image_to_array(pil_image, prep)   # uint8 [C, H, W]
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image
+
+RESIZE_MODES = ("shorter_center_crop", "stretch")
+
+
+@dataclass
+class Preprocessing:
+    """Pixel pipeline: decode -> channels -> resize -> uint8 [C, H, W]; the model normalizes inside.
+
+    mean/std are per channel on the 0..1 scale; the model applies (x / 255 - mean) / std itself.
+    """
+
+    img_size: int  # square side, px
+    channels: int  # 1 (grey) or 3 (RGB)
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.25,)
+    resize: str = "shorter_center_crop"
+    background: str | None = None  # "dark" | "light": typical border of training images (for --invert auto)
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
+        self.mean = tuple(float(v) for v in self.mean)
+        self.std = tuple(float(v) for v in self.std)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocessing":
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+
+
+def convert_channels(img: Image.Image, channels: int) -> Image.Image:
+    """A decoded RGB or L image converted to 1 (L) or 3 (RGB) channels."""
+    want = "L" if channels == 1 else "RGB"
+    return img if img.mode == want else img.convert(want)
+
+
+def resize_image(img: Image.Image, size: int, mode: str = "shorter_center_crop") -> Image.Image:
+    """Square size x size image: shorter side scaled to size then centre-cropped, or stretched."""
+    w, h = img.size
+    if (w, h) == (size, size):
+        return img
+    if mode == "stretch":
+        return img.resize((size, size), Image.BILINEAR, reducing_gap=None)
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    img = img.resize((nw, nh), Image.BILINEAR)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def image_to_array(img: Image.Image, prep: Preprocessing) -> np.ndarray:
+    """uint8 [C, H, W] model input for one decoded (RGB or L) image."""
+    img = resize_image(convert_channels(img, prep.channels), prep.img_size, prep.resize)
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[None]
+    else:
+        arr = arr.transpose(2, 0, 1)
+    return np.ascontiguousarray(arr)
