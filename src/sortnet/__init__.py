@@ -1,2 +1,75 @@
-"""sortnet: a folder of photos or a famous dataset -> the best image classifier your machine can train."""
+"""sortnet: a folder of photos or a famous dataset -> the best image classifier your machine can train.
+
+Usage:
+    import sortnet
+    clf = sortnet.train("photos/")                       # or "fashion-mnist", "cifar10", ...
+    sortnet.evaluate(clf, "photos/")
+    sortnet.predict("runs/photos/model.safetensors", ["new.jpg"])
+    clf = sortnet.load("runs/photos/model.safetensors")
+"""
+from __future__ import annotations
+
 __version__ = "0.1.0"
+
+__all__ = ["train", "evaluate", "predict", "load", "models", "datasets", "Classifier", "Prediction",
+           "Predictor", "TrainConfig"]
+
+
+def train(data=None, **kwargs):
+    """Train a classifier; keyword names and defaults match `sortnet train --help` (see TrainConfig)."""
+    from sortnet.train.run import train as _train
+
+    return _train(data, **kwargs)
+
+
+def evaluate(model, data, **kwargs):
+    """Metrics of a model (file path or Classifier) on a folder or built-in dataset's test split."""
+    from sortnet.evaluate.run import evaluate as _evaluate
+
+    return _evaluate(model, data, **kwargs)
+
+
+def predict(model, paths, top_k: int = 3, invert: str = "auto", device: str = "cpu", tta: bool = True):
+    """Predictions for image files and folders: a list of Prediction (class names + probabilities)."""
+    from sortnet.evaluate.run import as_predictor
+
+    items = paths if isinstance(paths, (list, tuple)) else [paths]
+    return as_predictor(model, invert=invert, device=device, tta=tta).predict_paths(list(items), top_k)
+
+
+def load(path):
+    """A Classifier from a model file; rebuilds the model from the file alone (never unpickles)."""
+    from sortnet.classifier import Classifier
+
+    return Classifier.load(path)
+
+
+def models() -> list[dict]:
+    """Registered model names with descriptions (any layer spec string works too)."""
+    from sortnet.models.registry import list_models
+
+    return [{"name": m.name, "description": m.description, "kind": m.kind} for m in list_models()]
+
+
+def datasets(data_root: str | None = None) -> list[dict]:
+    """Built-in datasets and whether their files are present."""
+    from sortnet.data.builtin import list_datasets
+
+    return list_datasets(data_root)
+
+
+def __getattr__(name: str):
+    # Lazy so `import sortnet` stays fast (torch loads only when used).
+    if name == "Classifier":
+        from sortnet.classifier import Classifier
+
+        return Classifier
+    if name in ("Prediction", "Predictor"):
+        from sortnet.infer import predictor
+
+        return getattr(predictor, name)
+    if name == "TrainConfig":
+        from sortnet.config import TrainConfig
+
+        return TrainConfig
+    raise AttributeError(f"module 'sortnet' has no attribute {name!r}")

@@ -1,0 +1,104 @@
+"""Training configuration: one dataclass, one source of defaults for the CLI and the Python API.
+
+`None` / "auto" fields are resolved from the data and model by `sortnet.train.recipe.resolve_recipe`.
+
+Usage:
+    cfg = TrainConfig.from_dict({"epochs": 5, "lr": 0.1})   # unknown keys raise with a suggestion
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import asdict, dataclass, fields
+
+
+class ConfigError(ValueError):
+    """A setting has a bad name or value; the message says which values are allowed."""
+
+
+@dataclass
+class TrainConfig:
+    model: str = "auto"  # registered name, layer spec string, or "auto" (chosen from image size)
+    epochs: int | None = None  # None: from the recipe (or from time_budget)
+    batch_size: int | None = None
+    lr: float | None = None  # peak learning rate; None: from the recipe
+    optimizer: str = "auto"  # auto | sgd | adamw
+    schedule: str = "onecycle"  # onecycle (linear warmup then linear decay) | cosine
+    warmup: float = 0.1  # fraction of all steps spent warming up
+    weight_decay: float | None = None
+    label_smoothing: float = 0.1
+    augment: str = "auto"  # auto | none | flip | crop | flip+crop | rrc+flip
+    tta: bool = True  # test-time augmentation (flip / shifts) at evaluation
+    img_size: int | None = None
+    channels: int | None = None
+    val_fraction: float = 0.2
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto (bf16 where the hardware supports it) | fp32 | bf16 | fp16
+    compile: bool = False  # torch.compile the model (helps on some GPUs; slower on small CPUs)
+    time_budget: float | None = None  # seconds of training; plans a complete schedule within it
+    data_root: str | None = None
+    download: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _check_choice("optimizer", self.optimizer, ("auto", "sgd", "adamw"))
+        _check_choice("schedule", self.schedule, ("onecycle", "cosine"))
+        _check_choice("augment", self.augment, ("auto", "none", "flip", "crop", "flip+crop", "rrc+flip"))
+        _check_choice("device", self.device, ("auto", "cpu", "cuda"), prefix_ok=True)
+        _check_choice("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
+        _check_positive("epochs", self.epochs, integer=True)
+        _check_positive("batch_size", self.batch_size, integer=True)
+        _check_positive("lr", self.lr)
+        _check_positive("img_size", self.img_size, integer=True)
+        _check_positive("time_budget", self.time_budget)
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.channels not in (None, 1, 3):
+            raise ConfigError(f"channels must be 1 or 3, got {self.channels}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = [f.name for f in fields(cls)]
+        for key in d:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"unknown setting {key!r}.{hint} Known settings: {', '.join(names)}")
+        return cls(**d)
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...], prefix_ok: bool = False) -> None:
+    if value in allowed or (prefix_ok and any(value.startswith(a + ":") for a in allowed)):
+        return
+    close = difflib.get_close_matches(str(value), allowed, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}.{hint}")
+
+
+def _check_positive(name: str, value, integer: bool = False) -> None:
+    if value is None:
+        return
+    if integer and (not isinstance(value, int) or isinstance(value, bool)):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    if value <= 0:
+        raise ConfigError(f"{name} must be > 0, got {value}")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*$")
+
+
+def parse_duration(text: str | float | int | None) -> float | None:
+    """'90', '90s', '10m', '1.5h' -> seconds."""
+    if text is None or isinstance(text, (int, float)):
+        return None if text is None else float(text)
+    m = _DURATION.match(text.lower())
+    if not m:
+        raise ConfigError(f"cannot read duration {text!r}; use e.g. 60s, 10m or 1h")
+    unit = {"s": 1, "sec": 1, None: 1, "m": 60, "min": 60, "h": 3600}[m.group(2)]
+    return float(m.group(1)) * unit

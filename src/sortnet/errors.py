@@ -1,0 +1,14 @@
+"""The error types a user can cause (bad data, settings, files); the CLI prints them without a traceback."""
+from __future__ import annotations
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from sortnet.config import ConfigError
+    from sortnet.data.errors import DataError
+    from sortnet.modelfile import ModelFileError
+    from sortnet.train.checkpoint import CheckpointError
+
+    return (ConfigError, DataError, ModelFileError, CheckpointError, FileNotFoundError)
+
+
+USER_ERRORS = _user_errors()

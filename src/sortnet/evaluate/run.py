@@ -1,0 +1,44 @@
+"""`sortnet.evaluate(model, data)`: accuracy, top-5, per-class precision/recall/F1, confusion matrix.
+
+Which images: a built-in name -> its official test split; a folder with test/ -> that; a plain class
+folder -> every image in it.
+
+Usage:
+    metrics = evaluate("runs/photos/model.safetensors", "photos/")
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from sortnet.data.sources import load_eval_data
+from sortnet.evaluate.metrics import compute_metrics
+from sortnet.infer.predictor import Predictor
+
+
+def evaluate(model, data: str, *, device: str = "auto", tta: bool = True, batch_size: int = 256,
+             data_root: str | None = None, download: bool = True, progress: bool = True) -> dict:
+    """model: a model file path, a Classifier or a Predictor. Returns the metrics dict (see compute_metrics)."""
+    predictor = as_predictor(model, device=device, tta=tta, batch_size=batch_size)
+    images, skipped = load_eval_data(data, predictor.prep, predictor.classes, data_root=data_root,
+                                     download=download, progress=progress)
+    if len(images) == 0:
+        raise ValueError(f"no usable images to evaluate in {data!r}")
+    probs = predictor.predict_arrays(np.asarray(images.images))
+    metrics = compute_metrics(images.labels, probs, predictor.classes)
+    metrics["data"] = str(data)
+    metrics["skipped_files"] = [s.to_dict() for s in skipped]
+    return metrics
+
+
+def as_predictor(model, **kwargs) -> Predictor:
+    from sortnet.classifier import Classifier
+
+    if isinstance(model, Predictor):
+        return model
+    if isinstance(model, Classifier):
+        return Predictor(model.model, model.meta, **kwargs)
+    if isinstance(model, (str, os.PathLike)):
+        return Predictor.from_file(model, **kwargs)
+    raise TypeError(f"expected a model file path, Classifier or Predictor, got {type(model).__name__}")

@@ -1,0 +1,130 @@
+"""Predictor: files, folders, PIL images or arrays -> class names with probabilities.
+
+Preprocessing comes from the model file (the same `image_to_array` as training), so predictions on
+files match what the model saw in training.
+
+Usage:
+    p = Predictor.from_file("runs/photos/model.safetensors")
+    for pred in p.predict_paths(["a.jpg", "folder/"], top_k=3): print(pred.path, pred.top)
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sortnet.data.decode import IMAGE_EXTENSIONS, BadImageError, decode_image
+from sortnet.data.preprocess import Preprocessing, image_to_array
+from sortnet.infer.batch import TTA, predict_logits
+from sortnet.modelfile import load_model
+from sortnet.train.device import resolve_device, resolve_precision
+
+INVERT_CHOICES = ("auto", "always", "never")
+
+
+@dataclass
+class Prediction:
+    path: str | None
+    top: list[tuple[str, float]] = field(default_factory=list)  # (class name, probability), best first
+    error: str | None = None
+    inverted: bool = False
+
+    @property
+    def label(self) -> str | None:
+        return self.top[0][0] if self.top else None
+
+    def to_dict(self) -> dict:
+        d = {"path": self.path, "predictions": [{"class": c, "probability": round(p, 6)} for c, p in self.top]}
+        if self.error:
+            d["error"] = self.error
+        if self.inverted:
+            d["inverted"] = True
+        return d
+
+
+def border_is_light(arr: np.ndarray) -> bool:
+    """Median of the outer 1-px ring of a uint8 [C, H, W] image is >= 128."""
+    ring = np.concatenate([arr[:, 0, :].ravel(), arr[:, -1, :].ravel(), arr[:, :, 0].ravel(), arr[:, :, -1].ravel()])
+    return float(np.median(ring)) >= 128
+
+
+def expand_paths(paths: list[str | os.PathLike]) -> list[Path]:
+    """Files as given; folders walked recursively for image files (hidden entries skipped), sorted."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = [f for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+                     and not any(part.startswith(".") for part in f.relative_to(p).parts)]
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+class Predictor:
+    def __init__(self, model: torch.nn.Module, meta: dict, device: str = "cpu", invert: str = "auto",
+                 tta: bool = True, batch_size: int = 64) -> None:
+        if invert not in INVERT_CHOICES:
+            raise ValueError(f"invert must be one of {INVERT_CHOICES}, got {invert!r}")
+        self.device = resolve_device(device)
+        self.dtype = resolve_precision("fp32", self.device)
+        self.model = model.to(self.device).eval()
+        self.meta = meta
+        self.classes: list[str] = list(meta["classes"])
+        self.prep = Preprocessing.from_dict(meta["preprocessing"])
+        self.tta = TTA.from_dict(meta.get("tta")) if tta else None
+        self.invert, self.batch_size = invert, batch_size
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, **kwargs) -> "Predictor":
+        model, meta = load_model(path)
+        return cls(model, meta, **kwargs)
+
+    def preprocess(self, img: Image.Image) -> tuple[np.ndarray, bool]:
+        """uint8 [C, H, W] exactly as in training, plus whether it was inverted (dark ink on white, etc.)."""
+        arr = image_to_array(img, self.prep)
+        flip = self.invert == "always" or (
+            self.invert == "auto" and self.prep.background is not None
+            and border_is_light(arr) != (self.prep.background == "light")
+        )
+        return (255 - arr if flip else arr), flip
+
+    def predict_arrays(self, arrays: np.ndarray) -> np.ndarray:
+        """Probabilities float32 [N, K] for uint8 [N, C, H, W] already preprocessed."""
+        logits = predict_logits(self.model, arrays, self.device, self.dtype, self.batch_size, self.tta)
+        return torch.softmax(logits, 1).numpy()
+
+    def _top(self, probs: np.ndarray, k: int) -> list[tuple[str, float]]:
+        order = np.argsort(-probs, kind="stable")[: max(1, min(k, len(self.classes)))]
+        return [(self.classes[i], float(probs[i])) for i in order]
+
+    def predict_images(self, images: list[Image.Image], top_k: int = 3) -> list[Prediction]:
+        prepped = [self.preprocess(img.convert("RGB") if img.mode not in ("RGB", "L") else img) for img in images]
+        if not prepped:
+            return []
+        probs = self.predict_arrays(np.stack([a for a, _ in prepped]))
+        return [Prediction(None, self._top(p, top_k), inverted=inv) for p, (_, inv) in zip(probs, prepped)]
+
+    def _load(self, path: Path):
+        try:
+            return self.preprocess(decode_image(path))
+        except BadImageError as e:
+            return e.reason
+
+    def predict_paths(self, paths: list[str | os.PathLike], top_k: int = 3) -> list[Prediction]:
+        """One Prediction per file (errors reported per file, never raised); decoding runs on all cores."""
+        files = expand_paths(paths)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            loaded = list(pool.map(self._load, files))
+        good = [i for i, item in enumerate(loaded) if not isinstance(item, str)]
+        results = [Prediction(str(f), error=item if isinstance(item, str) else None) for f, item in zip(files, loaded)]
+        if good:
+            probs = self.predict_arrays(np.stack([loaded[i][0] for i in good]))
+            for i, p in zip(good, probs):
+                results[i].top, results[i].inverted = self._top(p, top_k), loaded[i][1]
+        return results

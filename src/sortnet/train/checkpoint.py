@@ -1,0 +1,37 @@
+"""Training checkpoints: written atomically, read with torch's weights-only loader (no arbitrary pickle).
+
+Usage:
+    save_checkpoint(run_dir / "checkpoint.pt", state)
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from sortnet.atomic import atomic_path
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing or unreadable."""
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """state holds tensors, numbers, strings, lists and dicts only (so weights_only loading accepts it)."""
+    with atomic_path(Path(path)) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"no checkpoint at {path}; a run can be resumed once it has finished its first epoch."
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt zips / unpickling refusals
+        raise CheckpointError(f"checkpoint {path} is unreadable ({type(e).__name__}: {e}).") from e

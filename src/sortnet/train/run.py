@@ -1,0 +1,174 @@
+"""`sortnet.train(...)`: data -> recipe -> model -> Trainer -> model file, metrics and a report.
+
+Usage:
+    clf = train("photos/", epochs=10)                  # a Classifier; clf.run_dir holds model.safetensors
+    clf = train(resume="runs/photos")                  # continue an interrupted run exactly
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sortnet.atomic import atomic_write_text
+from sortnet.config import ConfigError, TrainConfig, parse_duration
+from sortnet.data.dataset import DataBundle
+from sortnet.data.sources import load_data
+from sortnet.infer.batch import predict_logits
+from sortnet.models.registry import create_model
+from sortnet.modelfile import save_model
+from sortnet.train.budget import plan_epochs
+from sortnet.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from sortnet.train.device import resolve_device, resolve_precision, use_all_cores
+from sortnet.train.events import CheckpointSaver, ProgressBar, TensorBoardLogger
+from sortnet.train.recipe import Recipe, resolve_recipe
+from sortnet.train.trainer import Trainer
+
+RUN_FILE = "run.json"
+MODEL_FILE = "model.safetensors"
+WHITEN_SAMPLE = 5000  # images used to estimate patch statistics for whitening init
+
+
+def default_run_dir(data: str, root: str = "runs") -> Path:
+    """runs/<data name>, or runs/<data name>-2, -3 ... when taken (never overwrites a run)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(str(data).rstrip("/")).name or "data").strip("-") or "data"
+    candidate, n = Path(root) / name, 2
+    while candidate.exists():
+        candidate, n = Path(root) / f"{name}-{n}", n + 1
+    return candidate
+
+
+def _log(cfg: TrainConfig, msg: str) -> None:
+    if cfg.progress:
+        print(msg, flush=True)
+
+
+def _build_trainer(model, bundle: DataBundle, recipe: Recipe, cfg: TrainConfig, device, dtype, run_dir: Path):
+    callbacks = [ProgressBar(cfg.progress), TensorBoardLogger(run_dir / "tensorboard"), CheckpointSaver(run_dir)]
+    return Trainer(model, bundle.train, bundle.val, recipe, device=device, dtype=dtype, seed=cfg.seed,
+                   callbacks=callbacks)
+
+
+def _prepare(cfg: TrainConfig, data: str, recipe_dict: dict | None = None):
+    use_all_cores()
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    dtype = resolve_precision(cfg.precision, device)
+    bundle = load_data(data, img_size=cfg.img_size, channels=cfg.channels, val_fraction=cfg.val_fraction,
+                       seed=cfg.seed, data_root=cfg.data_root, download=cfg.download, progress=cfg.progress)
+    recipe = Recipe(**recipe_dict) if recipe_dict else resolve_recipe(cfg, bundle, device)
+    prep = bundle.preprocessing
+    model = create_model(recipe.model, prep.channels, len(bundle.classes), prep.img_size, prep.mean, prep.std)
+    model.init_from_data(torch.as_tensor(np.asarray(bundle.train.images[:WHITEN_SAMPLE])))
+    return device, dtype, bundle, recipe, model
+
+
+def _write_run_file(run_dir: Path, data: str, cfg: TrainConfig, recipe: Recipe) -> None:
+    payload = {"data": data, "config": cfg.to_dict(), "recipe": recipe.to_dict()}
+    atomic_write_text(run_dir / RUN_FILE, json.dumps(payload, indent=2))
+
+
+def train(data: str | None = None, *, out: str | None = None, resume: str | None = None, **settings):
+    """Train a classifier on a folder or built-in dataset; see TrainConfig for every setting."""
+    from sortnet.classifier import Classifier
+
+    if resume is not None:
+        return _resume(Path(resume), settings)
+    if data is None:
+        raise ConfigError("train needs DATA (a folder or a built-in dataset name) or resume=RUN_DIR")
+    if "time_budget" in settings:
+        settings["time_budget"] = parse_duration(settings["time_budget"])
+    cfg = TrainConfig.from_dict(settings)
+    run_dir = Path(out) if out else default_run_dir(data)
+    if (run_dir / CHECKPOINT_NAME).exists() or (run_dir / MODEL_FILE).exists():
+        raise ConfigError(f"{run_dir} already holds a run; use --resume {run_dir} or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device, dtype, bundle, recipe, model = _prepare(cfg, data)
+    trainer = _build_trainer(model, bundle, recipe, cfg, device, dtype, run_dir)
+    if cfg.time_budget:
+        epochs, per_epoch = plan_epochs(trainer, cfg.time_budget, len(bundle.val) if bundle.val else 0)
+        recipe = dataclasses.replace(recipe, epochs=epochs)
+        trainer = _build_trainer(model, bundle, recipe, cfg, device, dtype, run_dir)
+        _log(cfg, f"time budget {cfg.time_budget:.0f}s: {epochs} epochs planned (~{per_epoch:.1f}s each)")
+    _write_run_file(run_dir, data, cfg, recipe)
+    _announce(cfg, bundle, recipe, device, dtype, run_dir)
+    return Classifier.from_training(_fit_and_finish(trainer, bundle, cfg, data, run_dir))
+
+
+def _resume(run_dir: Path, overrides: dict):
+    from sortnet.classifier import Classifier
+
+    run_file = run_dir / RUN_FILE
+    if not run_file.is_file():
+        raise ConfigError(f"{run_dir} is not a sortnet run folder (no {RUN_FILE}); give the folder `train --out` made")
+    saved = json.loads(run_file.read_text())
+    cfg_dict = dict(saved["config"], **{k: v for k, v in overrides.items() if k in ("progress", "device")})
+    cfg = TrainConfig.from_dict(cfg_dict)
+    state = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    device, dtype, bundle, recipe, model = _prepare(cfg, saved["data"], saved["recipe"])
+    trainer = _build_trainer(model, bundle, recipe, cfg, device, dtype, run_dir)
+    trainer.load_state_dict(state)
+    _log(cfg, f"resuming {run_dir} after epoch {trainer.epoch}/{recipe.epochs}")
+    return Classifier.from_training(_fit_and_finish(trainer, bundle, cfg, saved["data"], run_dir))
+
+
+def _announce(cfg, bundle: DataBundle, recipe: Recipe, device, dtype, run_dir: Path) -> None:
+    p = bundle.preprocessing
+    counts = f"{len(bundle.train)} train / {len(bundle.val) if bundle.val else 0} val / " \
+             f"{len(bundle.test) if bundle.test else 0} test"
+    _log(cfg, f"data: {bundle.source}  {len(bundle.classes)} classes  {counts}  {p.img_size}px x{p.channels}")
+    for note in bundle.notes:
+        _log(cfg, f"  {note}")
+    prec = "fp32" if dtype is None else str(dtype).removeprefix("torch.")
+    _log(cfg, f"model: {recipe.model}  {recipe.epochs} epochs  batch {recipe.batch_size}  {recipe.optimizer} "
+              f"lr {recipe.lr:g}  device {device} {prec}  run dir {run_dir}")
+
+
+def _fit_and_finish(trainer: Trainer, bundle: DataBundle, cfg: TrainConfig, data: str, run_dir: Path) -> dict:
+    from sortnet.evaluate.metrics import compute_metrics
+
+    try:
+        trainer.fit()
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"training interrupted; continue with: sortnet train --resume {run_dir}") from None
+    train_seconds = sum(h["epoch_seconds"] for h in trainer.history)  # pure training, across resumes
+    metrics = {"train_seconds": round(train_seconds, 2), "epochs": trainer.epoch, "best": trainer.best,
+               "history": trainer.history}
+    tta = trainer.tta()
+    for split in ("val", "test"):
+        data_set = getattr(bundle, split)
+        if data_set is not None and len(data_set):
+            logits = predict_logits(trainer.model, data_set.images, trainer.device, trainer.dtype, tta=tta)
+            probs = torch.softmax(logits, 1).numpy()
+            metrics[split] = compute_metrics(data_set.labels, probs, bundle.classes)
+    meta = {
+        "classes": bundle.classes,
+        "preprocessing": bundle.preprocessing.to_dict(),
+        "arch": trainer.recipe.model,
+        "tta": tta.to_dict(),
+        "data": data,
+        "config": cfg.to_dict(),
+        "recipe": trainer.recipe.to_dict(),
+        "metrics": {k: {"accuracy": v["accuracy"], **({"top5_accuracy": v["top5_accuracy"]}
+                        if "top5_accuracy" in v else {})} for k, v in metrics.items() if k in ("val", "test")},
+    }
+    trainer.model.to("cpu").to(memory_format=torch.contiguous_format)
+    model_path = save_model(run_dir / MODEL_FILE, trainer.model, meta)
+    skipped = [s.to_dict() for s in bundle.skipped]
+    atomic_write_text(run_dir / "metrics.json", json.dumps({**metrics, "skipped_files": skipped}, indent=2))
+    _final_summary(cfg, metrics, bundle, model_path, train_seconds)
+    return {"model": trainer.model, "meta": meta, "run_dir": run_dir, "metrics": metrics, "skipped": skipped}
+
+
+def _final_summary(cfg, metrics: dict, bundle: DataBundle, model_path: Path, seconds: float) -> None:
+    parts = [f"{split} accuracy {metrics[split]['accuracy']:.4f}" for split in ("val", "test") if split in metrics]
+    _log(cfg, f"done in {seconds:.1f}s: " + (", ".join(parts) or "no held-out data"))
+    if bundle.skipped:
+        _log(cfg, f"{len(bundle.skipped)} file(s) skipped:")
+        for s in bundle.skipped:
+            _log(cfg, f"  {s.path}: {s.reason}")
+    _log(cfg, f"model file: {model_path}")

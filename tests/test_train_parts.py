@@ -1,0 +1,108 @@
+"""Trainer pieces on CPU: augmentation, schedules, precision fallback, determinism, time budget."""
+import numpy as np
+import pytest
+import torch
+
+from sortnet.config import ConfigError, TrainConfig, parse_duration
+from sortnet.data.dataset import DataBundle, ImageSet
+from sortnet.data.preprocess import Preprocessing
+from sortnet.models.registry import create_model
+from sortnet.train.augment import alternating_flip_mask, flip_batch, random_resized_crop, random_translate
+from sortnet.train.budget import plan_epochs
+from sortnet.train.device import cpu_supports_bf16, resolve_precision
+from sortnet.train.recipe import resolve_recipe
+from sortnet.train.schedule import lr_multiplier
+from sortnet.train.trainer import Trainer
+
+
+def test_translate_is_a_reflect_padded_shift():
+    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).view(2, 1, 6, 6)
+    g = torch.Generator().manual_seed(0)
+    out = random_translate(x, 2, g)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
+    for b in range(2):  # each output must equal some 6x6 window of the padded image
+        windows = [padded[b, :, i:i + 6, j:j + 6] for i in range(5) for j in range(5)]
+        assert any(torch.equal(out[b], w) for w in windows)
+    assert random_translate(x.to(torch.uint8), 2, g).dtype == torch.uint8
+
+
+def test_alternating_flip_covers_both_views_every_two_epochs():
+    idx = torch.arange(1000)
+    m0, m1, m2 = (alternating_flip_mask(idx, e, seed=3) for e in range(3))
+    assert torch.equal(m0, ~m1) and torch.equal(m0, m2)
+    assert 0.4 < m0.float().mean() < 0.6  # random in the first epoch
+    x = torch.arange(12.0).view(1, 1, 3, 4).repeat(2, 1, 1, 1)
+    out = flip_batch(x, torch.tensor([True, False]))
+    assert torch.equal(out[0], x[0].flip(-1)) and torch.equal(out[1], x[1])
+
+
+def test_random_resized_crop_shape_and_range():
+    x = torch.rand(4, 3, 32, 32)
+    out = random_resized_crop(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize("kind", ["onecycle", "cosine"])
+def test_schedule_warms_up_and_ends_at_zero(kind):
+    f = lr_multiplier(kind, total_steps=100, warmup=0.1)
+    values = [f(s) for s in range(101)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert max(values) == pytest.approx(1.0) and values[100] == pytest.approx(0.0, abs=1e-9)
+    assert all(a >= b for a, b in zip(values[10:], values[11:]))
+
+
+def test_precision_fallback():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) is None
+    assert resolve_precision("bf16", cpu) is torch.bfloat16
+    assert resolve_precision("auto", cpu) is (torch.bfloat16 if cpu_supports_bf16() else None)
+
+
+def test_config_errors_suggest():
+    with pytest.raises(ConfigError, match="did you mean 'epochs'|Did you mean 'epochs'"):
+        TrainConfig.from_dict({"epoch": 3})
+    with pytest.raises(ConfigError, match="sgd"):
+        TrainConfig(optimizer="sdg")
+    assert parse_duration("10m") == 600 and parse_duration("90s") == 90 and parse_duration("1.5h") == 5400
+    with pytest.raises(ConfigError):
+        parse_duration("ten minutes")
+
+
+def _bundle(n=256, size=12, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    x = rng.integers(0, 60, (n, 1, size, size)).astype(np.uint8)
+    for c in range(k):  # class c: a bright horizontal band at a class-specific row
+        x[y == c, :, 2 + 3 * c : 4 + 3 * c, :] = 220
+    s = ImageSet(x, y, ["a", "b", "c"])
+    prep = Preprocessing(size, 1, (0.3,), (0.3,))
+    return DataBundle(s.subset(np.arange(0, n, 2)), s.subset(np.arange(1, n, 2)), None, s.classes, prep, "folder:x")
+
+
+def _trainer(bundle, seed=0, **cfg):
+    cfg = TrainConfig(**{"model": "cnn-small", "epochs": 3, "batch_size": 32, **cfg})
+    recipe = resolve_recipe(cfg, bundle, torch.device("cpu"))
+    torch.manual_seed(seed)
+    model = create_model(recipe.model, 1, 3, 12, (0.3,), (0.3,))
+    model.init_from_data(torch.as_tensor(bundle.train.images))
+    return Trainer(model, bundle.train, bundle.val, recipe, device=torch.device("cpu"), dtype=None, seed=seed)
+
+
+def test_trainer_learns_and_is_deterministic():
+    b = _bundle()
+    t1, t2 = _trainer(b), _trainer(b)
+    t1.fit()
+    t2.fit()
+    assert t1.history[-1]["val_acc"] > 0.9
+    for (k, v1), v2 in zip(t1.model.state_dict().items(), t2.model.state_dict().values()):
+        assert torch.equal(v1, v2), k
+    assert t1.opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # schedule ran to completion
+
+
+def test_time_budget_plans_whole_epochs():
+    b = _bundle()
+    t = _trainer(b)
+    epochs, per_epoch = plan_epochs(t, budget_seconds=5.0, val_images=len(b.val))
+    assert epochs >= 1 and per_epoch > 0
+    assert epochs * per_epoch <= 5.0 or epochs == 1
+    assert t.epoch == 0 and t.sched.last_epoch == 0  # planning did not touch the real run
