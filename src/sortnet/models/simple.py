@@ -1,0 +1,51 @@
+"""The simplest models: a linear classifier on raw pixels and a two-hidden-layer perceptron (MLP).
+
+`linear` is the "neural network in a spreadsheet": one weight per pixel per class, no hidden layer.
+Its head weights reshaped to [K, C, H, W] are one picture per class (see linear_weight_images).
+`mlp` is the classic Keras MNIST multilayer perceptron, sized for 28-32 px images; at photo sizes its
+first layer grows with C*H*W (224 px RGB -> 77M weights), so use a CNN there.
+
+Usage:
+    model = create_model("linear", in_channels=1, num_classes=10, img_size=28, mean=(0.13,), std=(0.31,))
+    pictures = linear_weight_images(model)      # [10, 1, 28, 28]
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sortnet.models.base import SortnetModel
+from sortnet.models.registry import register_model
+
+MLP_WIDTHS = (512, 256)  # hidden widths: wide enough for MNIST ~98%, small enough to train in seconds
+MLP_DROPOUT = 0.2  # after each hidden layer (the last one via SortnetModel's head dropout)
+
+
+@register_model("linear", "Linear classifier on raw pixels (no hidden layer); weights are class pictures",
+                "simple")
+def _linear(in_channels: int, num_classes: int, img_size: int):
+    # body only flattens; SortnetModel's head is the single Linear(C*H*W, K)
+    return nn.Flatten(), in_channels * img_size * img_size, 0.0
+
+
+@register_model("mlp", "Multilayer perceptron: flatten -> 512 -> 256 (ReLU, dropout 0.2); for <= 32 px", "simple")
+def _mlp(in_channels: int, num_classes: int, img_size: int):
+    pixels = in_channels * img_size * img_size
+    body = nn.Sequential(
+        nn.Flatten(),  # [B, C, H, W] -> [B, C*H*W]
+        nn.Linear(pixels, MLP_WIDTHS[0]),
+        nn.ReLU(),
+        nn.Dropout(MLP_DROPOUT),
+        nn.Linear(MLP_WIDTHS[0], MLP_WIDTHS[1]),
+        nn.ReLU(),
+    )
+    return body, MLP_WIDTHS[1], MLP_DROPOUT
+
+
+def linear_weight_images(model: SortnetModel) -> torch.Tensor:
+    """[K, C, H, W] head weights of a `linear` model: how much each (normalized) pixel votes for each class."""
+    if not isinstance(model.body, nn.Flatten):
+        raise ValueError("linear_weight_images needs a 'linear' model (body is a plain Flatten)")
+    channels = model.normalize.scale.shape[1]
+    side = int(round((model.num_features / channels) ** 0.5))  # registered models are square
+    return model.head.weight.detach().reshape(model.num_classes, channels, side, side)

@@ -1,0 +1,116 @@
+"""torchvision architectures (ResNet-18/50, DenseNet-121, VGG-16) as sortnet bodies, randomly initialized.
+
+Each body returns a feature vector; SortnetModel adds the Linear head. Choices:
+- First conv takes in_channels (1 or 3) instead of torchvision's fixed 3.
+- Small inputs (img_size < SMALL_INPUT, e.g. MNIST 28 px, CIFAR 32 px): ResNet and DenseNet get the CIFAR-style
+  stem (3x3 stride-1 conv, no max pool), so a 32 px image reaches the last stage at 4x4 instead of 1x1.
+  The stem depends on img_size, so a saved model must be rebuilt with the same img_size (it is in the model file).
+- Classifier replaced by Identity. Features: resnet18 512, resnet50 2048, densenet121 1024, vgg16 512 —
+  VGG-16 keeps its 13 conv layers but its 4096-wide fc6/fc7 are dropped for a global average pool
+  (as CIFAR VGGs do): fc6 alone would be 103M weights (~400 MB) for no gain on small images.
+- ResNets start each residual branch at zero (zero_init_residual), which trains better from scratch.
+- `pretrained=True` is reserved for ImageNet weights (a later issue); nothing is downloaded now.
+
+Usage:
+    model = create_model("resnet18", in_channels=3, num_classes=10, img_size=32, mean=m, std=s)
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+from torchvision import models as tvm
+from torchvision.models.vgg import cfgs as vgg_cfgs
+from torchvision.models.vgg import make_layers
+
+from sortnet.models.registry import register_model
+
+SMALL_INPUT = 64  # below this many pixels a side, use the CIFAR-style stem (no early downsampling)
+
+
+def _check_pretrained(pretrained: bool) -> None:
+    # Hook for the pretrained-weights issue: load tvm.<Arch>_Weights here, then adapt conv1 for 1 channel
+    # by summing its RGB filters. Refused for now so no code path downloads.
+    if pretrained:
+        raise NotImplementedError("pretrained torchvision weights are not supported yet (no downloads)")
+
+
+def _resnet(ctor: Callable[..., tvm.ResNet], in_channels: int, img_size: int, pretrained: bool):
+    """ResNet body: [B, C, H, W] -> [B, fc.in_features]."""
+    _check_pretrained(pretrained)
+    net = ctor(weights=None, zero_init_residual=True)
+    if img_size < SMALL_INPUT:
+        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    else:
+        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")  # as torchvision does
+    features = net.fc.in_features
+    net.fc = nn.Identity()
+    return net, features, 0.0
+
+
+def _densenet121(in_channels: int, img_size: int, pretrained: bool):
+    """DenseNet-121 body: [B, C, H, W] -> [B, 1024]."""
+    _check_pretrained(pretrained)
+    net = tvm.densenet121(weights=None)
+    if img_size < SMALL_INPUT:
+        net.features.conv0 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.features.pool0 = nn.Identity()
+    else:
+        net.features.conv0 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    nn.init.kaiming_normal_(net.features.conv0.weight)  # as torchvision does
+    features = net.classifier.in_features
+    net.classifier = nn.Identity()
+    return net, features, 0.0
+
+
+class VGGFeatures(nn.Module):
+    """VGG conv stack + global average pool; `features.N` names match torchvision's for later weight loading."""
+
+    def __init__(self, in_channels: int, config: str = "D") -> None:
+        super().__init__()
+        # make_layers builds only the conv stack; tvm.vgg16() would also allocate fc6 (103M weights, ~2 s).
+        self.features = make_layers(vgg_cfgs[config], batch_norm=False)
+        self.features[0] = nn.Conv2d(in_channels, 64, kernel_size=3, padding=1)
+        for m in self.features.modules():
+            if isinstance(m, nn.Conv2d):  # torchvision VGG's init
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.out_features = 512
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.avgpool(self.features(x)).flatten(1)  # [B, 512]
+
+
+def _vgg16(in_channels: int, img_size: int, pretrained: bool):
+    """VGG-16 conv layers + global average pool: [B, C, H, W] -> [B, 512]. Five 2x2 pools: needs >= 32 px."""
+    _check_pretrained(pretrained)
+    net = VGGFeatures(in_channels, "D")  # config "D" = VGG-16
+    return net, net.out_features, 0.0
+
+
+@register_model("resnet18", "torchvision ResNet-18 (11M params), random init; CIFAR stem below 64 px",
+                "torchvision", 16)
+def _resnet18(in_channels: int, num_classes: int, img_size: int, pretrained: bool = False):
+    return _resnet(tvm.resnet18, in_channels, img_size, pretrained)
+
+
+@register_model("resnet50", "torchvision ResNet-50 (24M params), random init; CIFAR stem below 64 px",
+                "torchvision", 16)
+def _resnet50(in_channels: int, num_classes: int, img_size: int, pretrained: bool = False):
+    return _resnet(tvm.resnet50, in_channels, img_size, pretrained)
+
+
+@register_model("densenet121", "torchvision DenseNet-121 (7M params), random init; CIFAR stem below 64 px",
+                "torchvision", 16)
+def _densenet121_factory(in_channels: int, num_classes: int, img_size: int, pretrained: bool = False):
+    return _densenet121(in_channels, img_size, pretrained)
+
+
+@register_model("vgg16", "torchvision VGG-16 conv layers + global average pool (15M params), random init",
+                "torchvision", 32)
+def _vgg16_factory(in_channels: int, num_classes: int, img_size: int, pretrained: bool = False):
+    return _vgg16(in_channels, img_size, pretrained)
