@@ -17,7 +17,6 @@ SPECS = ["conv16 bn maxpool drop0.25 flatten dense32 drop0.5", "act=gelu conv8x5
 NUM_CLASSES = 5
 SIZE = 32  # >= every min_img_size, small enough that vgg16/densenet121/resnet50 take well under a second
 # cnn.py's WhitenedCNN loses 1 px to its 2x2 whitening conv, then halves three times: 8 px -> 0 px.
-MIN_SIZE_BUGS = {"cnn", "cnn-small"}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -73,8 +72,6 @@ def test_safetensors_round_trip(arch: str, tmp_path) -> None:
 
 @pytest.mark.parametrize("info", list_models(), ids=lambda info: info.name)
 def test_runs_at_min_img_size(info) -> None:
-    if info.name in MIN_SIZE_BUGS:
-        pytest.xfail("cnn.py registers min_img_size=8 but WhitenedCNN needs >= 9 px")
     model = _make(info.name, 1, size=info.min_img_size).eval()
     with torch.no_grad():
         assert model(_pixels(2, 1, info.min_img_size)).shape == (2, NUM_CLASSES)

@@ -129,6 +129,12 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_datasets(args: argparse.Namespace) -> int:
     from sortnet import datasets
 
+    if args.export:
+        from sortnet.data.export_images import export_images
+
+        written = export_images(args.export, args.out, split=args.split, limit=args.limit, data_root=args.data_root)
+        print(f"wrote {len(written)} {args.split} images of {args.export} to {args.out}/<class>/")
+        return 0
     rows = datasets(args.data_root)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -182,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datasets", help="list built-in datasets and whether they are present")
     p.add_argument("--data-root", help="where built-in datasets live")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--export", metavar="NAME", help="write images of dataset NAME as PNG files into --out/<class>/")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to --export")
+    p.add_argument("--limit", type=int, default=20, help="how many images to --export [default: 20]")
+    p.add_argument("--out", default="sortnet-images", help="folder for --export [default: sortnet-images]")
     p.set_defaults(func=_cmd_datasets)
     return parser
 

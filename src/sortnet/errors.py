@@ -6,9 +6,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from sortnet.config import ConfigError
     from sortnet.data.errors import DataError
     from sortnet.modelfile import ModelFileError
+    from sortnet.models.spec import SpecError
     from sortnet.train.checkpoint import CheckpointError
 
-    return (ConfigError, DataError, ModelFileError, CheckpointError, FileNotFoundError)
+    return (ConfigError, DataError, ModelFileError, CheckpointError, SpecError, FileNotFoundError)
 
 
 USER_ERRORS = _user_errors()

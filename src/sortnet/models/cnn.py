@@ -18,7 +18,8 @@ from sortnet.models.registry import register_model
 class BatchNormFrozenScale(nn.BatchNorm2d):
     """BatchNorm with weight fixed at 1 (only the bias learns), as in the speed-run nets."""
 
-    def __init__(self, num_features: int, momentum: float = 0.4, eps: float = 1e-12) -> None:
+    def __init__(self, num_features: int, momentum: float = 0.6, eps: float = 1e-12) -> None:
+        # airbench convention: running = momentum * running + (1 - momentum) * batch; torch's is the reverse
         super().__init__(num_features, eps=eps, momentum=1 - momentum)
         self.weight.requires_grad = False
 
@@ -37,7 +38,7 @@ class ConvGroup(nn.Sequential):
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__(
             _dirac_conv(c_in, c_out),
-            nn.MaxPool2d(2),
+            nn.MaxPool2d(2, ceil_mode=True),  # ceil: odd sizes keep their last row/column; works down to 2 px
             BatchNormFrozenScale(c_out),
             nn.GELU(),
             _dirac_conv(c_out, c_out),
@@ -47,7 +48,7 @@ class ConvGroup(nn.Sequential):
 
 
 class WhitenedCNN(nn.Module):
-    """[B, C, H, W] normalized -> [B, widths[-1]] features; H, W >= 8."""
+    """[B, C, H, W] normalized -> [B, widths[-1]] features; H, W >= 3 (the 2x2 whitening conv takes 1 px)."""
 
     def __init__(self, in_channels: int, widths: tuple[int, int, int] = (64, 256, 256)) -> None:
         super().__init__()
@@ -132,13 +133,13 @@ class PhotoResNet(nn.Module):
         return self.pool(self.stages(self.stem(x))).flatten(1)
 
 
-@register_model("cnn", "Whitened speed-run CNN for small images (<= 64 px), widths 64/256/256", "cnn", 8)
+@register_model("cnn", "Whitened speed-run CNN for small images (<= 64 px), widths 64/256/256", "cnn", 3)
 def _cnn(in_channels: int, num_classes: int, img_size: int):
     body = WhitenedCNN(in_channels, (64, 256, 256))
     return body, body.out_features, 0.0
 
 
-@register_model("cnn-small", "Narrower whitened CNN (32/64/128): fastest small-image model on a CPU", "cnn", 8)
+@register_model("cnn-small", "Narrower whitened CNN (32/64/128): fastest small-image model on a CPU", "cnn", 3)
 def _cnn_small(in_channels: int, num_classes: int, img_size: int):
     body = WhitenedCNN(in_channels, (32, 64, 128))
     return body, body.out_features, 0.0

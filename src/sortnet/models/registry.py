@@ -13,6 +13,7 @@ from typing import Callable
 
 from torch import nn
 
+from sortnet.config import ConfigError
 from sortnet.models.base import SortnetModel
 
 # factory(in_channels, num_classes, img_size) -> (body, num_features, head_dropout)
@@ -67,22 +68,33 @@ def create_model(
     std: tuple[float, ...],
 ) -> SortnetModel:
     """A SortnetModel for a registered name or a layer spec string (see sortnet.models.spec)."""
-    _ensure_loaded()
-    arch = arch.strip()
+    arch = validate_arch(arch)
     if arch in _REGISTRY:
         info = _REGISTRY[arch]
         if img_size < info.min_img_size:
-            raise ValueError(f"model {arch!r} needs --img-size >= {info.min_img_size}, got {img_size}")
+            raise ConfigError(f"model {arch!r} needs --img-size >= {info.min_img_size}, got {img_size}")
         body, num_features, head_dropout = info.factory(in_channels, num_classes, img_size)
     else:
-        from sortnet.models.spec import build_spec_body, looks_like_spec
+        from sortnet.models.spec import build_spec_body
 
-        if not looks_like_spec(arch):
-            close = difflib.get_close_matches(arch, list(_REGISTRY), n=3)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(
-                f"unknown model {arch!r}.{hint} Run `sortnet models` for the list, "
-                "or give a layer spec such as 'conv32 maxpool flatten dense128'."
-            )
         body, num_features, head_dropout = build_spec_body(arch, in_channels, img_size)
     return SortnetModel(body, num_features, num_classes, mean, std, head_dropout)
+
+
+def validate_arch(arch: str) -> str:
+    """The stripped name if it is registered or a well-formed layer spec; else ConfigError with suggestions."""
+    _ensure_loaded()
+    arch = arch.strip()
+    if arch in _REGISTRY:
+        return arch
+    from sortnet.models.spec import looks_like_spec, parse_spec
+
+    if not looks_like_spec(arch):
+        close = difflib.get_close_matches(arch, list(_REGISTRY), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(
+            f"unknown model {arch!r}.{hint} Run `sortnet models` for the list, "
+            "or give a layer spec such as 'conv32 maxpool flatten dense128'."
+        )
+    parse_spec(arch)  # raises with the offending token
+    return arch

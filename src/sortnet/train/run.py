@@ -19,7 +19,7 @@ from sortnet.config import ConfigError, TrainConfig, parse_duration
 from sortnet.data.dataset import DataBundle
 from sortnet.data.sources import load_data
 from sortnet.infer.batch import predict_logits
-from sortnet.models.registry import create_model
+from sortnet.models.registry import create_model, validate_arch
 from sortnet.modelfile import save_model
 from sortnet.train.budget import plan_epochs
 from sortnet.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
@@ -83,6 +83,8 @@ def train(data: str | None = None, *, out: str | None = None, resume: str | None
     if "time_budget" in settings:
         settings["time_budget"] = parse_duration(settings["time_budget"])
     cfg = TrainConfig.from_dict(settings)
+    if cfg.model != "auto":
+        validate_arch(cfg.model)  # fail before minutes of data loading
     run_dir = Path(out) if out else default_run_dir(data)
     if (run_dir / CHECKPOINT_NAME).exists() or (run_dir / MODEL_FILE).exists():
         raise ConfigError(f"{run_dir} already holds a run; use --resume {run_dir} or choose another --out")
