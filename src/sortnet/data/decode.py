@@ -1,0 +1,238 @@
+"""Robust image decoding: any file Pillow can read -> a PIL image in mode "RGB" or "L", or a BadImageError.
+
+Usage:
+    from sortnet.data.decode import decode_image, BadImageError
+    try:
+        img = decode_image("photos/cat/001.jpg")   # EXIF-rotated, alpha on white, 8-bit "RGB" or "L"
+    except BadImageError as e:
+        print("skipped:", e.reason)
+
+Files are opened read-only and fully decoded (so truncation is detected here, not during training).
+No global Pillow state is changed: decompression-bomb warnings are handled with a local warnings filter.
+"""
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Extensions sortnet treats as images (compared lower-cased, with the dot).
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+# Same default as Pillow's Image.MAX_IMAGE_PIXELS (about 89.5 megapixels: 1024 * 1024 * 1024 // 4 // 3).
+DEFAULT_MAX_PIXELS = 89_478_485
+
+_GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"})
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+
+
+class BadImageError(Exception):
+    """A file that cannot be used as an image; `.reason` is short human text (shown in the skipped list)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class ImageInfo:
+    """Header facts of an image file, read without decoding pixels."""
+
+    width: int
+    height: int
+    mode: str
+    grey: bool
+
+
+def has_image_extension(path: str | os.PathLike) -> bool:
+    """True when the file name ends in one of IMAGE_EXTENSIONS (case-insensitive)."""
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
+
+
+def _bomb_reason(width: int, height: int, limit: int) -> str:
+    return f"image too large: {width} x {height} > limit {limit:,} pixels (decompression-bomb guard)"
+
+
+def _pillow_bomb_reason(e: BaseException) -> str:
+    """Reason for Pillow's own DecompressionBombError (its message gives the pixel count, not W x H)."""
+    numbers = re.findall(r"\d+", str(e))
+    if len(numbers) >= 2:
+        return (f"image too large: {int(numbers[0]):,} pixels > limit {int(numbers[1]):,} "
+                "(decompression-bomb guard)")
+    return f"image too large ({_short(e)}) (decompression-bomb guard)"
+
+
+def _open_checked(f, max_pixels: int) -> Image.Image:
+    """Image.open on an open binary file, mapping every failure to BadImageError; checks size before decoding."""
+    with warnings.catch_warnings():
+        # Pillow warns between its limit and 2x its limit; our own check below decides instead.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(f)
+        except Image.DecompressionBombError as e:
+            # Pillow refuses images above 2x its own limit before we see the size.
+            raise BadImageError(_pillow_bomb_reason(e)) from e
+        except UnidentifiedImageError as e:
+            raise BadImageError("not an image (cannot identify format)") from e
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise BadImageError(f"corrupt image header ({_short(e)})") from e
+    w, h = img.size
+    if w * h > max_pixels:
+        raise BadImageError(_bomb_reason(w, h, max_pixels))
+    if w <= 0 or h <= 0:
+        raise BadImageError(f"corrupt image header (size {w} x {h})")
+    return img
+
+
+def _short(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _open_file(path: str | os.PathLike):
+    """The file opened read-only ("rb"), with OS errors turned into BadImageError reasons."""
+    try:
+        if os.stat(path).st_size == 0:
+            raise BadImageError("zero-byte file")
+        return open(path, "rb")
+    except FileNotFoundError as e:
+        raise BadImageError("file vanished") from e
+    except PermissionError as e:
+        raise BadImageError("permission denied") from e
+    except IsADirectoryError as e:
+        raise BadImageError("not a file (directory)") from e
+    except OSError as e:
+        raise BadImageError(f"cannot read file ({_short(e)})") from e
+
+
+def _load_pixels(img: Image.Image) -> None:
+    """Decode all pixel data now (first frame), so truncated/corrupt files fail here."""
+    try:
+        img.seek(0)
+        img.load()
+    except (OSError, EOFError, SyntaxError, ValueError) as e:
+        text = str(e).lower()
+        if isinstance(e, EOFError) or "truncated" in text or "end of file" in text or "premature" in text:
+            raise BadImageError("truncated image data") from e
+        raise BadImageError(f"corrupt or unsupported image data ({_short(e)})") from e
+    except Image.DecompressionBombError as e:  # a later frame/tile size can trip Pillow's guard
+        raise BadImageError(_pillow_bomb_reason(e)) from e
+
+
+def decode_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
+    """The image at `path` fully decoded, EXIF-oriented, as mode "RGB" or "L"; raises BadImageError.
+
+    max_pixels: width * height limit checked from the header before any pixel is decoded
+    (default DEFAULT_MAX_PIXELS; Pillow itself still refuses anything above 2x its own limit).
+    """
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
+    f = _open_file(path)
+    with f:
+        img = _open_checked(f, limit)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            _load_pixels(img)
+            img = _apply_exif(img)
+            out = to_rgb_or_l(img)
+    if out is img:
+        out = out.copy()  # detach from the (now closed) file object
+    return out
+
+
+def _apply_exif(img: Image.Image) -> Image.Image:
+    """EXIF orientation applied; a broken EXIF block is ignored rather than failing the image."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - malformed EXIF comes in many shapes; orientation is optional
+        return img
+
+
+def _palette_is_grey(img: Image.Image) -> bool:
+    pal = img.getpalette() or []
+    rgb = np.asarray(pal[: len(pal) // 3 * 3], dtype=np.int32).reshape(-1, 3)
+    return len(rgb) > 0 and bool(np.all(rgb[:, 0] == rgb[:, 1]) and np.all(rgb[:, 1] == rgb[:, 2]))
+
+
+def _on_white(img: Image.Image) -> Image.Image:
+    """An alpha image (RGBA/LA/...) composited on a white background, alpha dropped."""
+    if img.mode in ("RGBa", "PA"):
+        img = img.convert("RGBA")
+    elif img.mode == "La":
+        img = img.convert("LA")
+    base_mode = "L" if img.mode == "LA" else "RGB"
+    background = Image.new(base_mode, img.size, "white")
+    background.paste(img.convert(base_mode), mask=img.getchannel("A"))
+    return background
+
+
+def _scale_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Integer/float pixels mapped to 0..255 by their range, never clipped.
+
+    The range is the smallest standard one that holds the data: 0..1 (floats), 0..255, 0..65535;
+    otherwise the image's own min..max.
+    """
+    is_float = arr.dtype.kind == "f"
+    arr = arr.astype(np.float64)
+    if is_float:
+        arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = float(arr.min()), float(arr.max())
+    if is_float and lo >= 0 and hi <= 1.0:
+        lo, hi = 0.0, 1.0
+    elif lo >= 0 and hi <= 255:
+        lo, hi = 0.0, 255.0
+    elif lo >= 0 and hi <= 65535:
+        lo, hi = 0.0, 65535.0
+    if hi <= lo:
+        return np.zeros(arr.shape, np.uint8)
+    return np.round((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+
+
+def to_rgb_or_l(img: Image.Image) -> Image.Image:
+    """Any Pillow mode converted to "L" (grey modes) or "RGB" (colour modes); alpha goes onto white."""
+    mode = img.mode
+    if mode in ("RGB", "L"):
+        return img
+    if mode == "1":
+        return img.convert("L")
+    if mode == "P":
+        grey = _palette_is_grey(img)
+        if "transparency" in img.info:
+            img = _on_white(img.convert("RGBA"))
+        else:
+            img = img.convert("RGB")
+        return img.convert("L") if grey else img
+    if mode in _ALPHA_MODES:
+        grey = mode == "PA" and _palette_is_grey(img)
+        out = _on_white(img)
+        return out.convert("L") if grey else out
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        return Image.fromarray(_scale_to_uint8(np.asarray(img)), mode="L")
+    try:
+        return img.convert("RGB")  # CMYK, YCbCr, RGBX, HSV, ...
+    except (ValueError, OSError) as e:
+        raise BadImageError(f"unsupported colour mode {mode}") from e
+
+
+def probe_image(path: str | os.PathLike, max_pixels: int | None = None) -> ImageInfo:
+    """Width, height and mode from the file header only (no pixel decoding); raises BadImageError."""
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
+    with _open_file(path) as f:
+        img = _open_checked(f, limit)
+        w, h = img.size
+        return ImageInfo(width=w, height=h, mode=img.mode, grey=is_grayscale_mode(img))
+
+
+def is_grayscale_mode(path_or_img: str | os.PathLike | Image.Image) -> bool:
+    """True when the image's mode (or palette) is greyscale, judged from the header only."""
+    if not isinstance(path_or_img, Image.Image):
+        return probe_image(path_or_img).grey
+    img = path_or_img
+    if img.mode in _GREY_MODES:
+        return True
+    if img.mode in ("P", "PA"):
+        return _palette_is_grey(img)
+    return False

@@ -1,0 +1,301 @@
+"""Image folders on disk -> decoded ImageSets (one sub-folder per class), skipping bad files with a reason.
+
+Usage:
+    from sortnet.data.folder import read_folder
+    fd = read_folder("photos", img_size=None, channels=None)   # auto size/channels from the images
+    fd.train, fd.val, fd.test, fd.skipped, fd.prep_size, fd.channels
+
+Layouts: DATA/<class>/<images> (flat), or DATA/train/<class>/... with optional DATA/val|valid|validation/<class>/...
+and DATA/test/<class>/... . Sub-folders inside a class folder are searched too; hidden names (".x") are ignored.
+Splitting flat folders and per-channel statistics are done by sortnet.data.sources.
+"""
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from sortnet.data.dataset import ImageSet, SkippedFile
+from sortnet.data.decode import BadImageError, decode_image, has_image_extension, probe_image
+from sortnet.data.errors import DataError
+from sortnet.data.preprocess import Preprocessing, image_to_array
+
+LAYOUT_HELP = (
+    "expected DATA/<class>/<image files> (e.g. photos/cat/1.jpg, photos/dog/2.jpg), or DATA/train/<class>/... "
+    "with optional DATA/val/<class>/... and DATA/test/<class>/..."
+)
+VAL_DIR_NAMES = ("val", "valid", "validation")
+PARALLEL_MIN_FILES = 200  # below this, process start-up costs more than it saves
+AUTO_SAMPLE = 200  # files whose headers are read to choose img_size / channels
+AUTO_SIZE_MAX = 64  # median shorter side <= this (px) is used as img_size; larger images get DEFAULT_SIZE
+DEFAULT_SIZE = 128
+MIN_AUTO_SIZE = 8  # px; smaller inputs break most architectures
+
+
+@dataclass
+class FolderScan:
+    """What is on disk: per split ("train"/"val"/"test"), class name -> sorted image paths."""
+
+    root: Path
+    layout: str  # "flat" or "split"
+    splits: dict[str, dict[str, list[str]]]
+    skipped: list[SkippedFile] = field(default_factory=list)
+    val_dir: str | None = None  # the folder name used for validation ("val", "valid", ...)
+
+
+@dataclass
+class FolderData:
+    """Decoded folder contents at one resolution; val/test are None when the folder has none."""
+
+    train: ImageSet | None
+    val: ImageSet | None
+    test: ImageSet | None
+    classes: list[str]
+    img_size: int
+    channels: int
+    skipped: list[SkippedFile]
+    notes: list[str]
+    layout: str
+    val_dir: str | None
+
+
+def _visible_dirs(folder: Path) -> dict[str, Path]:
+    return {p.name: p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+
+
+def _class_files(class_dir: Path) -> tuple[list[str], list[SkippedFile]]:
+    """Image paths under one class folder (recursively, sorted) and the non-image files skipped there."""
+    images: list[str] = []
+    skipped: list[SkippedFile] = []
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = os.path.join(dirpath, name)
+            if has_image_extension(name):
+                images.append(path)
+            else:
+                skipped.append(SkippedFile(path, "not an image extension"))
+    return images, skipped
+
+
+def _scan_classes(folder: Path, scan: FolderScan) -> dict[str, list[str]]:
+    out = {}
+    for name, path in _visible_dirs(folder).items():
+        out[name], skipped = _class_files(path)
+        scan.skipped.extend(skipped)
+    return out
+
+
+def scan_folder(root: str | os.PathLike) -> FolderScan:
+    """The image files under `root` by split and class; raises DataError when root is missing or not a folder."""
+    root_path = Path(root).expanduser()
+    if not root_path.exists():
+        raise DataError(f"data folder {root_path} does not exist; {LAYOUT_HELP}")
+    if not root_path.is_dir():
+        raise DataError(f"{root_path} is not a folder; {LAYOUT_HELP}")
+    top = _visible_dirs(root_path)
+    lower = {name.lower(): path for name, path in top.items()}
+    val_name = next((n for n in VAL_DIR_NAMES if n in lower), None)
+    named = {"train": lower.get("train"), "val": lower.get(val_name) if val_name else None, "test": lower.get("test")}
+    is_split = any(p is not None and _visible_dirs(p) for p in named.values())
+    scan = FolderScan(root=root_path.resolve(), layout="split" if is_split else "flat", splits={}, val_dir=None)
+    if not is_split:
+        scan.splits["train"] = _scan_classes(root_path, scan)
+        return scan
+    for split, path in named.items():
+        if path is not None:
+            scan.splits[split] = _scan_classes(path, scan)
+    scan.val_dir = lower[val_name].name if val_name else None
+    return scan
+
+
+def _root_has_images(root: Path) -> bool:
+    return any(p.is_file() and has_image_extension(p.name) for p in root.iterdir())
+
+
+def check_train_classes(scan: FolderScan) -> list[str]:
+    """Sorted class names of the training split; DataError for layouts that cannot train a classifier."""
+    where = scan.root / "train" if scan.layout == "split" else scan.root
+    if "train" not in scan.splits:
+        raise DataError(f"{scan.root} has {'/'.join(scan.splits)} folders but no train/ folder; {LAYOUT_HELP}")
+    train = scan.splits["train"]
+    if not train:
+        extra = " (image files found directly in it; move them into one sub-folder per class)" \
+            if _root_has_images(where) else ""
+        raise DataError(f"no class folders in {where}{extra}; {LAYOUT_HELP}")
+    if len(train) == 1:
+        raise DataError(f"only one class folder ({next(iter(train))!r}) in {where}; a classifier needs at least "
+                        f"two; {LAYOUT_HELP}")
+    for name, files in train.items():
+        if not files:
+            raise DataError(f"class folder {where / name} has no image files "
+                            f"(extensions: .jpg .jpeg .png .bmp .gif .webp .tif .tiff); {LAYOUT_HELP}")
+    classes = sorted(train)
+    for split in ("val", "test"):
+        unknown = sorted(set(scan.splits.get(split, {})) - set(classes))
+        if unknown:
+            raise DataError(f"{split} folder has classes not in train/: {', '.join(unknown)} "
+                            f"(train classes: {', '.join(classes)})")
+    return classes
+
+
+def _even_sample(items: list[str], k: int) -> list[str]:
+    if len(items) <= k:
+        return list(items)
+    return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, k).round().astype(int))]
+
+
+def choose_size_channels(paths: list[str], img_size: int | None, channels: int | None,
+                         max_pixels: int | None = None) -> tuple[int, int, list[str]]:
+    """img_size and channels (given ones kept; missing ones chosen from up to AUTO_SAMPLE headers) + notes."""
+    notes: list[str] = []
+    if img_size is not None and channels is not None:
+        return int(img_size), int(channels), notes
+    infos = []
+    for path in _even_sample(paths, AUTO_SAMPLE):
+        try:
+            infos.append(probe_image(path, max_pixels))
+        except BadImageError:
+            continue  # reported later, when the file is decoded
+    if channels is None:
+        channels = 1 if infos and all(i.grey for i in infos) else 3
+        why = "all sampled images are greyscale" if channels == 1 else "sampled images include colour"
+        notes.append(f"channels {channels} chosen: {why}")
+    if img_size is None:
+        median = float(np.median([min(i.width, i.height) for i in infos])) if infos else float(DEFAULT_SIZE)
+        img_size = max(MIN_AUTO_SIZE, int(round(median))) if median <= AUTO_SIZE_MAX else DEFAULT_SIZE
+        notes.append(f"img_size {img_size} chosen from median image size (shorter side {median:g} px)")
+    return int(img_size), int(channels), notes
+
+
+def _decode_one(path: str, prep: Preprocessing, max_pixels: int | None) -> tuple[np.ndarray | None, str | None]:
+    """(uint8 [C, H, W], None) for a good file, (None, reason) for a bad one. Runs in worker processes."""
+    try:
+        return image_to_array(decode_image(path, max_pixels=max_pixels), prep), None
+    except BadImageError as e:
+        return None, e.reason
+    except Exception as e:  # noqa: BLE001 - one strange file must never stop a run of thousands
+        return None, f"cannot decode ({type(e).__name__}: {e})"[:120]
+
+
+def _worker_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def decode_files(paths: list[str], prep: Preprocessing, *, progress: bool = False, max_pixels: int | None = None,
+                 workers: int | None = None) -> tuple[np.ndarray, np.ndarray, list[SkippedFile]]:
+    """Decode `paths` to uint8 [M, C, S, S]; returns (images, index of each row into paths, skipped files).
+
+    More than PARALLEL_MIN_FILES files are decoded by a process pool using every core (or `workers`).
+    """
+    n = len(paths)
+    out = np.empty((n, prep.channels, prep.img_size, prep.img_size), np.uint8)
+    kept: list[int] = []
+    skipped: list[SkippedFile] = []
+    work = functools.partial(_decode_one, prep=prep, max_pixels=max_pixels)
+    workers = workers or _worker_count()
+    bar = tqdm(total=n, desc="decoding", unit="img", disable=not progress, leave=False)
+    pool = None
+    try:
+        if n > PARALLEL_MIN_FILES and workers > 1:
+            ctx = multiprocessing.get_context("spawn")  # fork is unsafe once torch/tqdm threads exist
+            pool = ctx.Pool(workers)
+            results = pool.imap(work, paths, chunksize=max(1, min(64, n // (workers * 8))))
+        else:
+            results = map(work, paths)
+        for i, (arr, reason) in enumerate(results):
+            if arr is None:
+                skipped.append(SkippedFile(paths[i], reason or "unreadable"))
+            else:
+                out[len(kept)] = arr  # compact in place: good rows first, no second copy
+                kept.append(i)
+            bar.update(1)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    return out[: len(kept)], np.asarray(kept, dtype=np.int64), skipped
+
+
+def _flatten(split: dict[str, list[str]], class_index: dict[str, int]) -> tuple[list[str], list[int]]:
+    paths, labels = [], []
+    for name in sorted(split):
+        paths.extend(split[name])
+        labels.extend([class_index[name]] * len(split[name]))
+    return paths, labels
+
+
+def decode_splits(scan: FolderScan, splits: list[str], classes: list[str], prep: Preprocessing, *,
+                  progress: bool = False, max_pixels: int | None = None) -> tuple[dict[str, ImageSet], list]:
+    """Decode the named splits of a scan in one pass; labels index `classes` (every folder class must be in it)."""
+    class_index = {c: i for i, c in enumerate(classes)}
+    all_paths: list[str] = []
+    all_labels: list[int] = []
+    bounds = {}
+    for split in splits:
+        paths, labels = _flatten(scan.splits[split], class_index)
+        bounds[split] = (len(all_paths), len(all_paths) + len(paths))
+        all_paths += paths
+        all_labels += labels
+    images, kept, skipped = decode_files(all_paths, prep, progress=progress, max_pixels=max_pixels)
+    labels = np.asarray(all_labels, dtype=np.int64)
+    sets = {}
+    for split, (lo, hi) in bounds.items():
+        rows = np.nonzero((kept >= lo) & (kept < hi))[0]
+        sets[split] = ImageSet(images=images[rows] if len(rows) < len(kept) else images, labels=labels[kept[rows]],
+                               classes=list(classes), paths=[all_paths[i] for i in kept[rows]])
+    return sets, skipped
+
+
+def read_folder(root: str | os.PathLike, *, img_size: int | None = None, channels: int | None = None,
+                progress: bool = False, max_pixels: int | None = None) -> FolderData:
+    """Scan, validate and decode a training folder (train + val/ + test/ folders when present)."""
+    scan = scan_folder(root)
+    classes = check_train_classes(scan)
+    train_paths, _ = _flatten(scan.splits["train"], {c: i for i, c in enumerate(classes)})
+    size, chans, notes = choose_size_channels(train_paths, img_size, channels, max_pixels)
+    prep = Preprocessing(img_size=size, channels=chans)
+    splits = [s for s in ("train", "val", "test") if s in scan.splits]
+    sets, skipped = decode_splits(scan, splits, classes, prep, progress=progress, max_pixels=max_pixels)
+    counts = sets["train"].class_counts()
+    empty = [c for c, n in counts.items() if n == 0]
+    if empty:
+        raise DataError(f"no readable images for class(es) {', '.join(empty)} in {scan.root}: "
+                        f"all their files were skipped (first reason: {skipped[0].reason if skipped else '?'})")
+    notes.insert(0, f"found {sum(counts.values())} training images in {len(classes)} classes "
+                    f"({'train/val/test folders' if scan.layout == 'split' else 'one folder per class'})")
+    return FolderData(train=sets["train"], val=sets.get("val"), test=sets.get("test"), classes=classes,
+                      img_size=size, channels=chans, skipped=scan.skipped + skipped, notes=notes,
+                      layout=scan.layout, val_dir=scan.val_dir)
+
+
+def read_folder_eval(root: str | os.PathLike, prep: Preprocessing, classes: list[str], *, progress: bool = False,
+                     max_pixels: int | None = None) -> tuple[ImageSet, list[SkippedFile], str]:
+    """Evaluation images of a folder labelled with the model's `classes`: test/, else val/, else every image.
+
+    Returns (images, skipped files, which split was used). A folder class unknown to the model is a DataError.
+    """
+    scan = scan_folder(root)
+    split = next((s for s in ("test", "val") if s in scan.splits), None) if scan.layout == "split" else "train"
+    if split is None:
+        raise DataError(f"{scan.root} has a train/ folder but no test/ or val/ folder to evaluate on; {LAYOUT_HELP}")
+    found = scan.splits[split]
+    if not any(found.values()):
+        raise DataError(f"no images to evaluate in {scan.root}; {LAYOUT_HELP}")
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise DataError(f"class folder(s) {', '.join(unknown)} in {scan.root} are not classes of this model "
+                        f"(model classes: {', '.join(classes)})")
+    sets, skipped = decode_splits(scan, [split], classes, prep, progress=progress, max_pixels=max_pixels)
+    return sets[split], scan.skipped + skipped, split

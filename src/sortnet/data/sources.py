@@ -1,0 +1,200 @@
+"""One entry point for training and evaluation data: a built-in dataset name or an image folder.
+
+Usage:
+    from sortnet.data.sources import load_data, load_eval_data
+    bundle = load_data("fashion-mnist")                  # or load_data("photos/", img_size=64)
+    test, skipped = load_eval_data("photos/", bundle.preprocessing, bundle.classes)
+
+A built-in name wins over a same-named folder in the current directory; write "./mnist" for the folder.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from sortnet.data.builtin import DATASETS, builtin_name, read_builtin
+from sortnet.data.dataset import DataBundle, ImageSet, SkippedFile
+from sortnet.data.errors import DataError
+from sortnet.data.folder import LAYOUT_HELP, read_folder, read_folder_eval
+from sortnet.data.preprocess import Preprocessing, image_to_array
+
+__all__ = ["DataError", "load_data", "load_eval_data", "stratified_split", "channel_stats", "border_background",
+           "BUILTIN_NAMES"]
+
+BUILTIN_NAMES = tuple(DATASETS)
+STATS_CHUNK = 4096  # images per chunk when summing pixels (bounds float64 memory)
+BACKGROUND_SAMPLE = 2000  # images whose border ring decides "dark" vs "light"
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, val) row indices: per class round(n * val_fraction) rows to val, deterministic in seed.
+
+    Every class with >= 2 rows gets >= 1 val row and keeps >= 1 train row; val_fraction 0 gives no val rows.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    val: list[np.ndarray] = []
+    for label in np.unique(labels):
+        rows = rng.permutation(np.nonzero(labels == label)[0])
+        n = len(rows)
+        k = int(round(n * val_fraction))
+        if val_fraction > 0 and n >= 2:
+            k = min(max(k, 1), n - 1)
+        val.append(rows[:k])
+    val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, np.int64)
+    train_mask = np.ones(len(labels), bool)
+    train_mask[val_idx] = False
+    return np.nonzero(train_mask)[0], val_idx.astype(np.int64)
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 [N, C, H, W] images on the 0..1 scale (summed in chunks)."""
+    c = images.shape[1]
+    total = np.zeros(c)
+    total_sq = np.zeros(c)
+    count = 0
+    for start in range(0, len(images), STATS_CHUNK):
+        chunk = images[start:start + STATS_CHUNK].astype(np.float64) / 255.0
+        total += chunk.sum(axis=(0, 2, 3))
+        total_sq += (chunk**2).sum(axis=(0, 2, 3))
+        count += chunk.shape[0] * chunk.shape[2] * chunk.shape[3]
+    if count == 0:
+        return (0.5,) * c, (0.25,) * c
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    std = np.where(std < 1e-3, 1.0, std)  # constant images: avoid dividing by ~0 inside the model
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def border_background(images: np.ndarray) -> str:
+    """ "dark" if the median outer 1-px ring pixel (mean over channels, 0..255) is < 128, else "light"."""
+    if len(images) == 0:
+        return "light"
+    pick = np.unique(np.linspace(0, len(images) - 1, min(len(images), BACKGROUND_SAMPLE)).round().astype(int))
+    grey = images[pick].astype(np.float32).mean(axis=1)  # [n, H, W]
+    ring = np.concatenate([grey[:, 0, :], grey[:, -1, :], grey[:, 1:-1, 0], grey[:, 1:-1, -1]], axis=1)
+    return "dark" if float(np.median(ring)) < 128 else "light"
+
+
+def _fit_preprocessing(train: ImageSet, img_size: int, channels: int) -> Preprocessing:
+    mean, std = channel_stats(train.images)
+    return Preprocessing(img_size=img_size, channels=channels, mean=mean, std=std,
+                         background=border_background(train.images))
+
+
+def _convert_set(s: ImageSet, prep: Preprocessing, progress: bool) -> ImageSet:
+    """A native-resolution set re-made through PIL + image_to_array, exactly like files at prediction time."""
+    native = (s.images.shape[1], s.images.shape[2], s.images.shape[3])
+    if native == (prep.channels, prep.img_size, prep.img_size) or len(s) == 0:
+        return s
+    out = np.empty((len(s), prep.channels, prep.img_size, prep.img_size), np.uint8)
+    for i in tqdm(range(len(s)), desc="resizing", unit="img", disable=not progress, leave=False):
+        a = s.images[i]
+        img = Image.fromarray(a[0]) if a.shape[0] == 1 else Image.fromarray(np.ascontiguousarray(a.transpose(1, 2, 0)))
+        out[i] = image_to_array(img, prep)
+    return ImageSet(images=out, labels=s.labels, classes=s.classes, paths=s.paths, groups=s.groups)
+
+
+def _split_note(val_fraction: float, seed: int) -> str:
+    if val_fraction <= 0:
+        return "validation: none (val_fraction 0)"
+    return f"validation: {val_fraction:.0%} stratified split of train, seed {seed}"
+
+
+def _load_builtin(key: str, img_size, channels, val_fraction, seed, data_root, download, progress) -> DataBundle:
+    arrays = read_builtin(key, data_root=data_root, download=download, progress=progress)
+    spec = arrays.spec
+    size, chans = int(img_size or spec.img_size), int(channels or spec.channels)
+    prep = Preprocessing(img_size=size, channels=chans)
+    full = _convert_set(arrays.train, prep, progress)
+    test = _convert_set(arrays.test, prep, progress)
+    train_idx, val_idx = stratified_split(full.labels, val_fraction, seed)
+    train = full.subset(train_idx)
+    val = full.subset(val_idx) if len(val_idx) else None
+    notes = [f"{spec.name}: {len(train)} train, {len(val_idx)} val, {len(test)} test images ({arrays.location})",
+             _split_note(val_fraction, seed),
+             "test: fixed stratified 20% split (seed 0)" if key == "digits" else "test: official test split"]
+    if (size, chans) != (spec.img_size, spec.channels):
+        notes.append(f"converted from native {spec.img_size} px x {spec.channels} channel(s) "
+                     f"to {size} px x {chans} channel(s)")
+    return DataBundle(train=train, val=val, test=test, classes=list(spec.classes),
+                      preprocessing=_fit_preprocessing(train, size, chans), source=f"builtin:{spec.name}",
+                      notes=notes)
+
+
+def _load_folder(path: str, img_size, channels, val_fraction, seed, progress, max_pixels) -> DataBundle:
+    fd = read_folder(path, img_size=img_size, channels=channels, progress=progress, max_pixels=max_pixels)
+    notes = list(fd.notes)
+    train, val = fd.train, fd.val
+    if val is not None and len(val) > 0:
+        notes.append(f"validation: {fd.val_dir}/ folder ({len(val)} images)")
+    else:
+        train_idx, val_idx = stratified_split(train.labels, val_fraction, seed)
+        val = train.subset(val_idx) if len(val_idx) else None
+        train = train.subset(train_idx)
+        notes.append(_split_note(val_fraction, seed))
+    test = fd.test if fd.test is not None and len(fd.test) > 0 else None
+    notes.append(f"test: test/ folder ({len(test)} images)" if test is not None else "test: none (no test/ folder)")
+    if fd.skipped:
+        notes.append(f"skipped {len(fd.skipped)} file(s); see the skipped list")
+    return DataBundle(train=train, val=val, test=test, classes=fd.classes,
+                      preprocessing=_fit_preprocessing(train, fd.img_size, fd.channels),
+                      source=f"folder:{Path(path).expanduser().resolve()}", skipped=fd.skipped, notes=notes)
+
+
+def _not_found(data: str) -> DataError:
+    return DataError(f"{data!r} is neither a built-in dataset ({', '.join(BUILTIN_NAMES)}) nor an existing "
+                     f"folder: the path {Path(data).expanduser()} does not exist; {LAYOUT_HELP}")
+
+
+def load_data(data: str, *, img_size: int | None = None, channels: int | None = None, val_fraction: float = 0.2,
+              seed: int = 0, data_root: str | None = None, download: bool = True, progress: bool = True,
+              max_pixels: int | None = None) -> DataBundle:
+    """Train/val/test data from a built-in dataset name or an image folder, with fitted Preprocessing.
+
+    img_size/channels None = native size for built-ins, auto-chosen for folders. Raises DataError.
+    """
+    if channels is not None and channels not in (1, 3):
+        raise DataError(f"channels must be 1 or 3, got {channels}")
+    if img_size is not None and int(img_size) < 1:
+        raise DataError(f"img_size must be a positive number of pixels, got {img_size}")
+    key = builtin_name(str(data))
+    if key is not None and not any(sep in str(data) for sep in ("/", os.sep)):
+        return _load_builtin(key, img_size, channels, val_fraction, seed, data_root, download, progress)
+    if not Path(data).expanduser().exists():
+        raise _not_found(str(data))
+    return _load_folder(str(data), img_size, channels, val_fraction, seed, progress, max_pixels)
+
+
+def _remap_labels(s: ImageSet, classes: list[str], where: str) -> ImageSet:
+    """Labels of `s` (indexing s.classes) re-expressed as indices into the model's `classes`."""
+    unknown = [c for c in s.classes if c not in classes]
+    if unknown:
+        raise DataError(f"class(es) {', '.join(unknown)} of {where} are not classes of this model "
+                        f"(model classes: {', '.join(classes)})")
+    mapping = np.asarray([classes.index(c) for c in s.classes], dtype=np.int64)
+    return ImageSet(images=s.images, labels=mapping[s.labels], classes=list(classes), paths=s.paths, groups=s.groups)
+
+
+def load_eval_data(data: str, prep: Preprocessing, classes: list[str], *, data_root: str | None = None,
+                   download: bool = True, progress: bool = True,
+                   max_pixels: int | None = None) -> tuple[ImageSet, list[SkippedFile]]:
+    """Images to evaluate a trained model on, made with the model's `prep`, labels indexing the model's `classes`.
+
+    Built-in -> its official test split; folder with test/ -> that (else val/); plain class folder -> every image.
+    """
+    key = builtin_name(str(data))
+    if key is not None and not any(sep in str(data) for sep in ("/", os.sep)):
+        arrays = read_builtin(key, data_root=data_root, download=download, progress=progress)
+        test = _convert_set(arrays.test, prep, progress)
+        return _remap_labels(test, list(classes), f"built-in dataset {key}"), []
+    if not Path(data).expanduser().exists():
+        raise _not_found(str(data))
+    images, skipped, _ = read_folder_eval(data, prep, list(classes), progress=progress, max_pixels=max_pixels)
+    return images, skipped
