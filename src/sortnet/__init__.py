@@ -5,13 +5,15 @@ Usage:
     clf = sortnet.train("photos/")                       # or "fashion-mnist", "cifar10", ...
     sortnet.evaluate(clf, "photos/")
     sortnet.predict("runs/photos/model.safetensors", ["new.jpg"])
+    sortnet.list_models(); sortnet.list_datasets()
     clf = sortnet.load("runs/photos/model.safetensors")
 """
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["train", "evaluate", "predict", "load", "models", "datasets", "Classifier", "Prediction",
+# list_models / list_datasets, not models / datasets: those names are the sortnet.models package.
+__all__ = ["train", "evaluate", "predict", "load", "list_models", "list_datasets", "Classifier", "Prediction",
            "Predictor", "TrainConfig"]
 
 
@@ -44,14 +46,14 @@ def load(path):
     return Classifier.load(path)
 
 
-def models() -> list[dict]:
+def list_models() -> list[dict]:
     """Registered model names with descriptions (any layer spec string works too)."""
     from sortnet.models.registry import list_models
 
     return [{"name": m.name, "description": m.description, "kind": m.kind} for m in list_models()]
 
 
-def datasets(data_root: str | None = None) -> list[dict]:
+def list_datasets(data_root: str | None = None) -> list[dict]:
     """Built-in datasets and whether their files are present."""
     from sortnet.data.builtin import list_datasets
 

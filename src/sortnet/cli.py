@@ -113,9 +113,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from sortnet import models
+    from sortnet import list_models
 
-    rows = models()
+    rows = list_models()
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -127,7 +127,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from sortnet import datasets
+    from sortnet import list_datasets
 
     if args.export:
         from sortnet.data.export_images import export_images
@@ -135,7 +135,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
         written = export_images(args.export, args.out, split=args.split, limit=args.limit, data_root=args.data_root)
         print(f"wrote {len(written)} {args.split} images of {args.export} to {args.out}/<class>/")
         return 0
-    rows = datasets(args.data_root)
+    rows = list_datasets(args.data_root)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
