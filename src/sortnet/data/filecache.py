@@ -1,0 +1,182 @@
+"""Per-file facts (content hash, perceptual hash, size, mode, format, EXIF rotation, error) cached as JSON.
+
+Usage:
+    from sortnet.data.filecache import file_facts_many
+    facts = file_facts_many(root, paths, progress=True)    # {path: {"sha256": ..., "phash": ..., ...}}
+
+An entry is reused only while the file's (size, mtime_ns, ctime_ns) are unchanged, so editing a file -
+even keeping its size - recomputes it. The cache lives outside the data (never in the user's folders):
+$SORTNET_CACHE/check/<hash of the data root>.json, default ~/.cache/sortnet/check. No pickle anywhere.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import warnings
+from pathlib import Path
+
+from PIL import Image
+from tqdm import tqdm
+
+from sortnet.atomic import atomic_write_text
+from sortnet.data.decode import BadImageError, decode_image
+from sortnet.data.phash import image_signature
+
+CACHE_VERSION = 2
+PARALLEL_MIN_FILES = 200  # below this a process pool costs more (spawn + imports) than it saves
+SAVE_EVERY = 5000  # files computed between intermediate cache saves (an interrupted check resumes)
+EXIF_ORIENTATION = 0x0112
+
+
+def cache_root() -> Path:
+    """$SORTNET_CACHE, else ~/.cache/sortnet (shared by the check cache and the ingest cache)."""
+    env = os.environ.get("SORTNET_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "sortnet"
+
+
+def worker_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def stat_key(path: str) -> list[int] | None:
+    """[size, mtime_ns, ctime_ns] of a file, or None when it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [int(st.st_size), int(st.st_mtime_ns), int(st.st_ctime_ns)]
+
+
+def _header_facts(data: bytes) -> dict:
+    """Format, original mode, size, frame count and EXIF rotation from the header (no pixel decoding)."""
+    out: dict = {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # decompression-bomb warnings: decode_image decides
+            with Image.open(io.BytesIO(data)) as img:
+                out.update(format=img.format, mode=img.mode, width=img.size[0], height=img.size[1],
+                           frames=int(getattr(img, "n_frames", 1) or 1))
+                try:
+                    orient = int(img.getexif().get(EXIF_ORIENTATION, 1) or 1)
+                except Exception:  # noqa: BLE001 - a broken EXIF block only loses this fact
+                    orient = 1
+                out["exif_rotated"] = orient not in (1,)
+    except Exception:  # noqa: BLE001 - unreadable headers are reported through decode_image's reason
+        pass
+    return out
+
+
+def compute_facts(path: str) -> dict:
+    """Facts of one file (runs in worker processes). Reads the file; never writes or changes it."""
+    facts: dict = {"error": None}
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return {"error": "file vanished"}
+    except PermissionError:
+        return {"error": "permission denied"}
+    except OSError as e:
+        return {"error": f"cannot read file ({e.strerror or type(e).__name__})"}
+    facts["sha256"] = hashlib.sha256(data).hexdigest()
+    facts.update(_header_facts(data))
+    try:
+        img = decode_image(path)  # the same decoder training uses: same verdict on the same file
+        h, facts["rgb"] = image_signature(img)
+        facts["phash"] = None if h is None else f"{h:016x}"
+        facts["width"], facts["height"] = img.size  # after EXIF rotation
+    except BadImageError as e:
+        facts["error"] = e.reason
+    except Exception as e:  # noqa: BLE001 - one strange file must never stop a check of thousands
+        facts["error"] = f"cannot decode ({type(e).__name__}: {e})"[:120]
+    return facts
+
+
+class FactCache:
+    """JSON file mapping relative path -> [size, mtime_ns, ctime_ns, facts]."""
+
+    def __init__(self, root: Path, file: Path):
+        self.root, self.file, self.dirty = root, file, False
+        self.entries: dict[str, list] = {}
+        try:
+            payload = json.loads(file.read_text())
+            if payload.get("version") == CACHE_VERSION and payload.get("root") == str(root):
+                self.entries = payload["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # missing or damaged cache: recompute everything
+
+    @classmethod
+    def for_root(cls, root: str | os.PathLike) -> "FactCache":
+        root = Path(root).expanduser().resolve()
+        name = hashlib.sha256(str(root).encode()).hexdigest()[:20]
+        return cls(root, cache_root() / "check" / f"{name}.json")
+
+    def rel(self, path: str) -> str:
+        return os.path.relpath(os.path.abspath(path), self.root)
+
+    def get(self, path: str, key: list[int] | None) -> dict | None:
+        entry = self.entries.get(self.rel(path))
+        if key is None or entry is None or entry[:3] != key:
+            return None
+        return entry[3]
+
+    def put(self, path: str, key: list[int] | None, facts: dict) -> None:
+        if key is not None:  # a file that could not be stat'ed is never cached (it may come back)
+            self.entries[self.rel(path)] = [*key, facts]
+            self.dirty = True
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        payload = {"version": CACHE_VERSION, "root": str(self.root), "files": self.entries}
+        try:
+            atomic_write_text(self.file, json.dumps(payload, separators=(",", ":")))
+            self.dirty = False
+        except OSError:
+            pass  # a read-only home only costs the next run a recomputation
+
+
+def _results(todo: list[str], workers: int):
+    """(path, facts) for each path, in a spawn process pool when there are many."""
+    if len(todo) > PARALLEL_MIN_FILES and workers > 1:
+        ctx = multiprocessing.get_context("spawn")  # fork is unsafe once torch/tqdm threads exist
+        with ctx.Pool(workers) as pool:
+            chunk = max(1, min(64, len(todo) // (workers * 8)))
+            yield from zip(todo, pool.imap(compute_facts, todo, chunksize=chunk))
+    else:
+        yield from ((p, compute_facts(p)) for p in todo)
+
+
+def file_facts_many(root: str | os.PathLike, paths: list[str], *, progress: bool = False,
+                    workers: int | None = None) -> tuple[dict[str, dict], int]:
+    """({path: facts} for every path, number of files actually computed); cached files cost one stat."""
+    cache = FactCache.for_root(root)
+    out: dict[str, dict] = {}
+    keys: dict[str, list[int] | None] = {}
+    todo: list[str] = []
+    for p in paths:
+        keys[p] = stat_key(p)
+        hit = cache.get(p, keys[p])
+        if hit is not None:
+            out[p] = hit
+        else:
+            todo.append(p)
+    bar = tqdm(total=len(todo), desc="checking", unit="file", disable=not progress or not todo, leave=False)
+    try:
+        for n, (p, facts) in enumerate(_results(todo, workers or worker_count()), 1):
+            out[p] = facts
+            if facts.get("error") not in ("file vanished", "permission denied"):
+                cache.put(p, keys[p], facts)  # transient errors are re-checked next time
+            bar.update(1)
+            if n % SAVE_EVERY == 0:
+                cache.save()
+    finally:
+        bar.close()
+        cache.save()
+    return out, len(todo)
