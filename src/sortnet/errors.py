@@ -8,8 +8,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from sortnet.modelfile import ModelFileError
     from sortnet.models.spec import SpecError
     from sortnet.train.checkpoint import CheckpointError
+    from sortnet.infer.export import ExportError
+    from sortnet.infer.onnx_predict import OnnxModelError
+    from sortnet.infer.stream import StreamError
+    from sortnet.infer.use_cli import MissingExtraError
 
-    return (ConfigError, DataError, ModelFileError, CheckpointError, SpecError, FileNotFoundError)
+    return (ConfigError, DataError, ModelFileError, CheckpointError, SpecError, FileNotFoundError,
+            ExportError, OnnxModelError, StreamError, MissingExtraError)
 
 
 USER_ERRORS = _user_errors()

@@ -67,21 +67,35 @@ def expand_paths(paths: list[str | os.PathLike]) -> list[Path]:
 
 
 class Predictor:
-    def __init__(self, model: torch.nn.Module, meta: dict, device: str = "cpu", invert: str = "auto",
-                 tta: bool = True, batch_size: int = 64) -> None:
+    def __init__(self, model, meta: dict, device: str = "cpu", invert: str = "auto",
+                 tta: bool = True, batch_size: int = 64, runtime: str = "torch") -> None:
+        """model: a torch SortnetModel, or an OnnxBackend (then runtime is onnx). runtime: torch | onnx | auto."""
+        from sortnet.infer.onnx_predict import OnnxBackend, resolve_runtime
+
         if invert not in INVERT_CHOICES:
             raise ValueError(f"invert must be one of {INVERT_CHOICES}, got {invert!r}")
         self.device = resolve_device(device)
         self.dtype = resolve_precision("fp32", self.device)
-        self.model = model.to(self.device).eval()
         self.meta = meta
         self.classes: list[str] = list(meta["classes"])
         self.prep = Preprocessing.from_dict(meta["preprocessing"])
         self.tta = TTA.from_dict(meta.get("tta")) if tta else None
         self.invert, self.batch_size = invert, batch_size
+        self.onnx: OnnxBackend | None = model if isinstance(model, OnnxBackend) else None
+        self.runtime = "onnx" if self.onnx else resolve_runtime(runtime, self.device.type)
+        self.model = None if self.onnx else model.to(self.device).eval()
+        if self.runtime == "onnx" and self.onnx is None:  # exported in memory: same weights, same TTA views
+            self.onnx = OnnxBackend.from_torch(self.model, meta, tta=self.tta is not None)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, **kwargs) -> "Predictor":
+        """A .safetensors model file, or an .onnx export (runs on onnxruntime; its TTA is fixed at export)."""
+        if str(path).lower().endswith(".onnx"):
+            from sortnet.infer.onnx_predict import OnnxBackend, resolve_runtime
+
+            resolve_runtime(kwargs.pop("runtime", "onnx"), model_path=path)  # refuses runtime="torch"
+            backend = OnnxBackend.from_file(path)
+            return cls(backend, backend.meta, **kwargs)
         model, meta = load_model(path)
         return cls(model, meta, **kwargs)
 
@@ -96,6 +110,8 @@ class Predictor:
 
     def predict_arrays(self, arrays: np.ndarray) -> np.ndarray:
         """Probabilities float32 [N, K] for uint8 [N, C, H, W] already preprocessed."""
+        if self.onnx is not None:
+            return self.onnx.predict(np.asarray(arrays), self.batch_size)
         logits = predict_logits(self.model, arrays, self.device, self.dtype, self.batch_size, self.tta)
         return torch.softmax(logits, 1).numpy()
 
@@ -118,9 +134,22 @@ class Predictor:
 
     def predict_paths(self, paths: list[str | os.PathLike], top_k: int = 3) -> list[Prediction]:
         """One Prediction per file (errors reported per file, never raised); decoding runs on all cores."""
+        return list(self.iter_predict_paths(paths, top_k))
+
+    def iter_predict_paths(self, paths: list[str | os.PathLike], top_k: int = 3, chunk: int = 256):
+        """Predictions in file order, `chunk` files at a time: memory stays bounded for huge folders, and
+        the next chunk decodes (thread pool, all cores) while the current one runs through the model."""
         files = expand_paths(paths)
+        chunks = [files[i : i + chunk] for i in range(0, len(files), chunk)]
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            loaded = list(pool.map(self._load, files))
+            pending = [pool.map(self._load, c) for c in chunks[:1]]
+            for i, group in enumerate(chunks):
+                loaded = list(pending.pop(0))
+                if i + 1 < len(chunks):
+                    pending.append(pool.map(self._load, chunks[i + 1]))  # decode ahead while we predict
+                yield from self._predict_loaded(group, loaded, top_k)
+
+    def _predict_loaded(self, files: list[Path], loaded: list, top_k: int) -> list[Prediction]:
         good = [i for i, item in enumerate(loaded) if not isinstance(item, str)]
         results = [Prediction(str(f), error=item if isinstance(item, str) else None) for f, item in zip(files, loaded)]
         if good:

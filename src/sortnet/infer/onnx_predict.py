@@ -1,0 +1,117 @@
+"""onnxruntime backend: uint8 image batches -> class probabilities, from an exported .onnx file or a torch model.
+
+Usage:
+    backend = OnnxBackend.from_file("runs/x/model.onnx")          # metadata read from the ONNX file
+    backend = OnnxBackend.from_torch(model, meta, tta=True)        # exported in memory (about a second)
+    probs = backend.predict(uint8_images)                          # [N, C, H, W] -> float32 [N, K]
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from sortnet.infer.export import INPUT_NAME, ExportError, _require, onnx_bytes
+
+RUNTIMES = ("auto", "torch", "onnx")
+
+
+class OnnxModelError(Exception):
+    """An .onnx file that is not a readable sortnet export; the message says how to make one."""
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_runtime(runtime: str, device: str = "cpu", model_path: str | os.PathLike | None = None) -> str:
+    """"torch" or "onnx". auto: onnx for .onnx files, and on the CPU whenever onnxruntime is installed."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    is_onnx_file = model_path is not None and str(model_path).lower().endswith(".onnx")
+    if runtime == "torch" and is_onnx_file:
+        raise OnnxModelError(f"{model_path} is an ONNX export; use --runtime onnx (or auto), or the .safetensors "
+                             "model file with --runtime torch")
+    if runtime == "auto":
+        return "onnx" if is_onnx_file or (str(device) == "cpu" and onnxruntime_available()) else "torch"
+    return runtime
+
+
+def session_options(threads: int | None = None):
+    """CPU session: all graph optimizations, intra-op threads = usable cores (or `threads`)."""
+    ort = _require("onnxruntime")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    opts.intra_op_num_threads = threads or cores
+    opts.inter_op_num_threads = 1
+    return opts
+
+
+class OnnxBackend:
+    """One onnxruntime InferenceSession on the CPU; `predict` is thread-safe (onnxruntime allows concurrent Run)."""
+
+    def __init__(self, onnx_model: bytes, meta: dict, threads: int | None = None) -> None:
+        ort = _require("onnxruntime")
+        self.meta = meta
+        try:
+            self.session = ort.InferenceSession(onnx_model, sess_options=session_options(threads),
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own untyped errors for bad graphs
+            raise OnnxModelError(f"onnxruntime cannot load this model ({str(e)[:200]}); re-export it with "
+                                 "`sortnet export MODEL --format onnx`.") from e
+        inputs = self.session.get_inputs()
+        if [i.name for i in inputs] != [INPUT_NAME]:
+            raise OnnxModelError(f"expected one input named {INPUT_NAME!r}; this is not a sortnet export")
+
+    @classmethod
+    def from_torch(cls, model, meta: dict, tta: bool = True, threads: int | None = None) -> "OnnxBackend":
+        return cls(onnx_bytes(model, meta, tta=tta), meta, threads)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, threads: int | None = None) -> "OnnxBackend":
+        data = _read_onnx(Path(path))
+        return cls(data, read_onnx_metadata(data, path), threads)
+
+    def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """float32 probabilities [N, K] for uint8 [N, C, H, W] (already preprocessed)."""
+        images = np.ascontiguousarray(images, dtype=np.uint8)
+        out = [self.session.run(["probabilities"], {INPUT_NAME: images[i : i + batch_size]})[0]
+               for i in range(0, len(images), batch_size)]
+        k = len(self.meta["classes"])
+        return np.concatenate(out).astype(np.float32, copy=False) if out else np.zeros((0, k), np.float32)
+
+
+def _read_onnx(path: Path) -> bytes:
+    if not path.is_file():
+        raise OnnxModelError(f"ONNX file not found: {path}. Make one with `sortnet export MODEL --format onnx`.")
+    return path.read_bytes()
+
+
+def read_onnx_metadata(data: bytes, where: str | os.PathLike = "ONNX model") -> dict:
+    """The sortnet metadata dict stored in an exported ONNX file's metadata_props."""
+    onnx = _require("onnx")
+    try:
+        proto = onnx.load_from_string(data)
+    except Exception as e:  # noqa: BLE001 - protobuf decode errors have no stable type
+        raise OnnxModelError(f"{where} is not a readable ONNX file; it may be truncated.") from e
+    props = {p.key: p.value for p in proto.metadata_props}
+    if "sortnet" not in props:
+        raise OnnxModelError(f"{where} has no sortnet metadata; export it with `sortnet export MODEL --format onnx`.")
+    try:
+        return json.loads(props["sortnet"])
+    except json.JSONDecodeError as e:
+        raise OnnxModelError(f"{where}: sortnet metadata is not valid JSON ({e}).") from e
+
+
+__all__ = ["OnnxBackend", "OnnxModelError", "ExportError", "RUNTIMES", "resolve_runtime", "read_onnx_metadata",
+           "onnxruntime_available"]

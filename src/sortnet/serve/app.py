@@ -1,0 +1,167 @@
+"""`sortnet serve MODEL`: an HTTP API (FastAPI + uvicorn) and a browser page for one fixed model.
+
+Endpoints: POST /predict (multipart `file`, or several `files`, or raw image bytes) -> top-k classes;
+GET /model (classes, input size, metrics); GET /health; GET / (drop/pick images or use the camera);
+GET /docs and /openapi.json (OpenAPI). The model is chosen at start-up: no endpoint loads a model from a
+path or URL. Limits: body bytes (413 before decoding), pixels (400), non-images (400, generic text),
+workers + bounded queue (503 at once when full), a request timeout (503).
+
+Usage:
+    sortnet serve runs/x/model.safetensors [--host 127.0.0.1] [--port 8000]
+    curl -F file=@cat.jpg http://127.0.0.1:8000/predict
+    app = create_app(Predictor.from_file("model.onnx"), ServeLimits(max_upload_bytes=5_000_000))
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import asdict, dataclass
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from sortnet.serve.limits import Busy, Gate, TimedOut, UploadError, decode_upload, read_body, replay_request
+from sortnet.serve.page import PAGE_HTML
+
+
+@dataclass
+class ServeLimits:
+    max_upload_bytes: int = 10 * 1024 * 1024  # whole request body; larger -> 413 before decoding
+    max_pixels: int = 40_000_000  # width * height per image, read from the header (decompression bombs)
+    max_files: int = 16  # images per request
+    workers: int = 0  # concurrent inference jobs; 0 = usable CPU cores
+    queue: int = 64  # requests allowed to wait for a worker; beyond workers + queue -> 503 at once
+    timeout_s: float = 10.0  # per request, from admission to answer -> 503
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _model_info(predictor, limits: ServeLimits) -> dict:
+    meta, prep = predictor.meta, predictor.prep
+    return {
+        "classes": list(predictor.classes), "num_classes": len(predictor.classes), "arch": meta.get("arch"),
+        "input": {"img_size": prep.img_size, "channels": prep.channels, "resize": prep.resize},
+        "metrics": meta.get("metrics", {}), "quantization": meta.get("quantization"),
+        "runtime": predictor.runtime, "tta": predictor.tta.to_dict() if predictor.tta else None,
+        "sortnet_version": meta.get("sortnet_version"),
+        "limits": {k: v for k, v in asdict(limits).items()},
+    }
+
+
+async def _uploads(request: Request, limits: ServeLimits) -> tuple[list[tuple[str | None, bytes]], bool]:
+    """((filename, bytes) per uploaded image, whether field `files` was used): multipart or the raw body."""
+    body = await read_body(request, limits.max_upload_bytes)
+    ctype = request.headers.get("content-type", "").lower()
+    if not ctype.startswith("multipart/form-data"):
+        return [(None, body)], False
+    try:
+        form = await replay_request(request, body).form(max_files=limits.max_files, max_fields=limits.max_files)
+    except Exception as e:  # noqa: BLE001 - malformed multipart bodies raise assorted parser errors
+        raise HTTPException(400, "malformed multipart body; send the image in a field named 'file' or 'files'") from e
+    items = [v for key in ("file", "files") for v in form.getlist(key) if hasattr(v, "read")]
+    multi = len(items) > 1 or any(hasattr(v, "read") for v in form.getlist("files"))
+    if not items:
+        raise HTTPException(400, "no image found: send multipart field 'file' (or 'files'), or raw image bytes")
+    if len(items) > limits.max_files:
+        raise HTTPException(400, f"too many images in one request (limit {limits.max_files})")
+    return [(item.filename, await item.read()) for item in items], multi
+
+
+def _predict_batch(predictor, uploads: list[tuple[str | None, bytes]], limits: ServeLimits, top_k: int) -> list:
+    """Runs on a worker thread: decode every upload, then one batched model call."""
+    images = []
+    for i, (name, data) in enumerate(uploads):
+        try:
+            images.append(decode_upload(data, limits.max_pixels))
+        except UploadError as e:
+            where = f"image {i + 1}" if len(uploads) > 1 else "upload"
+            raise HTTPException(400, f"{where}: {e}") from None  # generic text only: no paths or parser output
+    preds = predictor.predict_images(images, top_k=top_k)
+    return [{"filename": name, "class": p.label, "inverted": p.inverted,
+             "predictions": [{"class": c, "probability": round(pr, 6)} for c, pr in p.top]}
+            for (name, _), p in zip(uploads, preds)]
+
+
+def create_app(predictor, limits: ServeLimits | None = None) -> FastAPI:
+    """The FastAPI app serving `predictor` (a sortnet Predictor, fixed for the app's lifetime)."""
+    limits = limits or ServeLimits()
+    if limits.workers <= 0:
+        limits.workers = _cores()
+    gate = Gate(limits.workers, limits.queue)
+    info = _model_info(predictor, limits)
+    app = FastAPI(title="sortnet", version=str(info["sortnet_version"] or ""),
+                  description="Image classifier: POST an image to /predict for its top classes.")
+    app.state.gate, app.state.predictor, app.state.limits = gate, predictor, limits
+    app.router.on_shutdown.append(gate.close)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse(PAGE_HTML)
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "active_requests": gate.active}
+
+    @app.get("/model")
+    def model() -> dict:
+        return info
+
+    @app.post("/predict", responses={400: {}, 413: {}, 503: {}})
+    async def predict(request: Request, top_k: int = Query(3, ge=1, le=100)) -> JSONResponse:
+        """Top-k classes for one image (multipart `file` or raw bytes) or several (multipart `files`)."""
+        try:
+            gate.admit()
+        except Busy:
+            return JSONResponse({"detail": "server busy: too many requests in flight; retry shortly"},
+                                status_code=503, headers={"Retry-After": "1"})
+        deadline = time.monotonic() + limits.timeout_s
+        try:
+            uploads, multi = await asyncio.wait_for(_uploads(request, limits), limits.timeout_s)
+            remaining = max(0.01, deadline - time.monotonic())
+            results = await gate.run(lambda: _predict_batch(predictor, uploads, limits, top_k), remaining)
+        except (TimedOut, asyncio.TimeoutError):
+            return JSONResponse({"detail": f"request timed out after {limits.timeout_s:g} s"}, status_code=503)
+        finally:
+            gate.release()
+        return JSONResponse({"results": results} if multi else results[0])
+
+    return app
+
+
+def load_predictor(path: str, runtime: str = "auto", threads: int | None = None, **kwargs):
+    """A Predictor for serving; on onnxruntime each session gets `threads` intra-op threads."""
+    from sortnet.infer.onnx_predict import OnnxBackend, resolve_runtime
+    from sortnet.infer.predictor import Predictor
+    from sortnet.modelfile import load_model
+
+    if resolve_runtime(runtime, kwargs.get("device", "cpu"), path) != "onnx":
+        return Predictor.from_file(path, runtime="torch", **kwargs)
+    if str(path).lower().endswith(".onnx"):
+        backend = OnnxBackend.from_file(path, threads)
+    else:
+        model, meta = load_model(path)
+        backend = OnnxBackend.from_torch(model, meta, tta=kwargs.get("tta", True), threads=threads)
+    return Predictor(backend, backend.meta, **kwargs)
+
+
+def serve_cli(args) -> int:
+    """`sortnet serve`: load the model once, then run uvicorn until Ctrl-C."""
+    import uvicorn
+
+    limits = ServeLimits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
+                         workers=args.workers or _cores(), queue=args.queue, timeout_s=args.timeout)
+    threads = max(1, _cores() // limits.workers)  # workers x threads = cores: no oversubscription under load
+    predictor = load_predictor(args.model, args.runtime, threads, invert=args.invert, tta=args.tta)
+    app = create_app(predictor, limits)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host}: anyone who can reach this machine can use the model", flush=True)
+    print(f"sortnet serve: {len(predictor.classes)} classes, runtime {predictor.runtime}; "
+          f"page http://{args.host}:{args.port}/  API docs http://{args.host}:{args.port}/docs", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, access_log=args.access_log, log_level="info")
+    return 0
