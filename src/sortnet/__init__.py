@@ -6,15 +6,23 @@ Usage:
     sortnet.evaluate(clf, "photos/")
     sortnet.predict("runs/photos/model.safetensors", ["new.jpg"])
     sortnet.list_models(); sortnet.list_datasets()
+    report = sortnet.check("photos/")                    # data problems: counts, bad files, duplicates
     clf = sortnet.load("runs/photos/model.safetensors")
 """
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
+# The API functions `train` and `evaluate` share their names with the subpackages sortnet/train and
+# sortnet/evaluate. Importing a submodule for the first time (sortnet.train.run) binds the package over
+# the parent's attribute, so the packages are imported here first (their __init__ files are empty and
+# import nothing) and the functions are defined after them: later submodule imports leave them alone.
+import sortnet.evaluate as _evaluate_package  # noqa: E402,F401
+import sortnet.train as _train_package  # noqa: E402,F401
+
 # list_models / list_datasets, not models / datasets: those names are the sortnet.models package.
-__all__ = ["train", "evaluate", "predict", "load", "list_models", "list_datasets", "Classifier", "Prediction",
-           "Predictor", "TrainConfig"]
+__all__ = ["train", "check", "evaluate", "predict", "load", "list_models", "list_datasets", "Classifier",
+           "Prediction", "Predictor", "TrainConfig"]
 
 
 def train(data=None, **kwargs):
@@ -22,6 +30,16 @@ def train(data=None, **kwargs):
     from sortnet.train.run import train as _train
 
     return _train(data, **kwargs)
+
+
+def check(data, **kwargs) -> dict:
+    """Check a data folder or label CSV (never modifies it): the report as a dict (see `sortnet check`).
+
+    report["ok"] is False only for fatal problems; report["warnings"] lists the rest. Cached per file.
+    """
+    from sortnet.data.check import run_check
+
+    return run_check(str(data), **kwargs).report
 
 
 def evaluate(model, data, **kwargs):

@@ -1,0 +1,12 @@
+"""The public API keeps its names: functions stay functions after any submodule import."""
+import importlib
+
+import sortnet
+
+
+def test_api_names_survive_submodule_imports():
+    for mod in ("sortnet.train.run", "sortnet.train.trainer", "sortnet.evaluate.run", "sortnet.models.registry"):
+        importlib.import_module(mod)
+    for name in ("train", "evaluate", "predict", "load", "list_models", "list_datasets"):
+        assert callable(getattr(sortnet, name)), name
+    assert {m["name"] for m in sortnet.list_models()} >= {"linear", "mlp", "resnet18", "cnn-small"}
