@@ -6,6 +6,7 @@ Usage:
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +38,30 @@ def make_model_file(path: str | Path, arch: str = "cnn-small", channels: int = 3
             "tta": tta if tta is not None else {"flip": True, "shift": 1},
             "metrics": {"test": {"accuracy": 0.9}}}
     return save_model(path, model.eval(), meta)
+
+
+@contextlib.contextmanager
+def running_server(app, host: str = "127.0.0.1"):
+    """Run a FastAPI app under a real uvicorn server on a free loopback port; yields its base URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

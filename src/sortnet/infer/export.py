@@ -69,7 +69,7 @@ class InferenceGraph(nn.Module):
 def _quiet():
     """Silence the exporters' deprecation/constant-folding chatter (not actionable for users)."""
     with warnings.catch_warnings():
-        for category in (UserWarning, FutureWarning, DeprecationWarning):
+        for category in (UserWarning, FutureWarning, DeprecationWarning, torch.jit.TracerWarning):
             warnings.simplefilter("ignore", category)
         yield
 
