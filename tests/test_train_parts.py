@@ -8,7 +8,10 @@ from sortnet.data.dataset import DataBundle, ImageSet
 from sortnet.data.preprocess import Preprocessing
 from sortnet.models.registry import create_model
 from sortnet.train.augment import alternating_flip_mask, flip_batch, random_resized_crop, random_translate
-from sortnet.train.budget import plan_epochs
+import time
+
+from sortnet.train.budget import TimeBudget, plan_steps
+from sortnet.train.events import Callback
 from sortnet.train.device import cpu_supports_bf16, resolve_precision
 from sortnet.train.recipe import resolve_recipe
 from sortnet.train.schedule import lr_multiplier
@@ -99,10 +102,39 @@ def test_trainer_learns_and_is_deterministic():
     assert t1.opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # schedule ran to completion
 
 
-def test_time_budget_plans_whole_epochs():
+def test_time_budget_plans_steps_without_touching_the_run():
     b = _bundle()
     t = _trainer(b)
-    epochs, per_epoch = plan_epochs(t, budget_seconds=5.0, val_images=len(b.val))
-    assert epochs >= 1 and per_epoch > 0
-    assert epochs * per_epoch <= 5.0 or epochs == 1
-    assert t.epoch == 0 and t.sched.last_epoch == 0  # planning did not touch the real run
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    steps, per_step = plan_steps(t, budget_seconds=5.0, val_images=len(b.val))
+    assert steps >= 1 and per_step > 0 and steps * per_step <= 5.0
+    assert t.step == 0 and t.epoch == 0
+    for k, v in t.model.state_dict().items():
+        assert torch.equal(v, before[k]), k  # measuring ran on a copy
+
+
+class _SlowMachine(Callback):
+    """Simulates a machine that became slower than planned (another program took the cores)."""
+
+    def on_batch_end(self, trainer, loss, correct, n):
+        time.sleep(0.02)
+
+
+def test_time_budget_shortens_schedule_when_behind_and_still_completes_it():
+    b = _bundle()
+    t = _trainer(b, epochs=50)  # far more than fits
+    budget = TimeBudget(budget_seconds=1.5, check_every=5)
+    t.callbacks += [_SlowMachine(), budget]
+    planned = t.total_steps
+    t.fit()
+    assert budget.replans >= 1 and t.step == t.total_steps < planned
+    assert t.opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # decayed to 0 at the new end
+
+
+def test_sub_epoch_budget_ends_inside_first_epoch():
+    b = _bundle(n=512)
+    t = _trainer(b, epochs=1)
+    t.set_total_steps(3)
+    t.fit()
+    assert t.step == 3 and len(t.history) == 1
+    assert t.opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)

@@ -35,7 +35,8 @@ class ProgressBar(Callback):
         self.bar = None
 
     def _open(self, trainer: "Trainer") -> None:
-        self.bar = tqdm(total=trainer.steps_per_epoch, desc=f"epoch {trainer.epoch + 1}/{trainer.recipe.epochs}",
+        steps = min(trainer.steps_per_epoch, trainer.total_steps - trainer.step + 1)
+        self.bar = tqdm(total=steps, desc=f"epoch {trainer.epoch + 1}/{trainer.planned_epochs}",
                         unit="batch", leave=False, dynamic_ncols=True, disable=not self.enabled)
         self.loss, self.correct, self.seen, self.t0 = 0.0, 0, 0, time.perf_counter()
 
@@ -55,7 +56,7 @@ class ProgressBar(Callback):
             self.bar = None
         if self.enabled:
             val = f"  val_loss {m['val_loss']:.4f}  val_acc {m['val_acc']:.4f}" if "val_acc" in m else ""
-            tqdm.write(f"epoch {m['epoch']}/{trainer.recipe.epochs}  loss {m['train_loss']:.4f}  "
+            tqdm.write(f"epoch {m['epoch']}/{trainer.planned_epochs}  loss {m['train_loss']:.4f}  "
                        f"acc {m['train_acc']:.4f}{val}  {m['images_per_second']:.0f} img/s  "
                        f"{m['epoch_seconds']:.1f}s")
 

@@ -37,6 +37,7 @@ class Recipe:
     rrc: bool  # random-resized-crop (photos)
     tta_flip: bool
     tta_shift: int
+    total_steps: int | None = None  # set by --time-budget: may end inside an epoch
 
     def to_dict(self) -> dict:
         return asdict(self)
