@@ -40,6 +40,14 @@ TRAIN_HELP = {
     "data_root": "where built-in datasets are read/downloaded (default $SORTNET_DATA or ~/.cache/sortnet/datasets)",
     "download": "download missing built-in datasets (--no-download to stay offline)",
     "progress": "progress bars and messages (--no-progress for quiet runs)",
+    "group_by": "regex on file names; files with the same match (first group), e.g. a driver or photo id, "
+                "stay on one side of the automatic train/val split (a CSV's group column does the same)",
+    "dedup_split": "keep exact and near-duplicate images on one side of the automatic split",
+    "balance": "class imbalance: auto (weights when the largest class is >= 1.5x the smallest) | sampler "
+               "(class-balanced sampling) | weights (class-weighted loss) | none",
+    "max_memory": "decoded images allowed in RAM before training streams them from an on-disk cache "
+                  "(auto = min(25%% of available RAM, 1G); e.g. 4G, or 0 to always stream)",
+    "check": "check the data first (cached: counts, unreadable files, duplicates, leakage; see `sortnet check`)",
 }
 
 
@@ -73,6 +81,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise SystemExit("sortnet train: give DATA (a folder or built-in dataset) or --resume RUN_DIR")
     train(args.data, out=args.out, **settings)
     return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from sortnet.data.check import run_check
+    from sortnet.data.check_report import format_report
+
+    result = run_check(args.data, progress=not args.json and sys.stderr.isatty())
+    print(json.dumps(result.report, indent=2) if args.json else format_report(result.report))
+    return 1 if result.fatal else 0  # warnings alone never fail: only data that cannot train does
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -156,6 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "metrics.json and TensorBoard logs.")
     _add_train_args(p)
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("check", help="check a data folder or label CSV (never modifies it)",
+                       description="Per-class counts, unreadable files with reasons, tiny/odd images, hidden and "
+                                   "stray files, exact and near-duplicates (within a class, across classes, across "
+                                   "train/val/test). Exit status 1 only for fatal problems (no classes, one class, "
+                                   "a class with no readable image). Results are cached per file.")
+    p.add_argument("data", help="image folder (DATA/<class>/*, or train/ val/ test/) or a label CSV (path,label[,group])")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("evaluate", help="metrics of a model on a folder or built-in test split")
     p.add_argument("model", help="model file (RUN_DIR/model.safetensors)")

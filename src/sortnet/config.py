@@ -40,6 +40,11 @@ class TrainConfig:
     data_root: str | None = None
     download: bool = True
     progress: bool = True
+    group_by: str | None = None  # regex on file names: files with the same match stay on one side of the split
+    dedup_split: bool = True  # keep exact/near-duplicate clusters (found by the data check) on one side
+    balance: str = "auto"  # auto | sampler | weights | none: class-imbalance handling
+    max_memory: str = "auto"  # decoded pixels allowed in RAM before streaming from disk: auto | 512M | 2G | 0
+    check: bool = True  # check the data first (cached; prints warnings, stops on fatal problems)
 
     def __post_init__(self) -> None:
         _check_choice("optimizer", self.optimizer, ("auto", "sgd", "adamw"))
@@ -47,6 +52,15 @@ class TrainConfig:
         _check_choice("augment", self.augment, ("auto", "none", "flip", "crop", "flip+crop", "rrc+flip"))
         _check_choice("device", self.device, ("auto", "cpu", "cuda"), prefix_ok=True)
         _check_choice("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
+        _check_choice("balance", self.balance, ("auto", "sampler", "weights", "none"))
+        if not _MEMORY.match(str(self.max_memory)):
+            raise ConfigError(f"max_memory must be auto or a size such as 512M, 2G or 0 (always stream from disk); "
+                              f"got {self.max_memory!r}")
+        if self.group_by is not None:
+            try:
+                re.compile(self.group_by)
+            except re.error as e:
+                raise ConfigError(f"group_by {self.group_by!r} is not a valid regular expression ({e})") from e
         _check_positive("epochs", self.epochs, integer=True)
         _check_positive("batch_size", self.batch_size, integer=True)
         _check_positive("lr", self.lr)
@@ -90,6 +104,7 @@ def _check_positive(name: str, value, integer: bool = False) -> None:
         raise ConfigError(f"{name} must be > 0, got {value}")
 
 
+_MEMORY = re.compile(r"^\s*(auto|\d+(\.\d+)?\s*([kmgt]i?b?|b)?)\s*$", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*$")
 
 

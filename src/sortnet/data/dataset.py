@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sortnet.data.mapped import as_rows, is_on_disk
 from sortnet.data.preprocess import Preprocessing
 
 
@@ -50,8 +51,10 @@ class ImageSet:
 
     def subset(self, index: np.ndarray) -> "ImageSet":
         index = np.asarray(index, dtype=np.int64)
+        # On-disk images (np.memmap / MappedRows) stay on disk: a view of the rows, nothing is read.
+        images = as_rows(self.images).subset(index) if is_on_disk(self.images) else self.images[index]
         return ImageSet(
-            images=self.images[index],
+            images=images,
             labels=self.labels[index],
             classes=self.classes,
             paths=[self.paths[i] for i in index] if self.paths is not None else None,

@@ -1,8 +1,9 @@
-"""One entry point for training and evaluation data: a built-in dataset name or an image folder.
+"""One entry point for training and evaluation data: a built-in dataset name, an image folder or a label CSV.
 
 Usage:
     from sortnet.data.sources import load_data, load_eval_data
     bundle = load_data("fashion-mnist")                  # or load_data("photos/", img_size=64)
+    bundle = load_data("labels.csv", group_by="^(driver[0-9]+)_", max_memory="2G")
     test, skipped = load_eval_data("photos/", bundle.preprocessing, bundle.classes)
 
 A built-in name wins over a same-named folder in the current directory; write "./mnist" for the folder.
@@ -19,7 +20,11 @@ from tqdm import tqdm
 from sortnet.data.builtin import DATASETS, builtin_name, read_builtin
 from sortnet.data.dataset import DataBundle, ImageSet, SkippedFile
 from sortnet.data.errors import DataError
-from sortnet.data.folder import LAYOUT_HELP, read_folder, read_folder_eval
+from sortnet.data.csvsource import is_csv_source, read_csv_source
+from sortnet.data.folder import LAYOUT_HELP, read_folder, read_folder_eval, scan_folder
+from sortnet.data.groups import grouped_split, has_real_groups, merge_groups, regex_groups
+from sortnet.data.listsource import listed_from_folder, load_listed, memory_budget
+from sortnet.data.mapped import is_on_disk
 from sortnet.data.preprocess import Preprocessing, image_to_array
 
 __all__ = ["DataError", "load_data", "load_eval_data", "stratified_split", "channel_stats", "border_background",
@@ -27,6 +32,8 @@ __all__ = ["DataError", "load_data", "load_eval_data", "stratified_split", "chan
 
 BUILTIN_NAMES = tuple(DATASETS)
 STATS_CHUNK = 4096  # images per chunk when summing pixels (bounds float64 memory)
+STATS_CHUNK_BYTES = 256 << 20  # and at most this many bytes of float64 per chunk (224 px photos: ~220 images)
+STATS_SAMPLE_ON_DISK = 5000  # images sampled for mean/std when pixels stream from disk (not read in full)
 BACKGROUND_SAMPLE = 2000  # images whose border ring decides "dark" vs "light"
 
 
@@ -59,8 +66,9 @@ def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, .
     total = np.zeros(c)
     total_sq = np.zeros(c)
     count = 0
-    for start in range(0, len(images), STATS_CHUNK):
-        chunk = images[start:start + STATS_CHUNK].astype(np.float64) / 255.0
+    step = max(1, min(STATS_CHUNK, STATS_CHUNK_BYTES // max(1, 8 * int(np.prod(images.shape[1:])))))
+    for start in range(0, len(images), step):
+        chunk = images[start:start + step].astype(np.float64) / 255.0
         total += chunk.sum(axis=(0, 2, 3))
         total_sq += (chunk**2).sum(axis=(0, 2, 3))
         count += chunk.shape[0] * chunk.shape[2] * chunk.shape[3]
@@ -77,13 +85,18 @@ def border_background(images: np.ndarray) -> str:
     if len(images) == 0:
         return "light"
     pick = np.unique(np.linspace(0, len(images) - 1, min(len(images), BACKGROUND_SAMPLE)).round().astype(int))
-    grey = images[pick].astype(np.float32).mean(axis=1)  # [n, H, W]
-    ring = np.concatenate([grey[:, 0, :], grey[:, -1, :], grey[:, 1:-1, 0], grey[:, 1:-1, -1]], axis=1)
-    return "dark" if float(np.median(ring)) < 128 else "light"
+    rings = []
+    for start in range(0, len(pick), 256):  # chunks: 2000 float photos at 224 px would be 1.2 GB at once
+        grey = images[pick[start:start + 256]].astype(np.float32).mean(axis=1)  # [n, H, W]
+        rings.append(np.concatenate([grey[:, 0, :], grey[:, -1, :], grey[:, 1:-1, 0], grey[:, 1:-1, -1]], axis=1))
+    return "dark" if float(np.median(np.concatenate([r.ravel() for r in rings]))) < 128 else "light"
 
 
 def _fit_preprocessing(train: ImageSet, img_size: int, channels: int) -> Preprocessing:
-    mean, std = channel_stats(train.images)
+    images = train.images
+    if is_on_disk(images) and len(images) > STATS_SAMPLE_ON_DISK:  # an even sample, not a full pass over disk
+        images = images[np.linspace(0, len(images) - 1, STATS_SAMPLE_ON_DISK).round().astype(np.int64)]
+    mean, std = channel_stats(images)
     return Preprocessing(img_size=img_size, channels=channels, mean=mean, std=std,
                          background=border_background(train.images))
 
@@ -128,17 +141,69 @@ def _load_builtin(key: str, img_size, channels, val_fraction, seed, data_root, d
                       notes=notes)
 
 
-def _load_folder(path: str, img_size, channels, val_fraction, seed, progress, max_pixels) -> DataBundle:
+def _split_train(train: ImageSet, val_fraction: float, seed: int, group_by: str | None,
+                 dup_groups: dict | None) -> tuple[ImageSet, ImageSet | None, list[str]]:
+    """Automatic train/val split: grouped (--group-by, CSV groups, near-duplicate clusters) or stratified."""
+    notes, groupings = [], [train.groups]
+    if group_by and train.paths is not None:
+        ids, misses = regex_groups(train.paths, group_by)
+        groupings.append(ids)
+        notes.append(f"groups: --group-by {group_by!r} ({len(set(ids))} groups; {misses} file name(s) unmatched)")
+    if dup_groups and train.paths is not None:
+        groupings.append([dup_groups.get(p) for p in train.paths])
+    ids = merge_groups(len(train), groupings)
+    if val_fraction > 0 and has_real_groups(ids):
+        train_idx, val_idx = grouped_split(train.labels, ids, val_fraction, seed)
+        kinds = [k for k, g in (("groups", train.groups or group_by), ("duplicate clusters", dup_groups)) if g]
+        notes.append(f"validation: {len(val_idx)} images ({val_fraction:.0%} target), split keeping "
+                     f"{' and '.join(kinds)} on one side ({len(np.unique(ids))} groups), seed {seed}")
+    else:
+        train_idx, val_idx = stratified_split(train.labels, val_fraction, seed)
+        notes.append(_split_note(val_fraction, seed))
+    return train.subset(train_idx), (train.subset(val_idx) if len(val_idx) else None), notes
+
+
+def _too_big(path: str, img_size, channels, max_memory) -> bool:
+    """Whether a folder's decoded pixels may exceed the memory budget (upper bound: auto size <= 128 px)."""
+    scan = scan_folder(path)
+    files = sum(len(v) for split in scan.splits.values() for v in split.values())
+    return files * (channels or 3) * (img_size or 128) ** 2 > memory_budget(max_memory)
+
+
+def _load_listed_source(data: str, img_size, channels, val_fraction, seed, progress, max_pixels, group_by,
+                        dup_groups, max_memory, cache_dir) -> DataBundle:
+    """A label CSV, or a folder too big to decode into RAM: resident or streamed from the ingest cache."""
+    csv = is_csv_source(data)
+    listed = read_csv_source(data) if csv else listed_from_folder(data)
+    source = f"{'csv' if csv else 'folder'}:{Path(data).expanduser().resolve()}"
+    sets, prep, skipped, notes = load_listed(listed, source=source, img_size=img_size, channels=channels,
+                                             progress=progress, max_pixels=max_pixels, max_memory=max_memory,
+                                             cache_dir=cache_dir)
+    train, val = sets["train"], sets.get("val")
+    if val is None:
+        train, val, split_notes = _split_train(train, val_fraction, seed, group_by, dup_groups)
+        notes += split_notes
+    else:
+        notes.append(f"validation: given val rows/folder ({len(val)} images)")
+    test = sets.get("test")
+    notes.append(f"test: {len(test)} images" if test is not None else "test: none")
+    if skipped:
+        notes.append(f"skipped {len(skipped)} file(s); see the skipped list")
+    return DataBundle(train=train, val=val, test=test, classes=list(listed.classes),
+                      preprocessing=_fit_preprocessing(train, prep.img_size, prep.channels), source=source,
+                      skipped=skipped, notes=notes)
+
+
+def _load_folder(path: str, img_size, channels, val_fraction, seed, progress, max_pixels,
+                 group_by=None, dup_groups=None) -> DataBundle:
     fd = read_folder(path, img_size=img_size, channels=channels, progress=progress, max_pixels=max_pixels)
     notes = list(fd.notes)
     train, val = fd.train, fd.val
     if val is not None and len(val) > 0:
         notes.append(f"validation: {fd.val_dir}/ folder ({len(val)} images)")
     else:
-        train_idx, val_idx = stratified_split(train.labels, val_fraction, seed)
-        val = train.subset(val_idx) if len(val_idx) else None
-        train = train.subset(train_idx)
-        notes.append(_split_note(val_fraction, seed))
+        train, val, split_notes = _split_train(train, val_fraction, seed, group_by, dup_groups)
+        notes += split_notes
     test = fd.test if fd.test is not None and len(fd.test) > 0 else None
     notes.append(f"test: test/ folder ({len(test)} images)" if test is not None else "test: none (no test/ folder)")
     if fd.skipped:
@@ -155,10 +220,14 @@ def _not_found(data: str) -> DataError:
 
 def load_data(data: str, *, img_size: int | None = None, channels: int | None = None, val_fraction: float = 0.2,
               seed: int = 0, data_root: str | None = None, download: bool = True, progress: bool = True,
-              max_pixels: int | None = None) -> DataBundle:
-    """Train/val/test data from a built-in dataset name or an image folder, with fitted Preprocessing.
+              max_pixels: int | None = None, group_by: str | None = None, dup_groups: dict | None = None,
+              max_memory: str | int | None = None, cache_dir: str | None = None) -> DataBundle:
+    """Train/val/test data from a built-in dataset name, an image folder or a label CSV, with fitted Preprocessing.
 
     img_size/channels None = native size for built-ins, auto-chosen for folders. Raises DataError.
+    group_by: regex on file names whose match (first capture group) keeps a group on one side of the split;
+    dup_groups: {path: cluster id} of duplicate/near-duplicate files, also kept on one side (from `check`);
+    max_memory: decoded bytes allowed in RAM ("auto", "2G", ...) before streaming from the on-disk cache.
     """
     if channels is not None and channels not in (1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
@@ -169,7 +238,11 @@ def load_data(data: str, *, img_size: int | None = None, channels: int | None = 
         return _load_builtin(key, img_size, channels, val_fraction, seed, data_root, download, progress)
     if not Path(data).expanduser().exists():
         raise _not_found(str(data))
-    return _load_folder(str(data), img_size, channels, val_fraction, seed, progress, max_pixels)
+    if is_csv_source(str(data)) or _too_big(str(data), img_size, channels, max_memory):
+        return _load_listed_source(str(data), img_size, channels, val_fraction, seed, progress, max_pixels,
+                                   group_by, dup_groups, max_memory, cache_dir)
+    return _load_folder(str(data), img_size, channels, val_fraction, seed, progress, max_pixels, group_by,
+                        dup_groups)
 
 
 def _remap_labels(s: ImageSet, classes: list[str], where: str) -> ImageSet:

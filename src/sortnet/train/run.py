@@ -26,11 +26,13 @@ from sortnet.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from sortnet.train.device import resolve_device, resolve_precision, use_all_cores
 from sortnet.train.events import CheckpointSaver, ProgressBar, TensorBoardLogger
 from sortnet.train.recipe import Recipe, resolve_recipe
-from sortnet.train.trainer import Trainer
+from sortnet.train.trainer import Trainer, eval_batch_size, resolve_balance
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.safetensors"
 WHITEN_SAMPLE = 5000  # images used to estimate patch statistics for whitening init
+WHITEN_SAMPLE_BYTES = 192 << 20  # and at most this many uint8 bytes of them (bounds RAM for large images)
+MAX_CHECK_LINES = 8  # data-check warnings printed at the start of training (`sortnet check` shows all)
 
 
 def default_run_dir(data: str, root: str = "runs") -> Path:
@@ -49,8 +51,30 @@ def _log(cfg: TrainConfig, msg: str) -> None:
 
 def _build_trainer(model, bundle: DataBundle, recipe: Recipe, cfg: TrainConfig, device, dtype, run_dir: Path):
     callbacks = [ProgressBar(cfg.progress), TensorBoardLogger(run_dir / "tensorboard"), CheckpointSaver(run_dir)]
+    balance, _ = resolve_balance(cfg.balance, list(bundle.train.class_counts().values()))
     return Trainer(model, bundle.train, bundle.val, recipe, device=device, dtype=dtype, seed=cfg.seed,
-                   callbacks=callbacks)
+                   callbacks=callbacks, balance=balance)
+
+
+def _check_data(cfg: TrainConfig, data: str) -> dict | None:
+    """Run the (cached) data check on folders and label CSVs: print its warnings, stop on fatal problems.
+
+    Returns {path: duplicate-cluster id} for the split (None when not checked or --no-dedup-split).
+    """
+    from sortnet.data.builtin import builtin_name
+    from sortnet.data.check import run_check
+    from sortnet.data.check_report import brief_lines
+    from sortnet.data.errors import DataError
+
+    is_builtin = builtin_name(str(data)) is not None and not any(sep in str(data) for sep in ("/", "\\"))
+    if not cfg.check or is_builtin or not Path(data).expanduser().exists():
+        return None  # built-ins are known good; a missing path gets load_data's full error message
+    result = run_check(data, progress=cfg.progress)
+    for line in brief_lines(result.report)[: 1 + MAX_CHECK_LINES]:
+        _log(cfg, line)
+    if result.fatal:
+        raise DataError(f"cannot train on {data}: {'; '.join(result.fatal)} (run `sortnet check {data}` for details)")
+    return result.dup_ids if cfg.dedup_split else None
 
 
 def _prepare(cfg: TrainConfig, data: str, recipe_dict: dict | None = None):
@@ -58,12 +82,18 @@ def _prepare(cfg: TrainConfig, data: str, recipe_dict: dict | None = None):
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     dtype = resolve_precision(cfg.precision, device)
+    dup_groups = _check_data(cfg, data)
     bundle = load_data(data, img_size=cfg.img_size, channels=cfg.channels, val_fraction=cfg.val_fraction,
-                       seed=cfg.seed, data_root=cfg.data_root, download=cfg.download, progress=cfg.progress)
+                       seed=cfg.seed, data_root=cfg.data_root, download=cfg.download, progress=cfg.progress,
+                       group_by=cfg.group_by, dup_groups=dup_groups, max_memory=cfg.max_memory)
+    balance, why = resolve_balance(cfg.balance, list(bundle.train.class_counts().values()))
+    bundle.notes.append(f"balance: {balance} ({why})")
     recipe = Recipe(**recipe_dict) if recipe_dict else resolve_recipe(cfg, bundle, device)
     prep = bundle.preprocessing
     model = create_model(recipe.model, prep.channels, len(bundle.classes), prep.img_size, prep.mean, prep.std)
-    model.init_from_data(torch.as_tensor(np.asarray(bundle.train.images[:WHITEN_SAMPLE])))
+    row_bytes = int(np.prod(bundle.train.images.shape[1:]))
+    sample = min(WHITEN_SAMPLE, max(256, WHITEN_SAMPLE_BYTES // row_bytes))  # 224 px photos: ~1,300 images
+    model.init_from_data(torch.as_tensor(np.asarray(bundle.train.images[:sample])))
     return device, dtype, bundle, recipe, model
 
 
@@ -144,7 +174,8 @@ def _fit_and_finish(trainer: Trainer, bundle: DataBundle, cfg: TrainConfig, data
     for split in ("val", "test"):
         data_set = getattr(bundle, split)
         if data_set is not None and len(data_set):
-            logits = predict_logits(trainer.model, data_set.images, trainer.device, trainer.dtype, tta=tta)
+            logits = predict_logits(trainer.model, data_set.images, trainer.device, trainer.dtype, tta=tta,
+                                    batch_size=eval_batch_size(data_set.images))
             probs = torch.softmax(logits, 1).numpy()
             metrics[split] = compute_metrics(data_set.labels, probs, bundle.classes)
     meta = {

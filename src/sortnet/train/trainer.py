@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sortnet.data.dataset import ImageSet
+from sortnet.data.mapped import as_rows, is_on_disk
 from sortnet.infer.batch import TTA, predict_logits
 from sortnet.train.augment import alternating_flip_mask, flip_batch, random_resized_crop, random_translate
 from sortnet.train.device import autocast_context
@@ -45,6 +48,42 @@ def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Genera
     return g
 
 
+BALANCE_AUTO_RATIO = 1.5  # --balance auto: class weights when the largest class has >= this x the smallest
+
+
+EVAL_INPUT_BYTES = 64 << 20  # float32 input bytes per evaluation batch (512 at 32 px, ~110 at 224 px)
+
+
+def eval_batch_size(images) -> int:
+    """Evaluation batch: 512 for small images, fewer for large ones so activations stay within RAM."""
+    per_image = 4 * int(np.prod(images.shape[1:]))
+    return int(max(8, min(512, EVAL_INPUT_BYTES // max(1, per_image))))
+
+
+def resolve_balance(choice: str, counts: list[int] | np.ndarray) -> tuple[str, str]:
+    """(none | sampler | weights, why) for --balance, from the training class counts."""
+    if choice != "auto":
+        return choice, "set by --balance"
+    present = [int(c) for c in counts if c > 0]
+    ratio = max(present) / min(present) if present else 1.0
+    if ratio >= BALANCE_AUTO_RATIO:
+        return "weights", f"auto: largest class has {ratio:.1f}x the images of the smallest"
+    return "none", f"auto: classes balanced within {BALANCE_AUTO_RATIO:g}x"
+
+
+class StreamedImages:
+    """Training pixels read from disk batch by batch (sorted reads), so RAM holds a few batches, not the set."""
+
+    def __init__(self, images, device: torch.device):
+        self.rows, self.device = as_rows(images), device
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.rows.take(idx.cpu().numpy())).to(self.device)
+
+
 class Trainer:
     def __init__(
         self,
@@ -57,13 +96,25 @@ class Trainer:
         dtype: torch.dtype | None,
         seed: int = 0,
         callbacks: list[Callback] | None = None,
+        balance: str = "none",
     ) -> None:
         self.model = model.to(device).to(memory_format=torch.channels_last)
         self.recipe, self.device, self.dtype, self.seed = recipe, device, dtype, seed
         self.callbacks = list(callbacks or [])
-        # Resident uint8 pixels: 1 byte/px, on the GPU when there is one (no loader workers needed).
-        self.x = torch.as_tensor(train_set.images).to(device)
+        # Resident uint8 pixels: 1 byte/px, on the GPU when there is one (no loader workers needed);
+        # on-disk sets (bigger than the memory budget) are read per batch, prefetched by a thread.
+        self.streamed = is_on_disk(train_set.images)
+        if self.streamed:
+            self.x = StreamedImages(train_set.images, device)
+        else:
+            self.x = torch.as_tensor(train_set.images).to(device)
         self.y = torch.as_tensor(train_set.labels).to(device)
+        self.balance = balance
+        counts = torch.bincount(self.y.cpu(), minlength=len(train_set.classes)).double()
+        # weights: n / (K * count) per class (1 for balanced data); sampler: P(image) proportional to 1/count
+        self.class_weights = (counts.sum() / (len(counts) * counts.clamp(min=1))).float().to(device) \
+            if balance == "weights" else None
+        self.sample_weights = (1.0 / counts.clamp(min=1))[self.y.cpu()] if balance == "sampler" else None
         self.val_set = val_set
         n = len(self.y)
         self.batch_size = min(recipe.batch_size, n)
@@ -112,7 +163,8 @@ class Trainer:
     def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[float, int]:
         with autocast_context(self.device, self.dtype):
             logits = self.model(xb)
-        loss = F.cross_entropy(logits.float(), yb, label_smoothing=self.recipe.label_smoothing)
+        loss = F.cross_entropy(logits.float(), yb, weight=self.class_weights,
+                               label_smoothing=self.recipe.label_smoothing)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -125,11 +177,14 @@ class Trainer:
         self.model.train()
         gen = epoch_generator(self.seed, self.epoch, self.device)
         torch.manual_seed(self.seed * 7919 + self.epoch)  # dropout masks
-        perm = torch.randperm(len(self.y), generator=gen).to(self.device)
+        if self.sample_weights is not None:  # class-balanced: draw with replacement, rare classes more often
+            perm = torch.multinomial(self.sample_weights, len(self.y), replacement=True, generator=gen)
+        else:
+            perm = torch.randperm(len(self.y), generator=gen)
+        perm = perm.to(self.device)
         loss_sum, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
-        for step in range(self.steps_per_epoch):
-            idx = perm[step * self.batch_size : (step + 1) * self.batch_size]
-            xb = self.augment(self.x[idx], idx, gen)
+        for idx, raw in self._batches(perm):
+            xb = self.augment(raw, idx, gen)
             loss, ok = self.train_step(xb, self.y[idx])
             loss_sum, correct, seen = loss_sum + loss * len(idx), correct + ok, seen + len(idx)
             for cb in self.callbacks:
@@ -138,8 +193,23 @@ class Trainer:
         return {"train_loss": loss_sum / seen, "train_acc": correct / seen, "epoch_seconds": elapsed,
                 "images_per_second": seen / max(elapsed, 1e-9), "lr": self.opt.param_groups[0]["lr"]}
 
+    def _batches(self, perm: torch.Tensor):
+        """(index, uint8 pixels) per step; streamed sets fetch the next batch in a thread meanwhile."""
+        slices = [perm[s * self.batch_size : (s + 1) * self.batch_size] for s in range(self.steps_per_epoch)]
+        if not self.streamed:
+            yield from ((idx, self.x[idx]) for idx in slices)
+            return
+        with ThreadPoolExecutor(max_workers=1) as pool:  # pread releases the GIL: disk overlaps compute
+            pending = pool.submit(self.x.__getitem__, slices[0])
+            for step, idx in enumerate(slices):
+                raw = pending.result()
+                if step + 1 < len(slices):
+                    pending = pool.submit(self.x.__getitem__, slices[step + 1])
+                yield idx, raw
+
     def evaluate(self, data: ImageSet, tta: TTA | None = None) -> dict:
-        logits = predict_logits(self.model, data.images, self.device, self.dtype, batch_size=512, tta=tta)
+        logits = predict_logits(self.model, data.images, self.device, self.dtype,
+                                batch_size=eval_batch_size(data.images), tta=tta)
         labels = torch.as_tensor(data.labels)
         loss = float(F.cross_entropy(logits, labels)) if len(labels) else math.nan
         acc = float((logits.argmax(1) == labels).float().mean()) if len(labels) else math.nan
