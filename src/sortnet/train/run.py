@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from sortnet.data.sources import load_data
 from sortnet.infer.batch import predict_logits
 from sortnet.models.registry import create_model, validate_arch
 from sortnet.modelfile import save_model
-from sortnet.train.budget import plan_epochs
+from sortnet.train.budget import TimeBudget, plan_steps
 from sortnet.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from sortnet.train.device import resolve_device, resolve_precision, use_all_cores
 from sortnet.train.events import CheckpointSaver, ProgressBar, TensorBoardLogger
@@ -122,10 +123,12 @@ def train(data: str | None = None, *, out: str | None = None, resume: str | None
     device, dtype, bundle, recipe, model = _prepare(cfg, data)
     trainer = _build_trainer(model, bundle, recipe, cfg, device, dtype, run_dir)
     if cfg.time_budget:
-        epochs, per_epoch = plan_epochs(trainer, cfg.time_budget, len(bundle.val) if bundle.val else 0)
-        recipe = dataclasses.replace(recipe, epochs=epochs)
+        steps, per_step = plan_steps(trainer, cfg.time_budget, len(bundle.val) if bundle.val else 0)
+        recipe = dataclasses.replace(recipe, epochs=math.ceil(steps / trainer.steps_per_epoch), total_steps=steps)
         trainer = _build_trainer(model, bundle, recipe, cfg, device, dtype, run_dir)
-        _log(cfg, f"time budget {cfg.time_budget:.0f}s: {epochs} epochs planned (~{per_epoch:.1f}s each)")
+        trainer.callbacks.append(TimeBudget(cfg.time_budget))
+        _log(cfg, f"time budget {cfg.time_budget:g}s: {steps} steps planned ({recipe.epochs} epochs, "
+                  f"~{per_step * 1000:.0f} ms/step)")
     _write_run_file(run_dir, data, cfg, recipe)
     _announce(cfg, bundle, recipe, device, dtype, run_dir)
     return Classifier.from_training(_fit_and_finish(trainer, bundle, cfg, data, run_dir))

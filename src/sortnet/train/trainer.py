@@ -120,10 +120,11 @@ class Trainer:
         self.batch_size = min(recipe.batch_size, n)
         self.steps_per_epoch = max(1, n // self.batch_size)  # drop the ragged tail: BN needs full batches
         self.total_steps = recipe.epochs * self.steps_per_epoch
+        if recipe.total_steps:  # a time budget may plan fewer steps than whole epochs
+            self.total_steps = min(self.total_steps, recipe.total_steps)
         self.opt = build_optimizer(self.model, recipe)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lr_multiplier(recipe.schedule, self.total_steps, recipe.warmup)
-        )
+        self.schedule = lr_multiplier(recipe.schedule, self.total_steps, recipe.warmup)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self.schedule)
         self.epoch = 0  # completed epochs
         self.history: list[dict] = []
         self.best = {"val_acc": -1.0, "epoch": -1}
@@ -144,7 +145,8 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
-        self.sched.load_state_dict(state["scheduler"])
+        self.sched.load_state_dict(state["scheduler"])  # restores the schedule's length too
+        self.total_steps = self.schedule.total_steps
         self.epoch, self.history, self.best = state["epoch"], list(state["history"]), dict(state["best"])
         torch.set_rng_state(state["torch_rng"])
 
@@ -184,12 +186,15 @@ class Trainer:
         perm = perm.to(self.device)
         loss_sum, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
         for idx, raw in self._batches(perm):
+            if self.step >= self.total_steps:
+                break  # the time budget ended the schedule inside this epoch
             xb = self.augment(raw, idx, gen)
             loss, ok = self.train_step(xb, self.y[idx])
             loss_sum, correct, seen = loss_sum + loss * len(idx), correct + ok, seen + len(idx)
             for cb in self.callbacks:
                 cb.on_batch_end(self, loss, ok, len(idx))
         elapsed = time.perf_counter() - t0
+        seen = max(seen, 1)
         return {"train_loss": loss_sum / seen, "train_acc": correct / seen, "epoch_seconds": elapsed,
                 "images_per_second": seen / max(elapsed, 1e-9), "lr": self.opt.param_groups[0]["lr"]}
 
@@ -218,7 +223,7 @@ class Trainer:
     def fit(self) -> list[dict]:
         for cb in self.callbacks:
             cb.on_train_start(self)
-        while self.epoch < self.recipe.epochs and not self.stop_requested:
+        while self.step < self.total_steps and not self.stop_requested:
             metrics = {"epoch": self.epoch + 1, **self.train_epoch()}
             if self.val_set is not None and len(self.val_set):
                 val = self.evaluate(self.val_set)
@@ -232,6 +237,20 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_end(self)
         return self.history
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps taken so far (across resumes)."""
+        return self.sched.last_epoch
+
+    @property
+    def planned_epochs(self) -> int:
+        return math.ceil(self.total_steps / self.steps_per_epoch)
+
+    def set_total_steps(self, total: int) -> None:
+        """Change the run's length; the lr schedule follows so it still decays to 0 at the new end."""
+        self.total_steps = max(self.step + 1, int(total))
+        self.schedule.total_steps = self.total_steps
 
     def tta(self) -> TTA:
         return TTA(flip=self.recipe.tta_flip, shift=self.recipe.tta_shift)
