@@ -26,8 +26,8 @@ def measure_step_seconds(trainer: Trainer, steps: int = 6, warmup_steps: int = 2
     """Median seconds per training step (augmentation included) on a deep copy: the real run is untouched."""
     model = copy.deepcopy(trainer.model)
     opt = build_optimizer(model, trainer.recipe)
-    saved = trainer.model, trainer.opt, trainer.sched
-    trainer.model, trainer.opt = model, opt
+    saved = trainer.model, trainer.forward, trainer.opt, trainer.sched
+    trainer.model, trainer.forward, trainer.opt = model, model, opt
     trainer.sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     gen = torch.Generator().manual_seed(12345)
     rng_state = torch.get_rng_state()
@@ -42,7 +42,7 @@ def measure_step_seconds(trainer: Trainer, steps: int = 6, warmup_steps: int = 2
             if i >= warmup_steps:
                 times.append(time.perf_counter() - t0)
     finally:
-        trainer.model, trainer.opt, trainer.sched = saved
+        trainer.model, trainer.forward, trainer.opt, trainer.sched = saved
         torch.set_rng_state(rng_state)  # dropout draws during measuring must not change the real run
     times.sort()
     return times[len(times) // 2]

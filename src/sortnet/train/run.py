@@ -54,7 +54,7 @@ def _build_trainer(model, bundle: DataBundle, recipe: Recipe, cfg: TrainConfig, 
     callbacks = [ProgressBar(cfg.progress), TensorBoardLogger(run_dir / "tensorboard"), CheckpointSaver(run_dir)]
     balance, _ = resolve_balance(cfg.balance, list(bundle.train.class_counts().values()))
     return Trainer(model, bundle.train, bundle.val, recipe, device=device, dtype=dtype, seed=cfg.seed,
-                   callbacks=callbacks, balance=balance)
+                   callbacks=callbacks, balance=balance, compile=cfg.compile)
 
 
 def _check_data(cfg: TrainConfig, data: str) -> dict | None:

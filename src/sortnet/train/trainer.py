@@ -97,8 +97,11 @@ class Trainer:
         seed: int = 0,
         callbacks: list[Callback] | None = None,
         balance: str = "none",
+        compile: bool = False,
     ) -> None:
         self.model = model.to(device).to(memory_format=torch.channels_last)
+        # the compiled module shares parameters with self.model, which is what gets saved
+        self.forward = torch.compile(self.model) if compile else self.model
         self.recipe, self.device, self.dtype, self.seed = recipe, device, dtype, seed
         self.callbacks = list(callbacks or [])
         # Resident uint8 pixels: 1 byte/px, on the GPU when there is one (no loader workers needed);
@@ -164,7 +167,7 @@ class Trainer:
 
     def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[float, int]:
         with autocast_context(self.device, self.dtype):
-            logits = self.model(xb)
+            logits = self.forward(xb)
         loss = F.cross_entropy(logits.float(), yb, weight=self.class_weights,
                                label_smoothing=self.recipe.label_smoothing)
         self.opt.zero_grad(set_to_none=True)
