@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import platform
 import tempfile
 import time
@@ -71,7 +72,7 @@ def _torch_runners(model, x: np.ndarray) -> dict:
     return {"torch eager fp32": eager, "torch bf16 + channels_last": bf16_cl}
 
 
-def bench_one(path: Path, iters: int, data_root: str | None) -> dict:
+def bench_one(path: Path, iters: int, data_root: str | None, heldout: int) -> dict:
     from sortnet.data.preprocess import Preprocessing
     from sortnet.data.sources import load_eval_data
 
@@ -86,7 +87,8 @@ def bench_one(path: Path, iters: int, data_root: str | None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_model(path, "onnx", Path(tmp, "m.onnx"), tta=False)["path"]
         q = export_model(path, "onnx", Path(tmp, "m.int8.onnx"), tta=False, quantize="int8",
-                         calibration="fashion-mnist", max_accuracy_drop=100, data_root=data_root)
+                         calibration="fashion-mnist", max_accuracy_drop=100, data_root=data_root,
+                         heldout_images=heldout)
         for name, file in (("onnxruntime fp32", fp32), ("onnxruntime int8", q["path"])):
             backend = OnnxBackend.from_file(file)
             latency[name] = _timed(lambda: backend.predict(x), n, 10)
@@ -100,21 +102,25 @@ def main() -> None:
     ap.add_argument("--trained", help="a trained fashion-mnist model file (replaces the random cnn-small)")
     ap.add_argument("--iters", type=int, default=300, help="timed 1-image calls per runtime (resnet18: a third)")
     ap.add_argument("--data-root")
+    ap.add_argument("--heldout", type=int, default=5000, help="images for the int8 accuracy check")
     ap.add_argument("--only", help="comma-separated archs to run")
     ap.add_argument("--json", help="write results here")
     args = ap.parse_args()
     use_all_cores()
     results = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-               "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"), "models": []}
+               "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"), "models": [],
+               "loadavg_start": os.getloadavg()}  # other jobs on the shared cores show up here
     with tempfile.TemporaryDirectory() as tmp:
         for arch, c, s in CONFIGS:
             if args.only and arch not in args.only.split(","):
                 continue
             path = Path(args.trained) if (args.trained and arch == "cnn-small") else _random_model_file(Path(tmp), arch, c, s)
-            r = bench_one(path, args.iters, args.data_root)
+            r = bench_one(path, args.iters, args.data_root, args.heldout)
             r["weights"] = "trained" if path == Path(args.trained or "") else "random init"
             results["models"].append(r)
             print(json.dumps(r), flush=True)
+    results["loadavg_end"] = os.getloadavg()
+    print("load average start/end:", results["loadavg_start"], results["loadavg_end"])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

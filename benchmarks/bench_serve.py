@@ -158,12 +158,13 @@ def main() -> None:
         asyncio.run(sustained(args.port, 2, 2, body))  # warm-up
         info = httpx.get(f"http://{HOST}:{args.port}/model").json()
         out = {"date": time.strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count(), "model": info["arch"],
-               "img_size": info["input"]["img_size"], "runtime": info["runtime"], "rss_before_mb": rss_mb(proc.pid)}
+               "img_size": info["input"]["img_size"], "runtime": info["runtime"], "rss_before_mb": rss_mb(proc.pid), "loadavg_start": os.getloadavg()}
         out["sustained"] = asyncio.run(sustained(args.port, args.clients, args.seconds, body))
         out["rss_after_sustained_mb"] = rss_mb(proc.pid)
         capacity = info["limits"]["workers"] + info["limits"]["queue"]
         out["burst"] = asyncio.run(burst(args.port, 10 * capacity, body))
         out["rss_after_burst_mb"] = rss_mb(proc.pid)
+        out["loadavg_end"] = os.getloadavg()
         out["healthy_after"] = httpx.get(f"http://{HOST}:{args.port}/health").json()
     finally:
         proc.terminate()

@@ -152,7 +152,8 @@ def default_out(model_path: str | os.PathLike, fmt: str, quantize: str | None = 
 
 def export_model(model_path: str | os.PathLike, fmt: str = "onnx", out: str | os.PathLike | None = None, *,
                  tta: bool = True, quantize: str | None = None, calibration: str | None = None,
-                 max_accuracy_drop: float = 0.5, data_root: str | None = None, progress: bool = False) -> dict:
+                 max_accuracy_drop: float = 0.5, data_root: str | None = None, progress: bool = False,
+                 heldout_images: int = 5000) -> dict:
     """Write the export; returns {"path", "format", "bytes", "quantization"?}. Raises ExportError."""
     from sortnet.modelfile import load_model
 
@@ -174,7 +175,8 @@ def export_model(model_path: str | os.PathLike, fmt: str = "onnx", out: str | os
             from sortnet.infer.quantize import quantize_int8
 
             data, info["quantization"] = quantize_int8(data, meta, calibration, max_accuracy_drop,
-                                                       data_root=data_root, progress=progress)
+                                                       data_root=data_root, progress=progress,
+                                                       heldout_images=heldout_images)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, data)
     info["bytes"] = len(data)

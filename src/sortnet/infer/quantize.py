@@ -33,7 +33,7 @@ class _Reader:
         return next(self.batches, None)
 
 
-def _split(data: str, meta: dict, data_root: str | None, progress: bool):
+def _split(data: str, meta: dict, data_root: str | None, progress: bool, heldout: int = HELDOUT_IMAGES):
     """(calibration images, held-out images, held-out labels) from labelled data, disjoint, seed 0."""
     from sortnet.data.preprocess import Preprocessing
     from sortnet.data.sources import load_eval_data
@@ -46,7 +46,7 @@ def _split(data: str, meta: dict, data_root: str | None, progress: bool):
                           f"{MIN_IMAGES} (more is better: 500+ labelled images of the model's classes).")
     order = np.random.default_rng(0).permutation(n)
     n_cal = min(CALIBRATION_IMAGES, n // 2)
-    cal, held = order[:n_cal], order[n_cal : n_cal + HELDOUT_IMAGES]
+    cal, held = order[:n_cal], order[n_cal : n_cal + heldout]
     arr = np.asarray(images.images)
     return arr[np.sort(cal)], arr[np.sort(held)], np.asarray(images.labels)[np.sort(held)]
 
@@ -75,13 +75,14 @@ def _accuracy(data: bytes, meta: dict, images: np.ndarray, labels: np.ndarray) -
 
 
 def quantize_int8(fp32: bytes, meta: dict, calibration: str | None, max_accuracy_drop: float = 0.5, *,
-                  data_root: str | None = None, progress: bool = False) -> tuple[bytes, dict]:
+                  data_root: str | None = None, progress: bool = False,
+                  heldout_images: int = HELDOUT_IMAGES) -> tuple[bytes, dict]:
     """(int8 ONNX bytes with the quantization report in its metadata, report). Raises ExportError."""
     if not calibration:
         raise ExportError("--quantize int8 needs --calibration DATA: labelled images of the model's classes "
                           "(the training folder, or the built-in dataset name) to set ranges and measure accuracy.")
     onnx = _require("onnx")
-    cal, held, labels = _split(calibration, meta, data_root, progress)
+    cal, held, labels = _split(calibration, meta, data_root, progress, heldout_images)
     int8 = _quantize_files(fp32, cal)
     acc32, top32 = _accuracy(fp32, meta, held, labels)
     acc8, top8 = _accuracy(int8, meta, held, labels)
