@@ -114,7 +114,8 @@ def main() -> None:
         for arch, c, s in CONFIGS:
             if args.only and arch not in args.only.split(","):
                 continue
-            path = Path(args.trained) if (args.trained and arch == "cnn-small") else _random_model_file(Path(tmp), arch, c, s)
+            trained = args.trained and arch == "cnn-small"
+            path = Path(args.trained) if trained else _random_model_file(Path(tmp), arch, c, s)
             r = bench_one(path, args.iters, args.data_root, args.heldout)
             r["weights"] = "trained" if path == Path(args.trained or "") else "random init"
             results["models"].append(r)

@@ -158,7 +158,8 @@ def main() -> None:
         asyncio.run(sustained(args.port, 2, 2, body))  # warm-up
         info = httpx.get(f"http://{HOST}:{args.port}/model").json()
         out = {"date": time.strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count(), "model": info["arch"],
-               "img_size": info["input"]["img_size"], "runtime": info["runtime"], "rss_before_mb": rss_mb(proc.pid), "loadavg_start": os.getloadavg()}
+               "img_size": info["input"]["img_size"], "runtime": info["runtime"], "rss_before_mb": rss_mb(proc.pid),
+               "loadavg_start": os.getloadavg()}
         out["sustained"] = asyncio.run(sustained(args.port, args.clients, args.seconds, body))
         out["rss_after_sustained_mb"] = rss_mb(proc.pid)
         capacity = info["limits"]["workers"] + info["limits"]["queue"]
