@@ -110,7 +110,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from sortnet.infer.predictor import Predictor
 
-    predictor = Predictor.from_file(args.model, device=args.device, invert=args.invert, tta=args.tta)
+    if args.camera is not None or args.video:  # live sorting: frame by frame (sortnet/infer/stream.py)
+        from sortnet.infer.stream import cmd_live
+
+        return cmd_live(args)
+    if not args.paths:
+        raise SystemExit("sortnet predict: give image files/folders, or --camera INDEX / --video PATH")
+    predictor = Predictor.from_file(args.model, device=args.device, invert=args.invert, tta=args.tta,
+                                    runtime=args.runtime)
     preds = predictor.predict_paths(args.paths, top_k=args.top_k)
     if not preds:
         print("no image files found in the given paths", file=sys.stderr)
@@ -195,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="classify image files and folders")
     p.add_argument("model", help="model file (RUN_DIR/model.safetensors)")
-    p.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
+    p.add_argument("paths", nargs="*", help="image files and/or folders (searched recursively)")
     p.add_argument("--top-k", type=int, default=3, help="how many classes to show per image [default: 3]")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="JSON output")
@@ -205,7 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "(e.g. dark ink on white paper for an MNIST model) [default: auto]")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto [default: cpu]")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True, help="test-time augmentation")
+    p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
+                   help="auto: onnxruntime on the CPU when installed (and for .onnx files), else torch")
+    from sortnet.infer.stream import add_live_args
+
+    add_live_args(p)
     p.set_defaults(func=_cmd_predict)
+
+    from sortnet.infer.use_cli import add_use_commands  # export, serve
+
+    add_use_commands(sub)
 
     p = sub.add_parser("models", help="list the registered models")
     p.add_argument("--json", action="store_true")
