@@ -32,6 +32,11 @@ MIN_PER_CLASS = 10  # fewer readable images than this in a class: warned (too fe
 IMBALANCE_WARN = 3.0  # largest / smallest class count at or above this: warned
 TINY_PX = 16  # shorter side below this (px): "tiny"
 ASPECT_MAX = 4.0  # long side / short side above this: "extreme aspect ratio"
+# Duplicate clusters bigger than this share of readable files (and > SPLIT_GROUP_MIN) are not kept on one
+# side of the split: chains of near-duplicates across uniform images (white-background product shots)
+# could otherwise swallow whole classes and leave validation without them.
+SPLIT_GROUP_SHARE = 0.01
+SPLIT_GROUP_MIN = 20
 
 
 @dataclass
@@ -189,9 +194,9 @@ def _duplicates(rows: list[Row], facts: dict[str, dict]) -> tuple[dict, dict[str
     reps = [m[0] for m in by_sha.values() if facts[good[m[0]].path].get("phash")]  # distinct, non-flat content
     hashes = np.asarray([int(facts[good[i].path]["phash"], 16) for i in reps], dtype=np.uint64)
     colours = np.asarray([facts[good[i].path]["rgb"] for i in reps], dtype=np.int64).reshape(-1, 3)
-    near = [(a, b, d) for a, b, d in (near_duplicate_pairs(hashes) if len(reps) > 1 else [])
-            if np.abs(colours[a] - colours[b]).sum() <= COLOUR_TOLERANCE]
-    content = clusters(len(reps), [(a, b) for a, b, _ in near])
+    near = near_duplicate_pairs(hashes) if len(reps) > 1 else np.zeros((0, 3), np.int64)
+    near = near[np.abs(colours[near[:, 0]] - colours[near[:, 1]]).sum(1) <= COLOUR_TOLERANCE]
+    content = clusters(len(reps), near)
     exact_sets = [[good[i] for i in m] for m in by_sha.values() if len(m) > 1]
     near_groups: dict[int, list[int]] = {}
     for rep_pos, cid in enumerate(content):
@@ -213,6 +218,17 @@ def _merge_ids(sets: list[list[Row]]) -> dict[str, int]:
     pairs = [(pos[s[0].path], pos[m.path]) for s in sets for m in s[1:]]
     ids = clusters(len(paths), pairs)
     return {p: int(ids[pos[p]]) for p in paths}
+
+
+def _split_groups(dup_ids: dict[str, int], files: int, warnings: list[str]) -> dict[str, int]:
+    """The duplicate clusters small enough to keep on one side of the train/val split."""
+    limit = max(SPLIT_GROUP_MIN, int(SPLIT_GROUP_SHARE * files))
+    sizes = Counter(dup_ids.values())
+    too_big = {c for c, k in sizes.items() if k > limit}
+    if too_big:
+        warnings.append(f"{len(too_big)} near-duplicate cluster(s) of more than {limit} images (often uniform "
+                        "backgrounds rather than copies) are not kept on one side of the split")
+    return {p: c for p, c in dup_ids.items() if c not in too_big}
 
 
 def _dup_warnings(dups: dict, warnings: list[str]) -> None:
@@ -240,6 +256,7 @@ def run_check(data: str, *, progress: bool = False, workers: int | None = None) 
         warnings.append(f"{len(unreadable)} unreadable file(s) (skipped by train)")
     dups, dup_ids = _duplicates(listing.rows, facts)
     _dup_warnings(dups, warnings)
+    dup_ids = _split_groups(dup_ids, len(paths), warnings)
     images = _image_summary(paths, facts)
     for key, what in (("tiny", f"tiny image(s) (shorter side < {TINY_PX} px)"),
                       ("extreme_aspect", f"image(s) with aspect ratio beyond {ASPECT_MAX:g}:1")):

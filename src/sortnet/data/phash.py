@@ -3,8 +3,8 @@
 Usage:
     from sortnet.data.phash import phash, near_duplicate_pairs, clusters
     h = phash(pil_image)                                   # python int in [0, 2**64)
-    pairs = near_duplicate_pairs(np.array(hashes, np.uint64))   # [(i, j, bits), ...] with i < j
-    groups = clusters(len(hashes), [(i, j) for i, j, _ in pairs])   # component id per item
+    pairs = near_duplicate_pairs(np.array(hashes, np.uint64))   # int64 [P, 3]: i, j (i < j), bits
+    groups = clusters(len(hashes), pairs)                          # component id per item
 
 Threshold: two images are near-duplicates when their pHashes differ in at most NEAR_DUP_BITS = 6 of
 64 bits. At that distance, re-encoded, resized, slightly cropped or recompressed copies of one photo
@@ -72,20 +72,22 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     return np.unpackbits(x.view(np.uint8).reshape(*x.shape, 8), axis=-1).sum(-1)
 
 
-def _bucket_pairs(members: np.ndarray, hashes: np.ndarray, max_bits: int, found: set) -> None:
-    """Add (i, j) pairs within `members` (item indices) whose hashes differ in <= max_bits bits."""
+def _bucket_pairs(members: np.ndarray, hashes: np.ndarray, max_bits: int) -> np.ndarray:
+    """[P, 2] pairs (a < b) within `members` (item indices) whose hashes differ in <= max_bits bits."""
     h = hashes[members]
+    found = []
     for start in range(0, len(members), BLOCK_ROWS):
         rows = h[start:start + BLOCK_ROWS]
         dist = _popcount(rows[:, None] ^ h[None, :])  # [rows, bucket] bit distances
         ri, ci = np.nonzero(dist <= max_bits)
-        for a, b in zip(members[ri + start].tolist(), members[ci].tolist()):
-            if a < b:
-                found.add((a, b))
+        a, b = members[ri + start], members[ci]
+        keep = a < b
+        found.append(np.stack([a[keep], b[keep]], 1))
+    return np.concatenate(found) if found else np.zeros((0, 2), np.int64)
 
 
-def near_duplicate_pairs(hashes: np.ndarray, max_bits: int = NEAR_DUP_BITS) -> list[tuple[int, int, int]]:
-    """All (i, j, bits) with i < j and hamming(hashes[i], hashes[j]) <= max_bits (exact for max_bits <= 7).
+def near_duplicate_pairs(hashes: np.ndarray, max_bits: int = NEAR_DUP_BITS) -> np.ndarray:
+    """int64 [P, 3] rows (i, j, bits), i < j, hamming(hashes[i], hashes[j]) <= max_bits (exact for <= 7).
 
     Pigeonhole: two 64-bit hashes within 7 bits agree on at least one of their 8 bytes, so only items
     sharing a byte value at some position are compared (about N^2 / 32 comparisons instead of N^2 / 2).
@@ -93,31 +95,26 @@ def near_duplicate_pairs(hashes: np.ndarray, max_bits: int = NEAR_DUP_BITS) -> l
     if not 0 <= max_bits <= 7:
         raise ValueError(f"max_bits must be in 0..7 for the byte-block search, got {max_bits}")
     hashes = np.asarray(hashes, dtype=np.uint64)
-    found: set[tuple[int, int]] = set()
+    n = len(hashes)
+    found = [np.zeros((0, 2), np.int64)]
     as_bytes = hashes.view(np.uint8).reshape(-1, 8)
     for pos in range(8):
         col = as_bytes[:, pos]
         order = np.argsort(col, kind="stable")
         bounds = np.flatnonzero(np.diff(col[order])) + 1
-        for members in np.split(order, bounds):
-            if len(members) > 1:
-                _bucket_pairs(members, hashes, max_bits, found)
-    out = [(a, b, int(_popcount(hashes[a] ^ hashes[b]))) for a, b in sorted(found)]
-    return out
+        found += [_bucket_pairs(m, hashes, max_bits) for m in np.split(order, bounds) if len(m) > 1]
+    codes = np.unique(np.concatenate(found).astype(np.int64) @ np.array([n, 1], np.int64))  # dedupe (a, b)
+    a, b = codes // max(n, 1), codes % max(n, 1)
+    return np.stack([a, b, _popcount(hashes[a] ^ hashes[b]).astype(np.int64)], 1)
 
 
-def clusters(n: int, pairs: list[tuple[int, int]]) -> np.ndarray:
-    """Connected-component id (the smallest member index) of each of n items, given linked pairs."""
-    parent = np.arange(n)
+def clusters(n: int, pairs) -> np.ndarray:
+    """Connected-component id of each of n items, given linked (a, b) pairs (any extra columns ignored)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]  # path halving keeps trees shallow
-            i = parent[i]
-        return int(i)
-
-    for a, b in pairs:
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return np.asarray([root(i) for i in range(n)], dtype=np.int64)
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, np.asarray(pairs).shape[-1] if len(pairs) else 2)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1].astype(np.int64)

@@ -24,7 +24,7 @@ from sortnet.data.csvsource import is_csv_source, read_csv_source
 from sortnet.data.folder import LAYOUT_HELP, read_folder, read_folder_eval, scan_folder
 from sortnet.data.groups import grouped_split, has_real_groups, merge_groups, regex_groups
 from sortnet.data.listsource import listed_from_folder, load_listed, memory_budget
-from sortnet.data.mapped import is_on_disk
+from sortnet.data.mapped import as_rows, is_on_disk
 from sortnet.data.preprocess import Preprocessing, image_to_array
 
 __all__ = ["DataError", "load_data", "load_eval_data", "stratified_split", "channel_stats", "border_background",
@@ -95,7 +95,8 @@ def border_background(images: np.ndarray) -> str:
 def _fit_preprocessing(train: ImageSet, img_size: int, channels: int) -> Preprocessing:
     images = train.images
     if is_on_disk(images) and len(images) > STATS_SAMPLE_ON_DISK:  # an even sample, not a full pass over disk
-        images = images[np.linspace(0, len(images) - 1, STATS_SAMPLE_ON_DISK).round().astype(np.int64)]
+        pick = np.linspace(0, len(images) - 1, STATS_SAMPLE_ON_DISK).round().astype(np.int64)
+        images = as_rows(images).subset(pick)  # still on disk: channel_stats reads it chunk by chunk
     mean, std = channel_stats(images)
     return Preprocessing(img_size=img_size, channels=channels, mean=mean, std=std,
                          background=border_background(train.images))
