@@ -138,3 +138,16 @@ def test_sub_epoch_budget_ends_inside_first_epoch():
     t.fit()
     assert t.step == 3 and len(t.history) == 1
     assert t.opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_short_runs_drop_regularisation_unless_asked():
+    b = _bundle()
+    cpu = torch.device("cpu")
+    long = resolve_recipe(TrainConfig(model="cnn-small", epochs=20), b, cpu)
+    short = resolve_recipe(TrainConfig(model="cnn-small", epochs=20), b, cpu, length=1.5)
+    assert long.label_smoothing == 0.1 and long.translate > 0 and long.tta_shift == 1
+    assert short.label_smoothing == 0.0 and short.translate == 0 and short.tta_shift == 0
+    assert short.flip == long.flip  # mirror images stay: they cost nothing in fit speed
+    asked = resolve_recipe(TrainConfig(model="cnn-small", label_smoothing=0.2, augment="flip+crop"), b, cpu,
+                           length=1.0)
+    assert asked.label_smoothing == 0.2 and asked.translate > 0

@@ -26,7 +26,7 @@ TRAIN_HELP = {
     "schedule": "onecycle (linear warmup, linear decay) | cosine",
     "warmup": "fraction of steps spent warming the learning rate up",
     "weight_decay": "weight decay (default: from the recipe)",
-    "label_smoothing": "label smoothing for the loss",
+    "label_smoothing": "label smoothing for the loss (default: 0.1; 0 for runs of <= 6 epochs)",
     "augment": "auto | none | flip | crop | flip+crop | rrc+flip (auto: no flips for digits)",
     "tta": "average flipped/shifted views at evaluation",
     "img_size": "square input side in px (default: median image size if <= 64, else 128)",

@@ -26,7 +26,7 @@ class TrainConfig:
     schedule: str = "onecycle"  # onecycle (linear warmup then linear decay) | cosine
     warmup: float = 0.1  # fraction of all steps spent warming up
     weight_decay: float | None = None
-    label_smoothing: float = 0.1
+    label_smoothing: float | None = None  # None: 0.1, or 0 for short runs (see train/recipe.py)
     augment: str = "auto"  # auto | none | flip | crop | flip+crop | rrc+flip
     tta: bool = True  # test-time augmentation (flip / shifts) at evaluation
     img_size: int | None = None
@@ -68,7 +68,7 @@ class TrainConfig:
         _check_positive("time_budget", self.time_budget)
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if not 0.0 <= self.label_smoothing < 1.0:
+        if self.label_smoothing is not None and not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.channels not in (None, 1, 3):
             raise ConfigError(f"channels must be 1 or 3, got {self.channels}")

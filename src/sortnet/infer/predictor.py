@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sortnet.data.decode import IMAGE_EXTENSIONS, BadImageError, decode_image
+from sortnet.data.decode import IMAGE_EXTENSIONS, BadImageError, decode_image, to_rgb_or_l
 from sortnet.data.preprocess import Preprocessing, image_to_array
 from sortnet.infer.batch import TTA, predict_logits
 from sortnet.modelfile import load_model
@@ -120,7 +120,7 @@ class Predictor:
         return [(self.classes[i], float(probs[i])) for i in order]
 
     def predict_images(self, images: list[Image.Image], top_k: int = 3) -> list[Prediction]:
-        prepped = [self.preprocess(img.convert("RGB") if img.mode not in ("RGB", "L") else img) for img in images]
+        prepped = [self.preprocess(to_rgb_or_l(img)) for img in images]  # alpha on white, CMYK, 16-bit: as decode
         if not prepped:
             return []
         probs = self.predict_arrays(np.stack([a for a, _ in prepped]))

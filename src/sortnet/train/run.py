@@ -124,7 +124,8 @@ def train(data: str | None = None, *, out: str | None = None, resume: str | None
     trainer = _build_trainer(model, bundle, recipe, cfg, device, dtype, run_dir)
     if cfg.time_budget:
         steps, per_step = plan_steps(trainer, cfg.time_budget, len(bundle.val) if bundle.val else 0)
-        recipe = dataclasses.replace(recipe, epochs=math.ceil(steps / trainer.steps_per_epoch), total_steps=steps)
+        recipe = dataclasses.replace(resolve_recipe(cfg, bundle, device, length=steps / trainer.steps_per_epoch),
+                                     epochs=math.ceil(steps / trainer.steps_per_epoch), total_steps=steps)
         trainer = _build_trainer(model, bundle, recipe, cfg, device, dtype, run_dir)
         trainer.callbacks.append(TimeBudget(cfg.time_budget))
         _log(cfg, f"time budget {cfg.time_budget:g}s: {steps} steps planned ({recipe.epochs} epochs, "
