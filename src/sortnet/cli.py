@@ -200,6 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True)
     p.set_defaults(func=_cmd_evaluate)
 
+    _add_predict_parser(sub)
+
+    from sortnet.infer.use_cli import add_use_commands  # export, serve
+
+    add_use_commands(sub)
+    _add_list_parsers(sub)
+    return parser
+
+
+def _add_predict_parser(sub) -> None:
     p = sub.add_parser("predict", help="classify image files and folders")
     p.add_argument("model", help="model file (RUN_DIR/model.safetensors)")
     p.add_argument("paths", nargs="*", help="image files and/or folders (searched recursively)")
@@ -219,10 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_live_args(p)
     p.set_defaults(func=_cmd_predict)
 
-    from sortnet.infer.use_cli import add_use_commands  # export, serve
 
-    add_use_commands(sub)
-
+def _add_list_parsers(sub) -> None:
     p = sub.add_parser("models", help="list the registered models")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_models)
@@ -235,7 +243,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20, help="how many images to --export [default: 20]")
     p.add_argument("--out", default="sortnet-images", help="folder for --export [default: sortnet-images]")
     p.set_defaults(func=_cmd_datasets)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
