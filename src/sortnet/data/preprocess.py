@@ -73,3 +73,13 @@ def image_to_array(img: Image.Image, prep: Preprocessing) -> np.ndarray:
     else:
         arr = arr.transpose(2, 0, 1)
     return np.ascontiguousarray(arr)
+
+
+def border_ring(images: np.ndarray) -> np.ndarray:
+    """float32 [N, 2H + 2W - 4]: the outer 1-px ring of uint8 [N, C, H, W] images, channels averaged.
+
+    The one definition of an image's background brightness: training records it ("dark"/"light"
+    in Preprocessing.background) and `predict --invert auto` compares each input against it.
+    """
+    grey = images.astype(np.float32).mean(axis=1)  # [N, H, W]
+    return np.concatenate([grey[:, 0, :], grey[:, -1, :], grey[:, 1:-1, 0], grey[:, 1:-1, -1]], axis=1)

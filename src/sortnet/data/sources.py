@@ -25,7 +25,7 @@ from sortnet.data.folder import LAYOUT_HELP, read_folder, read_folder_eval, scan
 from sortnet.data.groups import grouped_split, has_real_groups, merge_groups, regex_groups
 from sortnet.data.listsource import listed_from_folder, load_listed, memory_budget
 from sortnet.data.mapped import as_rows, is_on_disk
-from sortnet.data.preprocess import Preprocessing, image_to_array
+from sortnet.data.preprocess import Preprocessing, border_ring, image_to_array
 
 __all__ = ["DataError", "load_data", "load_eval_data", "stratified_split", "channel_stats", "border_background",
            "BUILTIN_NAMES"]
@@ -87,8 +87,7 @@ def border_background(images: np.ndarray) -> str:
     pick = np.unique(np.linspace(0, len(images) - 1, min(len(images), BACKGROUND_SAMPLE)).round().astype(int))
     rings = []
     for start in range(0, len(pick), 256):  # chunks: 2000 float photos at 224 px would be 1.2 GB at once
-        grey = images[pick[start:start + 256]].astype(np.float32).mean(axis=1)  # [n, H, W]
-        rings.append(np.concatenate([grey[:, 0, :], grey[:, -1, :], grey[:, 1:-1, 0], grey[:, 1:-1, -1]], axis=1))
+        rings.append(border_ring(images[pick[start:start + 256]]))
     return "dark" if float(np.median(np.concatenate([r.ravel() for r in rings]))) < 128 else "light"
 
 

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from sortnet.data.decode import IMAGE_EXTENSIONS, BadImageError, decode_image, to_rgb_or_l
-from sortnet.data.preprocess import Preprocessing, image_to_array
+from sortnet.data.preprocess import Preprocessing, border_ring, image_to_array
 from sortnet.infer.batch import TTA, predict_logits
 from sortnet.modelfile import load_model
 from sortnet.train.device import resolve_device, resolve_precision
@@ -48,9 +48,8 @@ class Prediction:
 
 
 def border_is_light(arr: np.ndarray) -> bool:
-    """Median of the outer 1-px ring of a uint8 [C, H, W] image is >= 128."""
-    ring = np.concatenate([arr[:, 0, :].ravel(), arr[:, -1, :].ravel(), arr[:, :, 0].ravel(), arr[:, :, -1].ravel()])
-    return float(np.median(ring)) >= 128
+    """Median of the outer 1-px ring of a uint8 [C, H, W] image is >= 128 (same ring as training's background)."""
+    return float(np.median(border_ring(arr[None]))) >= 128
 
 
 def expand_paths(paths: list[str | os.PathLike]) -> list[Path]:
