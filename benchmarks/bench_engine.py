@@ -19,9 +19,9 @@ from sortnet.config import TrainConfig
 from sortnet.data.dataset import DataBundle, ImageSet
 from sortnet.data.preprocess import Preprocessing
 from sortnet.models.registry import create_model
-from sortnet.train.device import resolve_precision, use_all_cores
-from sortnet.train.recipe import resolve_recipe
-from sortnet.train.trainer import Trainer
+from sortnet.device import resolve_precision, use_all_cores
+from sortnet.training.recipe import resolve_recipe
+from sortnet.training.trainer import Trainer
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:

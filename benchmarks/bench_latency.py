@@ -29,7 +29,7 @@ from sortnet.infer.export import export_model
 from sortnet.infer.onnx_predict import OnnxBackend
 from sortnet.modelfile import load_model, save_model
 from sortnet.models.registry import create_model
-from sortnet.train.device import use_all_cores
+from sortnet.device import use_all_cores
 
 FM_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
               "Ankle boot"]

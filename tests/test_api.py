@@ -5,7 +5,7 @@ import sortnet
 
 
 def test_api_names_survive_submodule_imports():
-    for mod in ("sortnet.train.run", "sortnet.train.trainer", "sortnet.evaluate.run", "sortnet.models.registry"):
+    for mod in ("sortnet.training.run", "sortnet.training.trainer", "sortnet.evaluation.run", "sortnet.models.registry"):
         importlib.import_module(mod)
     for name in ("train", "evaluate", "predict", "load", "list_models", "list_datasets"):
         assert callable(getattr(sortnet, name)), name

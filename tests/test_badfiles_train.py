@@ -12,7 +12,7 @@ import sortnet.data.folder as folder
 from badfiles import write_bad_files
 from conftest import make_class_folder
 from sortnet.data.check import run_check
-from sortnet.train.run import train
+from sortnet.training.run import train
 
 
 @pytest.fixture(autouse=True)

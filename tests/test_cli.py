@@ -10,7 +10,7 @@ from PIL import Image
 from badfiles import write_bad_files
 from clirun import run_cli
 from conftest import make_class_folder, make_image
-from sortnet.evaluate.metrics import compute_metrics
+from sortnet.evaluation.metrics import compute_metrics
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from sortnet.data.csvsource import read_csv_source
 from sortnet.data.errors import DataError
 from sortnet.data.groups import grouped_split, merge_groups, regex_groups
 from sortnet.data.sources import load_data
-from sortnet.train.trainer import resolve_balance
+from sortnet.training.trainer import resolve_balance
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +94,7 @@ def test_balance_choice_and_training(tmp_path):
     assert resolve_balance("auto", [100, 10])[0] == "weights"
     assert resolve_balance("auto", [10, 11])[0] == "none"
     assert resolve_balance("sampler", [10, 11]) == ("sampler", "set by --balance")
-    from sortnet.train.run import train  # (sortnet.train is shadowed by the package once it is imported)
+    from sortnet.training.run import train
 
     root = make_class_folder(tmp_path, classes=2, per_class=4)
     for i in range(4, 24):

@@ -82,8 +82,8 @@ def test_mapped_rows_and_memmap_subsets(tmp_path):
 
 
 def test_streamed_load_matches_resident_and_trains_identically(tmp_path):
-    from sortnet.train.recipe import Recipe
-    from sortnet.train.trainer import Trainer
+    from sortnet.training.recipe import Recipe
+    from sortnet.training.trainer import Trainer
     from sortnet.models.registry import create_model
 
     root = make_class_folder(tmp_path, classes=3, per_class=12)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from sortnet.evaluate.metrics import compute_metrics
-from sortnet.evaluate.report import format_report
+from sortnet.evaluation.metrics import compute_metrics
+from sortnet.evaluation.report import format_report
 
 
 @pytest.mark.parametrize("k,n,seed", [(3, 50, 0), (10, 400, 1), (12, 30, 2)])

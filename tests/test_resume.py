@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from clirun import popen_cli, run_cli
 from conftest import make_class_folder
-from sortnet.train.checkpoint import load_checkpoint
+from sortnet.training.checkpoint import load_checkpoint
 
 TRAIN_ARGS = ["--model", "cnn-small", "--epochs", "6", "--batch-size", "16", "--seed", "3", "--no-progress",
               "--img-size", "16"]
@@ -56,7 +56,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
 
 SAVER = textwrap.dedent("""
     import sys, torch
-    from sortnet.train.checkpoint import save_checkpoint
+    from sortnet.training.checkpoint import save_checkpoint
     path = sys.argv[1]
     i = 0
     while True:

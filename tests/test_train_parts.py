@@ -7,15 +7,15 @@ from sortnet.config import ConfigError, TrainConfig, parse_duration
 from sortnet.data.dataset import DataBundle, ImageSet
 from sortnet.data.preprocess import Preprocessing
 from sortnet.models.registry import create_model
-from sortnet.train.augment import alternating_flip_mask, flip_batch, random_resized_crop, random_translate
+from sortnet.training.augment import alternating_flip_mask, flip_batch, random_resized_crop, random_translate
 import time
 
-from sortnet.train.budget import TimeBudget, plan_steps
-from sortnet.train.events import Callback
-from sortnet.train.device import cpu_supports_bf16, resolve_precision
-from sortnet.train.recipe import resolve_recipe
-from sortnet.train.schedule import lr_multiplier
-from sortnet.train.trainer import Trainer
+from sortnet.training.budget import TimeBudget, plan_steps
+from sortnet.training.events import Callback
+from sortnet.device import cpu_supports_bf16, resolve_precision
+from sortnet.training.recipe import resolve_recipe
+from sortnet.training.schedule import lr_multiplier
+from sortnet.training.trainer import Trainer
 
 
 def test_translate_is_a_reflect_padded_shift():

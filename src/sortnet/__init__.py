@@ -13,13 +13,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-# The API functions `train` and `evaluate` share their names with the subpackages sortnet/train and
-# sortnet/evaluate. Importing a submodule for the first time (sortnet.train.run) binds the package over
-# the parent's attribute, so the packages are imported here first (their __init__ files are empty and
-# import nothing) and the functions are defined after them: later submodule imports leave them alone.
-import sortnet.evaluate as _evaluate_package  # noqa: E402,F401
-import sortnet.train as _train_package  # noqa: E402,F401
-
 # list_models / list_datasets, not models / datasets: those names are the sortnet.models package.
 __all__ = ["train", "check", "evaluate", "predict", "load", "list_models", "list_datasets", "Classifier",
            "Prediction", "Predictor", "TrainConfig"]
@@ -27,7 +20,7 @@ __all__ = ["train", "check", "evaluate", "predict", "load", "list_models", "list
 
 def train(data=None, **kwargs):
     """Train a classifier; keyword names and defaults match `sortnet train --help` (see TrainConfig)."""
-    from sortnet.train.run import train as _train
+    from sortnet.training.run import train as _train
 
     return _train(data, **kwargs)
 
@@ -44,14 +37,14 @@ def check(data, **kwargs) -> dict:
 
 def evaluate(model, data, **kwargs):
     """Metrics of a model (file path or Classifier) on a folder or built-in dataset's test split."""
-    from sortnet.evaluate.run import evaluate as _evaluate
+    from sortnet.evaluation.run import evaluate as _evaluate
 
     return _evaluate(model, data, **kwargs)
 
 
 def predict(model, paths, top_k: int = 3, invert: str = "auto", device: str = "cpu", tta: bool = True):
     """Predictions for image files and folders: a list of Prediction (class names + probabilities)."""
-    from sortnet.evaluate.run import as_predictor
+    from sortnet.evaluation.run import as_predictor
 
     items = paths if isinstance(paths, (list, tuple)) else [paths]
     return as_predictor(model, invert=invert, device=device, tta=tta).predict_paths(list(items), top_k)

@@ -59,7 +59,7 @@ class Classifier:
         return p.predict_paths(list(items), top_k)
 
     def evaluate(self, data: str, **kwargs) -> dict:
-        from sortnet.evaluate.run import evaluate
+        from sortnet.evaluation.run import evaluate
 
         return evaluate(self, data, **kwargs)
 

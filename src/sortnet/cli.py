@@ -71,7 +71,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from sortnet.train.run import train
+    from sortnet.training.run import train
 
     settings = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
     if args.resume:
@@ -93,8 +93,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from sortnet.evaluate.report import format_report
-    from sortnet.evaluate.run import evaluate
+    from sortnet.evaluation.report import format_report
+    from sortnet.evaluation.run import evaluate
 
     m = evaluate(args.model, args.data, device=args.device, tta=args.tta, data_root=args.data_root,
                  download=args.download, progress=not args.json)

@@ -1,6 +1,6 @@
 """Training configuration: one dataclass, one source of defaults for the CLI and the Python API.
 
-`None` / "auto" fields are resolved from the data and model by `sortnet.train.recipe.resolve_recipe`.
+`None` / "auto" fields are resolved from the data and model by `sortnet.training.recipe.resolve_recipe`.
 
 Usage:
     cfg = TrainConfig.from_dict({"epochs": 5, "lr": 0.1})   # unknown keys raise with a suggestion
@@ -11,8 +11,10 @@ import difflib
 import re
 from dataclasses import asdict, dataclass, fields
 
+from sortnet.errors import SortnetError
 
-class ConfigError(ValueError):
+
+class ConfigError(SortnetError, ValueError):
     """A setting has a bad name or value; the message says which values are allowed."""
 
 

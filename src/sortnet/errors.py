@@ -1,20 +1,17 @@
-"""The error types a user can cause (bad data, settings, files); the CLI prints them without a traceback."""
+"""SortnetError: the base of every error a user can cause (bad data, settings, files, missing extras).
+
+The CLI catches SortnetError (and FileNotFoundError) and prints its message without a traceback, so a
+new error type only has to subclass it. This module imports nothing from sortnet (no cycles).
+
+Usage:
+    class DataError(SortnetError, ValueError): ...
+    raise DataError("no images in photos/; expected photos/<class>/*.jpg")
+"""
 from __future__ import annotations
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from sortnet.config import ConfigError
-    from sortnet.data.errors import DataError
-    from sortnet.modelfile import ModelFileError
-    from sortnet.models.spec import SpecError
-    from sortnet.train.checkpoint import CheckpointError
-    from sortnet.infer.export import ExportError
-    from sortnet.infer.onnx_predict import OnnxModelError
-    from sortnet.infer.stream import StreamError
-    from sortnet.infer.use_cli import MissingExtraError
-
-    return (ConfigError, DataError, ModelFileError, CheckpointError, SpecError, FileNotFoundError,
-            ExportError, OnnxModelError, StreamError, MissingExtraError)
+class SortnetError(Exception):
+    """A problem the user can fix; the message says what to do."""
 
 
-USER_ERRORS = _user_errors()
+USER_ERRORS: tuple[type[BaseException], ...] = (SortnetError, FileNotFoundError)

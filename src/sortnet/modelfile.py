@@ -20,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
 from sortnet.atomic import atomic_write_bytes
+from sortnet.errors import SortnetError
 from sortnet.models.base import SortnetModel
 from sortnet.models.registry import create_model
 
@@ -27,7 +28,7 @@ FORMAT_VERSION = 1
 META_KEY = "sortnet"
 
 
-class ModelFileError(Exception):
+class ModelFileError(SortnetError):
     """The model file is missing, truncated, tampered with, or not a sortnet model."""
 
 

@@ -6,6 +6,8 @@ Usage:
 """
 from __future__ import annotations
 
+from sortnet.errors import SortnetError
 
-class DataError(ValueError):
+
+class DataError(SortnetError, ValueError):
     """The data the user pointed at cannot be used; the message says what to fix (layout, path, download)."""

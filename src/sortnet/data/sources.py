@@ -18,9 +18,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from sortnet.data.builtin import DATASETS, builtin_name, read_builtin
+from sortnet.data.csvsource import is_csv_source, read_csv_source
 from sortnet.data.dataset import DataBundle, ImageSet, SkippedFile
 from sortnet.data.errors import DataError
-from sortnet.data.csvsource import is_csv_source, read_csv_source
 from sortnet.data.folder import LAYOUT_HELP, read_folder, read_folder_eval, scan_folder
 from sortnet.data.groups import grouped_split, has_real_groups, merge_groups, regex_groups
 from sortnet.data.listsource import listed_from_folder, load_listed, memory_budget

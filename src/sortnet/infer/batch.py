@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sortnet.train.device import autocast_context
+from sortnet.device import autocast_context
 
 
 @dataclass

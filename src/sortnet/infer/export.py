@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from sortnet.atomic import atomic_write_bytes
+from sortnet.errors import SortnetError
 from sortnet.infer.batch import TTA, tta_views
 
 EXPORT_FORMATS = ("onnx", "torchscript")
@@ -47,7 +48,7 @@ INPUT_CONTRACT = (
 )
 
 
-class ExportError(Exception):
+class ExportError(SortnetError):
     """An export that cannot be done as asked (missing package, bad option); the message says what to do."""
 
 

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from sortnet.errors import SortnetError
 from sortnet.infer.export import INPUT_NAME, ExportError, _require, onnx_bytes
 
 RUNTIMES = ("auto", "torch", "onnx")
 
 
-class OnnxModelError(Exception):
+class OnnxModelError(SortnetError):
     """An .onnx file that is not a readable sortnet export; the message says how to make one."""
 
 

@@ -20,9 +20,9 @@ from PIL import Image
 
 from sortnet.data.decode import IMAGE_EXTENSIONS, BadImageError, decode_image, to_rgb_or_l
 from sortnet.data.preprocess import Preprocessing, border_ring, image_to_array
+from sortnet.device import resolve_device, resolve_precision
 from sortnet.infer.batch import TTA, predict_logits
 from sortnet.modelfile import load_model
-from sortnet.train.device import resolve_device, resolve_precision
 
 INVERT_CHOICES = ("auto", "always", "never")
 

@@ -25,9 +25,10 @@ from typing import Iterator
 from PIL import Image
 
 from sortnet.data.decode import BadImageError, decode_image
+from sortnet.errors import SortnetError
 
 
-class StreamError(Exception):
+class StreamError(SortnetError):
     """A camera/video source that cannot be opened or read; the message says what to do."""
 
 

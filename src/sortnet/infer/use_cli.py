@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 
+from sortnet.errors import SortnetError
 
-class MissingExtraError(Exception):
+
+class MissingExtraError(SortnetError):
     """An optional dependency needed by the command is not installed; the message names the pip command."""
 
 

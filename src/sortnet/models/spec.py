@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from sortnet.errors import SortnetError
+
 ACTIVATIONS = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
@@ -72,7 +74,7 @@ _ALIASES = {
 }
 
 
-class SpecError(ValueError):
+class SpecError(SortnetError, ValueError):
     """A spec string that cannot be parsed or built; the message names the token and its position."""
 
 

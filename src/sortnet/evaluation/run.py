@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from sortnet.data.sources import load_eval_data
-from sortnet.evaluate.metrics import compute_metrics
+from sortnet.evaluation.metrics import compute_metrics
 from sortnet.infer.predictor import Predictor
 
 

@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from sortnet.train.events import Callback
-from sortnet.train.trainer import Trainer, build_optimizer
+from sortnet.training.events import Callback
+from sortnet.training.trainer import Trainer, build_optimizer
 
 HEADROOM = 0.93  # fraction of the budget planned for training; the rest absorbs noise and the last validation
 VAL_COST = 1 / 3  # a validation image costs ~1/3 of a training image (forward only)

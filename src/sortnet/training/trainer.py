@@ -21,12 +21,12 @@ from torch import nn
 
 from sortnet.data.dataset import ImageSet
 from sortnet.data.mapped import as_rows, is_on_disk
+from sortnet.device import autocast_context
 from sortnet.infer.batch import TTA, predict_logits
-from sortnet.train.augment import alternating_flip_mask, flip_batch, random_resized_crop, random_translate
-from sortnet.train.device import autocast_context
-from sortnet.train.events import Callback
-from sortnet.train.recipe import Recipe
-from sortnet.train.schedule import lr_multiplier
+from sortnet.training.augment import alternating_flip_mask, flip_batch, random_resized_crop, random_translate
+from sortnet.training.events import Callback
+from sortnet.training.recipe import Recipe
+from sortnet.training.schedule import lr_multiplier
 
 
 def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:

@@ -11,11 +11,12 @@ from pathlib import Path
 import torch
 
 from sortnet.atomic import atomic_path
+from sortnet.errors import SortnetError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
-class CheckpointError(Exception):
+class CheckpointError(SortnetError):
     """A checkpoint is missing or unreadable."""
 
 

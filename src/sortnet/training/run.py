@@ -19,15 +19,15 @@ from sortnet.atomic import atomic_write_text
 from sortnet.config import ConfigError, TrainConfig, parse_duration
 from sortnet.data.dataset import DataBundle
 from sortnet.data.sources import load_data
+from sortnet.device import resolve_device, resolve_precision, use_all_cores
 from sortnet.infer.batch import predict_logits
-from sortnet.models.registry import create_model, validate_arch
 from sortnet.modelfile import save_model
-from sortnet.train.budget import TimeBudget, plan_steps
-from sortnet.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from sortnet.train.device import resolve_device, resolve_precision, use_all_cores
-from sortnet.train.events import CheckpointSaver, ProgressBar, TensorBoardLogger
-from sortnet.train.recipe import Recipe, resolve_recipe
-from sortnet.train.trainer import Trainer, eval_batch_size, resolve_balance
+from sortnet.models.registry import create_model, validate_arch
+from sortnet.training.budget import TimeBudget, plan_steps
+from sortnet.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from sortnet.training.events import CheckpointSaver, ProgressBar, TensorBoardLogger
+from sortnet.training.recipe import Recipe, resolve_recipe
+from sortnet.training.trainer import Trainer, eval_batch_size, resolve_balance
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.safetensors"
@@ -165,7 +165,7 @@ def _announce(cfg, bundle: DataBundle, recipe: Recipe, device, dtype, run_dir: P
 
 
 def _fit_and_finish(trainer: Trainer, bundle: DataBundle, cfg: TrainConfig, data: str, run_dir: Path) -> dict:
-    from sortnet.evaluate.metrics import compute_metrics
+    from sortnet.evaluation.metrics import compute_metrics
 
     try:
         trainer.fit()

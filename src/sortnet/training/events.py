@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
-from sortnet.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from sortnet.training.checkpoint import CHECKPOINT_NAME, save_checkpoint
 
 if TYPE_CHECKING:
-    from sortnet.train.trainer import Trainer
+    from sortnet.training.trainer import Trainer
 
 
 class Callback:
