@@ -103,5 +103,5 @@ def test_streamed_load_matches_resident_and_trains_identically(tmp_path):
         p = bundle.preprocessing
         model = create_model("linear", p.channels, 3, p.img_size, p.mean, p.std)
         t = Trainer(model, bundle.train, bundle.val, recipe, device=torch.device("cpu"), dtype=None, seed=0)
-        losses.append([h["train_loss"] for h in t.fit()])
+        losses.append([h["loss"] for h in t.fit()])
     assert t.streamed and losses[0] == losses[1]

@@ -11,7 +11,7 @@ from sortnet.training.augment import alternating_flip_mask, flip_batch, random_r
 import time
 
 from sortnet.training.budget import TimeBudget, plan_steps
-from sortnet.training.events import Callback
+from sortnet.training.callbacks import Callback
 from sortnet.device import cpu_supports_bf16, resolve_precision
 from sortnet.training.recipe import resolve_recipe
 from sortnet.training.schedule import lr_multiplier
@@ -96,7 +96,7 @@ def test_trainer_learns_and_is_deterministic():
     t1, t2 = _trainer(b), _trainer(b)
     t1.fit()
     t2.fit()
-    assert t1.history[-1]["val_acc"] > 0.9
+    assert t1.history[-1]["val_accuracy"] > 0.9
     for (k, v1), v2 in zip(t1.model.state_dict().items(), t2.model.state_dict().values()):
         assert torch.equal(v1, v2), k
     assert t1.opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # schedule ran to completion
@@ -116,7 +116,7 @@ def test_time_budget_plans_steps_without_touching_the_run():
 class _SlowMachine(Callback):
     """Simulates a machine that became slower than planned (another program took the cores)."""
 
-    def on_batch_end(self, trainer, loss, correct, n):
+    def on_batch_end(self, batch, logs=None):
         time.sleep(0.02)
 
 

@@ -3,6 +3,8 @@
 Usage:
     import sortnet
     clf = sortnet.train("photos/")                       # or "fashion-mnist", "cifar10", ...
+    bundle = sortnet.prepare("photos/")                  # check, decode, split once ...
+    clf = sortnet.fit(bundle, model="mlp", callbacks=[sortnet.EarlyStopping(patience=2)])   # ... fit many times
     sortnet.evaluate(clf, "photos/")
     sortnet.predict("runs/photos/model.safetensors", ["new.jpg"])
     sortnet.list_models(); sortnet.list_datasets()
@@ -14,7 +16,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 # list_models / list_datasets, not models / datasets: those names are the sortnet.models package.
-__all__ = ["train", "check", "evaluate", "predict", "load", "list_models", "list_datasets", "Classifier",
+__all__ = ["train", "prepare", "fit", "Callback", "EarlyStopping", "check", "evaluate", "predict", "load", "list_models", "list_datasets", "Classifier",
            "Prediction", "Predictor", "TrainConfig"]
 
 
@@ -23,6 +25,20 @@ def train(data=None, **kwargs):
     from sortnet.training.run import train as _train
 
     return _train(data, **kwargs)
+
+
+def prepare(data, **settings):
+    """Check, decode and split the data once (a DataBundle); any `train` setting is accepted, the data ones used."""
+    from sortnet.training.prepare import prepare as _prepare
+
+    return _prepare(data, **settings)
+
+
+def fit(bundle, *, out=None, callbacks=None, **settings):
+    """Train on a prepared bundle -> Classifier; out=None writes nothing; callbacks: Keras-style Callback objects."""
+    from sortnet.training.fit import fit as _fit
+
+    return _fit(bundle, out=out, callbacks=callbacks, **settings)
 
 
 def check(data, **kwargs) -> dict:
@@ -81,6 +97,10 @@ def __getattr__(name: str):
         from sortnet.infer import predictor
 
         return getattr(predictor, name)
+    if name in ("Callback", "EarlyStopping"):
+        from sortnet.training import callbacks
+
+        return getattr(callbacks, name)
     if name == "TrainConfig":
         from sortnet.config import TrainConfig
 

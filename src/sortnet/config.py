@@ -49,6 +49,8 @@ class TrainConfig:
     check: bool = True  # check the data first (cached; prints warnings, stops on fatal problems)
 
     def __post_init__(self) -> None:
+        if isinstance(self.time_budget, str):
+            self.time_budget = parse_duration(self.time_budget)
         _check_choice("optimizer", self.optimizer, ("auto", "sgd", "adamw"))
         _check_choice("schedule", self.schedule, ("onecycle", "cosine"))
         _check_choice("augment", self.augment, ("auto", "none", "flip", "crop", "flip+crop", "rrc+flip"))
@@ -105,6 +107,12 @@ def _check_positive(name: str, value, integer: bool = False) -> None:
     if value <= 0:
         raise ConfigError(f"{name} must be > 0, got {value}")
 
+
+# Settings that shape the prepared data (sortnet.prepare); fit() refuses different values for a bundle.
+# seed and progress are used by both: prepare's seed draws the split, fit's seed the training.
+DATA_SETTINGS = ("img_size", "channels", "val_fraction", "seed", "data_root", "download", "progress", "group_by",
+                 "dedup_split", "max_memory", "check")
+DATA_SHAPING = tuple(k for k in DATA_SETTINGS if k not in ("seed", "progress", "download", "check"))
 
 _MEMORY = re.compile(r"^\s*(auto|\d+(\.\d+)?\s*([kmgt]i?b?|b)?)\s*$", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*$")

@@ -50,6 +50,18 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+@contextlib.contextmanager
+def all_cores():
+    """Intra-op threads = usable cores inside the block; the caller's thread count is restored after."""
+    before = torch.get_num_threads()
+    use_all_cores()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def use_all_cores() -> None:
     """Intra-op threads = usable cores (torch sometimes picks fewer inside containers)."""
     try:

@@ -78,3 +78,5 @@ class DataBundle:
     source: str  # "folder:/abs/path" or "builtin:fashion-mnist"
     skipped: list[SkippedFile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # human-readable facts (split used, sizes chosen)
+    data: str = ""  # what the user gave: folder, CSV or built-in name (set by sortnet.prepare)
+    settings: dict = field(default_factory=dict)  # the data settings it was prepared with (see config.DATA_SETTINGS)

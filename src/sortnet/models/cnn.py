@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sortnet.models.registry import register_model
+from sortnet.models.registry import ModelDefaults, register_model
 
 
 class BatchNormFrozenScale(nn.BatchNorm2d):
@@ -133,19 +133,26 @@ class PhotoResNet(nn.Module):
         return self.pool(self.stages(self.stem(x))).flatten(1)
 
 
-@register_model("cnn", "Whitened speed-run CNN for small images (<= 64 px), widths 64/256/256", "cnn", 3)
-def _cnn(in_channels: int, num_classes: int, img_size: int):
+# SGD-Nesterov at lr 0.1 per 256 images, as in the CIFAR-10 speed runs this net follows (airbench).
+WHITENED = ModelDefaults(min_img_size=3, optimizer="sgd", lr=0.1, weight_decay=5e-4, batch_small=128, batch_large=64,
+                         data_init=True)
+
+
+@register_model("cnn", "Whitened speed-run CNN for small images (<= 64 px), widths 64/256/256", "cnn", WHITENED)
+def _cnn(in_channels: int, img_size: int):
     body = WhitenedCNN(in_channels, (64, 256, 256))
     return body, body.out_features, 0.0
 
 
-@register_model("cnn-small", "Narrower whitened CNN (32/64/128): fastest small-image model on a CPU", "cnn", 3)
-def _cnn_small(in_channels: int, num_classes: int, img_size: int):
+@register_model("cnn-small", "Narrower whitened CNN (32/64/128): fastest small-image model on a CPU", "cnn",
+                WHITENED)
+def _cnn_small(in_channels: int, img_size: int):
     body = WhitenedCNN(in_channels, (32, 64, 128))
     return body, body.out_features, 0.0
 
 
-@register_model("photo-resnet", "ResNet-style CNN for photos (>= 64 px), 2.8M parameters", "cnn", 32)
-def _photo_resnet(in_channels: int, num_classes: int, img_size: int):
+@register_model("photo-resnet", "ResNet-style CNN for photos (>= 64 px), 2.8M parameters", "cnn",
+                ModelDefaults(min_img_size=32, optimizer="sgd", lr=0.1, batch_small=128, batch_large=64))
+def _photo_resnet(in_channels: int, img_size: int):
     body = PhotoResNet(in_channels)
     return body, body.out_features, 0.0

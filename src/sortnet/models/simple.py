@@ -15,21 +15,26 @@ import torch
 from torch import nn
 
 from sortnet.models.base import SortnetModel
-from sortnet.models.registry import register_model
+from sortnet.models.registry import ModelDefaults, register_model
 
 MLP_WIDTHS = (512, 256)  # hidden widths: wide enough for MNIST ~98%, small enough to train in seconds
 MLP_DROPOUT = 0.2  # after each hidden layer (the last one via SortnetModel's head dropout)
 
 
+# linear / mlp converge in fewer passes and overfit sooner; AdamW lr 1e-3 suits raw-pixel inputs
+SIMPLE = ModelDefaults(optimizer="adamw", lr=1e-3, batch_small=256, batch_large=256, epochs_scale=0.5, min_epochs=5)
+
+
 @register_model("linear", "Linear classifier on raw pixels (no hidden layer); weights are class pictures",
-                "simple")
-def _linear(in_channels: int, num_classes: int, img_size: int):
+                "simple", SIMPLE)
+def _linear(in_channels: int, img_size: int):
     # body only flattens; SortnetModel's head is the single Linear(C*H*W, K)
     return nn.Flatten(), in_channels * img_size * img_size, 0.0
 
 
-@register_model("mlp", "Multilayer perceptron: flatten -> 512 -> 256 (ReLU, dropout 0.2); for <= 32 px", "simple")
-def _mlp(in_channels: int, num_classes: int, img_size: int):
+@register_model("mlp", "Multilayer perceptron: flatten -> 512 -> 256 (ReLU, dropout 0.2); for <= 32 px", "simple",
+                SIMPLE)
+def _mlp(in_channels: int, img_size: int):
     pixels = in_channels * img_size * img_size
     body = nn.Sequential(
         nn.Flatten(),  # [B, C, H, W] -> [B, C*H*W]

@@ -2,7 +2,7 @@
 
 Each body returns a feature vector; SortnetModel adds the Linear head. Choices:
 - First conv takes in_channels (1 or 3) instead of torchvision's fixed 3.
-- Small inputs (img_size < SMALL_INPUT, e.g. MNIST 28 px, CIFAR 32 px): ResNet and DenseNet get the CIFAR-style
+- Small inputs (img_size <= SMALL_IMAGE_PX, e.g. MNIST 28 px, CIFAR 32 px): ResNet and DenseNet get the CIFAR-style
   stem (3x3 stride-1 conv, no max pool), so a 32 px image reaches the last stage at 4x4 instead of 1x1.
   The stem depends on img_size, so a saved model must be rebuilt with the same img_size (it is in the model file).
 - Classifier replaced by Identity. Features: resnet18 512, resnet50 2048, densenet121 1024, vgg16 512 —
@@ -16,6 +16,7 @@ Usage:
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import torch
@@ -24,9 +25,10 @@ from torchvision import models as tvm
 from torchvision.models.vgg import cfgs as vgg_cfgs
 from torchvision.models.vgg import make_layers
 
-from sortnet.models.registry import register_model
+from sortnet.models.registry import SMALL_IMAGE_PX, ModelDefaults, register_model
 
-SMALL_INPUT = 64  # below this many pixels a side, use the CIFAR-style stem (no early downsampling)
+# From scratch: SGD-Nesterov lr 0.1 per 256 images, torchvision's reference recipe.
+TORCHVISION = ModelDefaults(min_img_size=16, optimizer="sgd", lr=0.1, weight_decay=5e-4, batch_small=128, batch_large=64)
 
 
 def _check_pretrained(pretrained: bool) -> None:
@@ -40,7 +42,7 @@ def _resnet(ctor: Callable[..., tvm.ResNet], in_channels: int, img_size: int, pr
     """ResNet body: [B, C, H, W] -> [B, fc.in_features]."""
     _check_pretrained(pretrained)
     net = ctor(weights=None, zero_init_residual=True)
-    if img_size < SMALL_INPUT:
+    if img_size <= SMALL_IMAGE_PX:
         net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
     else:
@@ -55,7 +57,7 @@ def _densenet121(in_channels: int, img_size: int, pretrained: bool):
     """DenseNet-121 body: [B, C, H, W] -> [B, 1024]."""
     _check_pretrained(pretrained)
     net = tvm.densenet121(weights=None)
-    if img_size < SMALL_INPUT:
+    if img_size <= SMALL_IMAGE_PX:
         net.features.conv0 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
         net.features.pool0 = nn.Identity()
     else:
@@ -92,25 +94,25 @@ def _vgg16(in_channels: int, img_size: int, pretrained: bool):
     return net, net.out_features, 0.0
 
 
-@register_model("resnet18", "torchvision ResNet-18 (11M params), random init; CIFAR stem below 64 px",
-                "torchvision", 16)
-def _resnet18(in_channels: int, num_classes: int, img_size: int, pretrained: bool = False):
+@register_model("resnet18", "torchvision ResNet-18 (11M params), random init; CIFAR stem at <= 64 px",
+                "torchvision", TORCHVISION)
+def _resnet18(in_channels: int, img_size: int, pretrained: bool = False):
     return _resnet(tvm.resnet18, in_channels, img_size, pretrained)
 
 
-@register_model("resnet50", "torchvision ResNet-50 (24M params), random init; CIFAR stem below 64 px",
-                "torchvision", 16)
-def _resnet50(in_channels: int, num_classes: int, img_size: int, pretrained: bool = False):
+@register_model("resnet50", "torchvision ResNet-50 (24M params), random init; CIFAR stem at <= 64 px",
+                "torchvision", TORCHVISION)
+def _resnet50(in_channels: int, img_size: int, pretrained: bool = False):
     return _resnet(tvm.resnet50, in_channels, img_size, pretrained)
 
 
-@register_model("densenet121", "torchvision DenseNet-121 (7M params), random init; CIFAR stem below 64 px",
-                "torchvision", 16)
-def _densenet121_factory(in_channels: int, num_classes: int, img_size: int, pretrained: bool = False):
+@register_model("densenet121", "torchvision DenseNet-121 (7M params), random init; CIFAR stem at <= 64 px",
+                "torchvision", TORCHVISION)
+def _densenet121_factory(in_channels: int, img_size: int, pretrained: bool = False):
     return _densenet121(in_channels, img_size, pretrained)
 
 
 @register_model("vgg16", "torchvision VGG-16 conv layers + global average pool (15M params), random init",
-                "torchvision", 32)
-def _vgg16_factory(in_channels: int, num_classes: int, img_size: int, pretrained: bool = False):
+                "torchvision", dataclasses.replace(TORCHVISION, min_img_size=32))
+def _vgg16_factory(in_channels: int, img_size: int, pretrained: bool = False):
     return _vgg16(in_channels, img_size, pretrained)

@@ -15,9 +15,7 @@ import torch
 
 from sortnet.config import TrainConfig
 from sortnet.data.dataset import DataBundle
-from sortnet.models.registry import is_registered, list_models
-
-SMALL_IMAGE_PX = 64  # at or below this, the whitened speed-run CNN; above, a ResNet for photos
+from sortnet.models.registry import SMALL_IMAGE_PX, ModelDefaults, model_defaults
 # A run this short (in passes over the data) underfits rather than overfits: regularisation (label
 # smoothing, random shifts) then costs accuracy. Measured on Fashion-MNIST at 20 s and 100 s budgets
 # (1 and 5 epochs): +4.1 and +0.9 points without them; BENCHMARKS.md section 3.
@@ -56,18 +54,10 @@ def auto_model(img_size: int, device: torch.device) -> str:
     return "photo-resnet"
 
 
-def model_family(arch: str) -> str:
-    if is_registered(arch):
-        return next(m.kind for m in list_models() if m.name == arch)
-    return "spec"
-
-
-def auto_epochs(n_train: int, family: str) -> int:
-    """Enough passes for ~400k images seen (fewer on big sets, more on tiny ones), within [8, 60]."""
-    base = math.ceil(400_000 / max(1, n_train))
-    if family == "simple":
-        base = math.ceil(base / 2)  # linear / mlp converge in fewer passes and overfit sooner
-    return int(min(60, max(8 if family != "simple" else 5, base)))
+def auto_epochs(n_train: int, defaults: ModelDefaults) -> int:
+    """Enough passes for ~400k images seen (fewer on big sets, more on tiny ones), within [min_epochs, 60]."""
+    base = math.ceil(400_000 / max(1, n_train) * defaults.epochs_scale)
+    return int(min(60, max(defaults.min_epochs, base)))
 
 
 def _augmentation(cfg: TrainConfig, bundle: DataBundle) -> tuple[bool, int, bool]:
@@ -88,29 +78,26 @@ def resolve_recipe(cfg: TrainConfig, bundle: DataBundle, device: torch.device,
     """length: planned passes over the data when a time budget decides it (else the epochs chosen here)."""
     size = bundle.preprocessing.img_size
     arch = cfg.model if cfg.model != "auto" else auto_model(size, device)
-    family = model_family(arch)
+    d = model_defaults(arch)
     n_train = len(bundle.train)
-    if family in ("cnn", "torchvision"):
-        # small images: batch 128 gives more steps per second of a short budget at ~the same img/s
-        optimizer, base_lr, wd, batch = "sgd", 0.1, 5e-4, 128 if size <= SMALL_IMAGE_PX else 64
-    else:  # simple (linear/mlp) and spec models: AdamW is forgiving across architectures
-        optimizer, base_lr, wd, batch = "adamw", 2e-3, 5e-4, 256
+    batch = d.batch_small if size <= SMALL_IMAGE_PX else d.batch_large
+    # small sets: at least ~8 steps per epoch, and a power of two >= 16
     batch = cfg.batch_size or min(batch, max(16, 2 ** int(math.log2(max(16, n_train // 8)))))
-    optimizer = cfg.optimizer if cfg.optimizer != "auto" else optimizer
+    optimizer = cfg.optimizer if cfg.optimizer != "auto" else d.optimizer
     if cfg.lr is not None:
         lr = cfg.lr
-    elif optimizer == "sgd":
-        lr = base_lr * batch / 256 if family in ("cnn", "torchvision") else 0.05 * batch / 256
-    else:
-        lr = 2e-3 if family != "simple" else 1e-3
+    elif optimizer == d.optimizer:
+        lr = d.lr * batch / 256 if optimizer == "sgd" else d.lr  # sgd: lr per 256 images, linear scaling
+    else:  # the user switched the optimizer: generic peak lrs for it
+        lr = 0.05 * batch / 256 if optimizer == "sgd" else 2e-3
     flip, translate, rrc = _augmentation(cfg, bundle)
     recipe = Recipe(
         model=arch,
-        epochs=cfg.epochs or auto_epochs(n_train, family),
+        epochs=cfg.epochs or auto_epochs(n_train, d),
         batch_size=batch,
         lr=lr,
         optimizer=optimizer,
-        weight_decay=cfg.weight_decay if cfg.weight_decay is not None else wd,
+        weight_decay=cfg.weight_decay if cfg.weight_decay is not None else d.weight_decay,
         schedule=cfg.schedule,
         warmup=cfg.warmup,
         label_smoothing=cfg.label_smoothing,

@@ -6,10 +6,11 @@ same batches, flips, shifts and dropout masks as an uninterrupted one.
 Usage:
     trainer = Trainer(model, train_set, val_set, recipe, device=dev, dtype=torch.bfloat16, seed=0,
                       callbacks=[ProgressBar()])
-    trainer.fit()
+    history = trainer.fit()          # one dict per epoch: loss, accuracy, val_loss, val_accuracy, lr, ...
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ from sortnet.data.mapped import as_rows, is_on_disk
 from sortnet.device import autocast_context
 from sortnet.infer.batch import TTA, predict_logits
 from sortnet.training.augment import alternating_flip_mask, flip_batch, random_resized_crop, random_translate
-from sortnet.training.events import Callback
+from sortnet.training.callbacks import Callback
 from sortnet.training.recipe import Recipe
 from sortnet.training.schedule import lr_multiplier
 
@@ -130,8 +131,9 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self.schedule)
         self.epoch = 0  # completed epochs
         self.history: list[dict] = []
-        self.best = {"val_acc": -1.0, "epoch": -1}
-        self.stop_requested = False
+        self.best = {"val_accuracy": -1.0, "epoch": -1}
+        self.stop_training = False  # set by a callback to end the run (Keras' model.stop_training)
+        self.notes: list[str] = []  # facts about this run's set-up, printed at its start
 
     # ---- state for checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -151,6 +153,8 @@ class Trainer:
         self.sched.load_state_dict(state["scheduler"])  # restores the schedule's length too
         self.total_steps = self.schedule.total_steps
         self.epoch, self.history, self.best = state["epoch"], list(state["history"]), dict(state["best"])
+        if "val_acc" in self.best:  # checkpoints written before the Keras-style log names
+            self.best = {"val_accuracy": self.best["val_acc"], "epoch": self.best["epoch"]}
         torch.set_rng_state(state["torch_rng"])
 
     # ---- one batch ---------------------------------------------------------------------------
@@ -166,16 +170,41 @@ class Trainer:
         return xb.contiguous(memory_format=torch.channels_last)
 
     def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[float, int]:
+        """One optimizer step of the real run: (loss, correct predictions)."""
+        return self._step(self.forward, self.opt, self.sched, xb, yb)
+
+    def _step(self, forward, opt, sched, xb: torch.Tensor, yb: torch.Tensor) -> tuple[float, int]:
         with autocast_context(self.device, self.dtype):
-            logits = self.forward(xb)
+            logits = forward(xb)
         loss = F.cross_entropy(logits.float(), yb, weight=self.class_weights,
                                label_smoothing=self.recipe.label_smoothing)
-        self.opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
         loss.backward()
-        self.opt.step()
-        self.sched.step()
+        opt.step()
+        sched.step()
         correct = int((logits.argmax(1) == yb).sum())
         return float(loss.detach()), correct
+
+    def measure_step_seconds(self, steps: int = 6, warmup_steps: int = 2) -> float:
+        """Median seconds per training step (augmentation included), taken on a copy of the model and
+        optimizer: the run's weights, optimizer state, schedule and RNG are left exactly as they were."""
+        model = copy.deepcopy(self.model)
+        opt = build_optimizer(model, self.recipe)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        gen = torch.Generator().manual_seed(12345)
+        times = []
+        with torch.random.fork_rng(devices=[]):  # dropout draws here must not change the real run
+            model.train()
+            for i in range(warmup_steps + steps):
+                idx = torch.randint(0, len(self.y), (self.batch_size,), generator=gen).to(self.device)
+                t0 = time.perf_counter()
+                self._step(model, opt, sched, self.augment(self.x[idx], idx, gen), self.y[idx])
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+                if i >= warmup_steps:
+                    times.append(time.perf_counter() - t0)
+        times.sort()
+        return times[len(times) // 2]
 
     # ---- epochs ------------------------------------------------------------------------------
     def train_epoch(self) -> dict:
@@ -188,17 +217,20 @@ class Trainer:
             perm = torch.randperm(len(self.y), generator=gen)
         perm = perm.to(self.device)
         loss_sum, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
-        for idx, raw in self._batches(perm):
+        for batch, (idx, raw) in enumerate(self._batches(perm)):
             if self.step >= self.total_steps:
                 break  # the time budget ended the schedule inside this epoch
             xb = self.augment(raw, idx, gen)
             loss, ok = self.train_step(xb, self.y[idx])
             loss_sum, correct, seen = loss_sum + loss * len(idx), correct + ok, seen + len(idx)
+            logs = {"loss": loss, "accuracy": ok / len(idx), "size": len(idx)}
             for cb in self.callbacks:
-                cb.on_batch_end(self, loss, ok, len(idx))
+                cb.on_batch_end(batch, logs)
+            if self.stop_training:
+                break
         elapsed = time.perf_counter() - t0
         seen = max(seen, 1)
-        return {"train_loss": loss_sum / seen, "train_acc": correct / seen, "epoch_seconds": elapsed,
+        return {"loss": loss_sum / seen, "accuracy": correct / seen, "epoch_seconds": elapsed,
                 "images_per_second": seen / max(elapsed, 1e-9), "lr": self.opt.param_groups[0]["lr"]}
 
     def _batches(self, perm: torch.Tensor):
@@ -224,22 +256,29 @@ class Trainer:
         return {"loss": loss, "acc": acc}
 
     def fit(self) -> list[dict]:
+        """Train until the planned steps are done or a callback sets stop_training; the history per epoch."""
+        self.stop_training = False
         for cb in self.callbacks:
-            cb.on_train_start(self)
-        while self.step < self.total_steps and not self.stop_requested:
-            metrics = {"epoch": self.epoch + 1, **self.train_epoch()}
+            cb.set_trainer(self)
+        self._emit("on_train_begin", {"epoch": self.epoch, "step": self.step})
+        while self.step < self.total_steps and not self.stop_training:
+            self._emit("on_epoch_begin", self.epoch, {})
+            metrics = self.train_epoch()
             if self.val_set is not None and len(self.val_set):
                 val = self.evaluate(self.val_set)
-                metrics.update(val_loss=val["loss"], val_acc=val["acc"])
-                if val["acc"] > self.best["val_acc"]:
-                    self.best = {"val_acc": val["acc"], "epoch": self.epoch + 1}
+                metrics.update(val_loss=val["loss"], val_accuracy=val["acc"])
+                if val["acc"] > self.best["val_accuracy"]:
+                    self.best = {"val_accuracy": val["acc"], "epoch": self.epoch + 1}
+            metrics["epoch"] = self.epoch + 1
             self.epoch += 1
             self.history.append(metrics)
-            for cb in self.callbacks:
-                cb.on_epoch_end(self, metrics)
-        for cb in self.callbacks:
-            cb.on_train_end(self)
+            self._emit("on_epoch_end", self.epoch - 1, metrics)
+        self._emit("on_train_end", {"epoch": self.epoch, "step": self.step})
         return self.history
+
+    def _emit(self, event: str, *args) -> None:
+        for cb in self.callbacks:
+            getattr(cb, event)(*args)
 
     @property
     def step(self) -> int:

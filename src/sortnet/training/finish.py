@@ -1,0 +1,76 @@
+"""The end of a run: held-out metrics (with TTA), the model file, metrics.json and the closing summary.
+
+Usage:
+    result = finish_run(trainer, bundle, cfg, run_dir)   # {"model", "meta", "run_dir", "metrics", "skipped"}
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from sortnet.atomic import atomic_write_text
+from sortnet.config import TrainConfig
+from sortnet.data.dataset import DataBundle
+from sortnet.evaluation.metrics import compute_metrics
+from sortnet.infer.batch import predict_logits
+from sortnet.modelfile import save_model
+from sortnet.models.registry import input_normalization
+from sortnet.training.trainer import Trainer, eval_batch_size
+
+MODEL_FILE = "model.safetensors"
+
+
+def finish_run(trainer: Trainer, bundle: DataBundle, cfg: TrainConfig, run_dir: Path | None) -> dict:
+    """Evaluate on val/test, write the model file and metrics.json into run_dir (when given)."""
+    train_seconds = sum(h["epoch_seconds"] for h in trainer.history)  # pure training, across resumes
+    metrics = {"train_seconds": round(train_seconds, 2), "epochs": trainer.epoch, "best": trainer.best,
+               "history": trainer.history}
+    tta = trainer.tta()
+    for split in ("val", "test"):
+        data_set = getattr(bundle, split)
+        if data_set is not None and len(data_set):
+            logits = predict_logits(trainer.model, data_set.images, trainer.device, trainer.dtype, tta=tta,
+                                    batch_size=eval_batch_size(data_set.images))
+            probs = torch.softmax(logits, 1).numpy()
+            metrics[split] = compute_metrics(data_set.labels, probs, bundle.classes)
+    model = trainer.model
+    prep = bundle.preprocessing
+    mean, std = input_normalization(trainer.recipe.model, prep.mean, prep.std)
+    prep = dataclasses.replace(prep, mean=mean, std=std)
+    meta = {
+        "classes": bundle.classes,
+        "preprocessing": prep.to_dict(),
+        "arch": trainer.recipe.model,
+        "tta": tta.to_dict(),
+        "data": bundle.data,
+        "config": cfg.to_dict(),
+        "recipe": trainer.recipe.to_dict(),
+        "metrics": {k: {"accuracy": v["accuracy"], **({"top5_accuracy": v["top5_accuracy"]}
+                        if "top5_accuracy" in v else {})} for k, v in metrics.items() if k in ("val", "test")},
+    }
+    model.to("cpu").to(memory_format=torch.contiguous_format)
+    model.eval()
+    skipped = [s.to_dict() for s in bundle.skipped]
+    model_path = None
+    if run_dir is not None:
+        model_path = save_model(Path(run_dir) / MODEL_FILE, model, meta)
+        atomic_write_text(Path(run_dir) / "metrics.json", json.dumps({**metrics, "skipped_files": skipped}, indent=2))
+    _final_summary(cfg, metrics, bundle, model_path, train_seconds)
+    return {"model": model, "meta": meta, "run_dir": run_dir, "metrics": metrics, "skipped": skipped}
+
+
+def _final_summary(cfg: TrainConfig, metrics: dict, bundle: DataBundle, model_path: Path | None,
+                   seconds: float) -> None:
+    if not cfg.progress:
+        return
+    parts = [f"{split} accuracy {metrics[split]['accuracy']:.4f}" for split in ("val", "test") if split in metrics]
+    print(f"done in {seconds:.1f}s: " + (", ".join(parts) or "no held-out data"), flush=True)
+    if bundle.skipped:
+        print(f"{len(bundle.skipped)} file(s) skipped:", flush=True)
+        for s in bundle.skipped:
+            print(f"  {s.path}: {s.reason}", flush=True)
+    if model_path is not None:
+        print(f"model file: {model_path}", flush=True)

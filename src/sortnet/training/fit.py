@@ -1,0 +1,161 @@
+"""`sortnet.fit(bundle, **settings)`: one training run on prepared data -> a Classifier (and a run folder).
+
+One builder (`build_trainer`) assembles new and resumed runs alike: model, recipe, Trainer, the standard
+callbacks (progress bar; with a run folder also TensorBoard and checkpoints; with a budget the time keeper)
+and the user's callbacks. fit() leaves the process as it found it: torch's global RNG and thread count are
+restored afterwards.
+
+Usage:
+    bundle = sortnet.prepare("photos/")
+    clf = sortnet.fit(bundle, model="cnn-small", epochs=5, callbacks=[EarlyStopping(patience=2)])
+    clf = sortnet.fit(bundle, out="runs/photos", time_budget="2m")      # + model file, checkpoints, logs
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sortnet.atomic import atomic_write_text
+from sortnet.config import DATA_SHAPING, ConfigError, TrainConfig
+from sortnet.data.dataset import DataBundle
+from sortnet.device import all_cores, resolve_device, resolve_precision
+from sortnet.models.registry import create_model, input_normalization, model_defaults
+from sortnet.training.budget import TimeBudget, plan_steps
+from sortnet.training.callbacks import Callback, CheckpointSaver, ProgressBar, TensorBoardLogger
+from sortnet.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from sortnet.training.finish import finish_run
+from sortnet.training.recipe import Recipe, resolve_recipe
+from sortnet.training.trainer import Trainer, resolve_balance
+
+RUN_FILE = "run.json"
+WHITEN_SAMPLE = 5000  # images used to estimate patch statistics for whitening init
+WHITEN_SAMPLE_BYTES = 192 << 20  # and at most this many uint8 bytes of them (bounds RAM for large images)
+
+
+def fit(bundle: DataBundle, *, out: str | Path | None = None, callbacks: list[Callback] | None = None,
+        resume: bool = False, **settings):
+    """Train on a prepared bundle; returns a Classifier. out=None trains in memory (no files written).
+
+    resume=True continues the run in `out` exactly (its run.json settings are used; only progress and device
+    may be given).
+    """
+    from sortnet.classifier import Classifier
+
+    run_dir = Path(out) if out is not None else None
+    state, saved_recipe = None, None
+    if resume:
+        if run_dir is None:
+            raise ConfigError("fit(resume=True) needs out=RUN_DIR (the folder of the interrupted run)")
+        saved = read_run_file(run_dir)
+        settings = dict(saved["config"], **{k: v for k, v in settings.items() if k in ("progress", "device")})
+        state, saved_recipe = load_checkpoint(run_dir / CHECKPOINT_NAME), saved["recipe"]
+    cfg = _fit_config(bundle, settings)
+    with torch.random.fork_rng(devices=[]), all_cores():
+        torch.manual_seed(cfg.seed)
+        device = resolve_device(cfg.device)
+        dtype = resolve_precision(cfg.precision, device)
+        trainer = build_trainer(bundle, cfg, device, dtype, run_dir, callbacks, state, saved_recipe)
+        if run_dir is not None and not resume:
+            write_run_file(run_dir, bundle.data, cfg, trainer.recipe)
+        _announce(cfg, bundle, trainer, device, dtype, run_dir, resumed=resume)
+        _train(trainer, run_dir)
+        result = finish_run(trainer, bundle, cfg, run_dir)
+    return Classifier.from_training(result)
+
+
+def _fit_config(bundle: DataBundle, settings: dict) -> TrainConfig:
+    conflicts = [k for k in DATA_SHAPING if k in settings and k in bundle.settings
+                 and settings[k] != bundle.settings[k]]
+    if conflicts:
+        given = ", ".join(f"{k}={settings[k]!r} (bundle: {bundle.settings[k]!r})" for k in conflicts)
+        raise ConfigError(f"fit() got data settings that differ from the prepared bundle: {given}; "
+                          f"call sortnet.prepare again with them")
+    return TrainConfig.from_dict({**bundle.settings, **settings})
+
+
+def _train(trainer: Trainer, run_dir: Path | None) -> None:
+    try:
+        trainer.fit()
+    except KeyboardInterrupt:
+        hint = f"; continue with: sortnet train --resume {run_dir}" if run_dir is not None else ""
+        raise KeyboardInterrupt(f"training interrupted{hint}") from None
+
+
+def build_model(arch: str, bundle: DataBundle):
+    """The model for arch, normalized as its family declares (else by the data's statistics), data-initialized."""
+    prep = bundle.preprocessing
+    mean, std = input_normalization(arch, prep.mean, prep.std)
+    model = create_model(arch, prep.channels, len(bundle.classes), prep.img_size, mean, std)
+    if model_defaults(arch).data_init:
+        row_bytes = int(np.prod(bundle.train.images.shape[1:]))
+        sample = min(WHITEN_SAMPLE, max(256, WHITEN_SAMPLE_BYTES // row_bytes))  # 224 px photos: ~1,300 images
+        model.init_from_data(torch.as_tensor(np.asarray(bundle.train.images[:sample])))
+    return model
+
+
+def build_trainer(bundle: DataBundle, cfg: TrainConfig, device, dtype, run_dir: Path | None,
+                  user_callbacks: list[Callback] | None = None, state: dict | None = None,
+                  saved_recipe: dict | None = None) -> Trainer:
+    """The one assembly of a run, new (state None) or resumed (state + saved_recipe from its run folder)."""
+    recipe = Recipe(**saved_recipe) if saved_recipe else resolve_recipe(cfg, bundle, device)
+    model = build_model(recipe.model, bundle)
+    balance, why = resolve_balance(cfg.balance, list(bundle.train.class_counts().values()))
+
+    def make(recipe: Recipe) -> Trainer:
+        callbacks: list[Callback] = [ProgressBar(cfg.progress)]
+        if run_dir is not None:
+            callbacks += [TensorBoardLogger(run_dir / "tensorboard"), CheckpointSaver(run_dir)]
+        return Trainer(model, bundle.train, bundle.val, recipe, device=device, dtype=dtype, seed=cfg.seed,
+                       callbacks=callbacks + list(user_callbacks or []), balance=balance, compile=cfg.compile)
+
+    trainer = make(recipe)
+    trainer.notes = [f"balance: {balance} ({why})"]
+    if state is not None:
+        trainer.load_state_dict(state)
+        spent = sum(h["epoch_seconds"] for h in trainer.history)
+    elif cfg.time_budget:
+        steps, per_step = plan_steps(trainer, cfg.time_budget, len(bundle.val) if bundle.val else 0)
+        per_epoch = trainer.steps_per_epoch
+        recipe = dataclasses.replace(resolve_recipe(cfg, bundle, device, length=steps / per_epoch),
+                                     epochs=math.ceil(steps / per_epoch), total_steps=steps)
+        trainer = make(recipe)
+        trainer.notes = [f"balance: {balance} ({why})", f"time budget {cfg.time_budget:g}s: {steps} steps planned "
+                         f"({recipe.epochs} epochs, ~{per_step * 1000:.0f} ms/step)"]
+        spent = 0.0
+    if cfg.time_budget:
+        trainer.callbacks.insert(1, TimeBudget(cfg.time_budget, spent=spent))
+    return trainer
+
+
+def read_run_file(run_dir: Path) -> dict:
+    run_file = Path(run_dir) / RUN_FILE
+    if not run_file.is_file():
+        raise ConfigError(f"{run_dir} is not a sortnet run folder (no {RUN_FILE}); give the folder `train --out` made")
+    return json.loads(run_file.read_text())
+
+
+def write_run_file(run_dir: Path, data: str, cfg: TrainConfig, recipe: Recipe) -> None:
+    payload = {"data": data, "config": cfg.to_dict(), "recipe": recipe.to_dict()}
+    atomic_write_text(Path(run_dir) / RUN_FILE, json.dumps(payload, indent=2))
+
+
+def _announce(cfg: TrainConfig, bundle: DataBundle, trainer: Trainer, device, dtype, run_dir, resumed: bool) -> None:
+    if not cfg.progress:
+        return
+    p, recipe = bundle.preprocessing, trainer.recipe
+    if resumed:
+        print(f"resuming {run_dir} after epoch {trainer.epoch}/{recipe.epochs}", flush=True)
+    counts = f"{len(bundle.train)} train / {len(bundle.val) if bundle.val else 0} val / " \
+             f"{len(bundle.test) if bundle.test else 0} test"
+    print(f"data: {bundle.source}  {len(bundle.classes)} classes  {counts}  {p.img_size}px x{p.channels}", flush=True)
+    for note in bundle.notes + trainer.notes:
+        print(f"  {note}", flush=True)
+    prec = "fp32" if dtype is None else str(dtype).removeprefix("torch.")
+    where = f"  run dir {run_dir}" if run_dir is not None else ""
+    print(f"model: {recipe.model}  {recipe.epochs} epochs  batch {recipe.batch_size}  {recipe.optimizer} "
+          f"lr {recipe.lr:g}  device {device} {prec}{where}", flush=True)
