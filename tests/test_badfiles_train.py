@@ -9,6 +9,7 @@ import torch
 
 import sortnet.data.filecache as filecache
 import sortnet.data.folder as folder
+import sortnet.data.listsource as listsource
 from badfiles import write_bad_files
 from conftest import make_class_folder
 from sortnet.data.check import run_check
@@ -48,7 +49,7 @@ def test_file_vanishing_between_scan_and_training(tmp_path, monkeypatch):
             victim.unlink()  # gone after the listing, before decoding
         return scan
 
-    monkeypatch.setattr(folder, "scan_folder", scan_then_delete)
+    monkeypatch.setattr(listsource, "scan_folder", scan_then_delete)  # the one folder loader lists the files
     clf = train(str(root), out=str(tmp_path / "run"), epochs=1, progress=False, model="linear", check=False)
     skipped = json.loads((clf.run_dir / "metrics.json").read_text())["skipped_files"]
     assert skipped == [{"path": str(victim), "reason": "file vanished"}]

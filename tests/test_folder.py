@@ -10,7 +10,8 @@ from PIL import Image
 from badfiles import write_bad_files
 from conftest import make_class_folder
 from sortnet.data.errors import DataError
-from sortnet.data.folder import (choose_size_channels, decode_files, read_folder, read_folder_eval, scan_folder)
+from sortnet.data.folder import choose_size_channels, decode_files, read_folder_eval, scan_folder
+from sortnet.data.listsource import read_folder
 from sortnet.data.preprocess import Preprocessing
 
 

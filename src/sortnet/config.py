@@ -57,9 +57,8 @@ class TrainConfig:
         _check_choice("device", self.device, ("auto", "cpu", "cuda"), prefix_ok=True)
         _check_choice("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
         _check_choice("balance", self.balance, ("auto", "sampler", "weights", "none"))
-        if not _MEMORY.match(str(self.max_memory)):
-            raise ConfigError(f"max_memory must be auto or a size such as 512M, 2G or 0 (always stream from disk); "
-                              f"got {self.max_memory!r}")
+        if str(self.max_memory).strip().lower() != "auto":
+            parse_size(self.max_memory, "max_memory")
         if self.group_by is not None:
             try:
                 re.compile(self.group_by)
@@ -114,7 +113,7 @@ DATA_SETTINGS = ("img_size", "channels", "val_fraction", "seed", "data_root", "d
                  "dedup_split", "max_memory", "check")
 DATA_SHAPING = tuple(k for k in DATA_SETTINGS if k not in ("seed", "progress", "download", "check"))
 
-_MEMORY = re.compile(r"^\s*(auto|\d+(\.\d+)?\s*([kmgt]i?b?|b)?)\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:ib?|b)?|b)?\s*$", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*$")
 
 
@@ -127,3 +126,14 @@ def parse_duration(text: str | float | int | None) -> float | None:
         raise ConfigError(f"cannot read duration {text!r}; use e.g. 60s, 10m or 1h")
     unit = {"s": 1, "sec": 1, None: 1, "m": 60, "min": 60, "h": 3600}[m.group(2)]
     return float(m.group(1)) * unit
+
+
+def parse_size(value: str | int | float, name: str = "size") -> int:
+    """Bytes from 1024, "512M", "2G", "1.5GiB", "100kb", "0" (K/M/G/T are powers of 1024). The one size parser."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    m = _SIZE.match(str(value))
+    if not m:
+        raise ConfigError(f"{name} must be auto or a size such as 512M, 2G or 0 (always stream from disk); "
+                          f"got {value!r}")
+    return int(float(m.group(1)) * 1024 ** " kmgt".index((m.group(2) or " ").lower()))

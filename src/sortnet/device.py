@@ -7,9 +7,10 @@ Usage:
 from __future__ import annotations
 
 import contextlib
-import os
 
 import torch
+
+from sortnet.parallel import usable_cores
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -64,9 +65,6 @@ def all_cores():
 
 def use_all_cores() -> None:
     """Intra-op threads = usable cores (torch sometimes picks fewer inside containers)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
+    cores = usable_cores()
     if torch.get_num_threads() != cores:
         torch.set_num_threads(cores)

@@ -37,7 +37,8 @@ class ListedFiles:
     splits: list[str]  # "train" | "val" | "test" per row ("train" = automatic split)
     groups: list[str] | None = None
     skipped: list[SkippedFile] = field(default_factory=list)
-    layout: str = "csv"
+    layout: str = "csv"  # "csv", or a folder's "flat" (one folder per class) / "split" (train/ val/ test/)
+    val_dir: str | None = None  # a split folder's validation folder name ("val", "valid", ...)
 
 
 def is_csv_source(data: str) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import multiprocessing
 import os
 import warnings
 from pathlib import Path
@@ -24,6 +23,7 @@ from tqdm import tqdm
 from sortnet.atomic import atomic_write_text
 from sortnet.data.decode import BadImageError, decode_image
 from sortnet.data.phash import image_signature
+from sortnet.parallel import process_map
 
 CACHE_VERSION = 2
 PARALLEL_MIN_FILES = 200  # below this a process pool costs more (spawn + imports) than it saves
@@ -35,13 +35,6 @@ def cache_root() -> Path:
     """$SORTNET_CACHE, else ~/.cache/sortnet (shared by the check cache and the ingest cache)."""
     env = os.environ.get("SORTNET_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "sortnet"
-
-
-def worker_count() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def stat_key(path: str) -> list[int] | None:
@@ -142,15 +135,9 @@ class FactCache:
             pass  # a read-only home only costs the next run a recomputation
 
 
-def _results(todo: list[str], workers: int):
-    """(path, facts) for each path, in a spawn process pool when there are many."""
-    if len(todo) > PARALLEL_MIN_FILES and workers > 1:
-        ctx = multiprocessing.get_context("spawn")  # fork is unsafe once torch/tqdm threads exist
-        with ctx.Pool(workers) as pool:
-            chunk = max(1, min(64, len(todo) // (workers * 8)))
-            yield from zip(todo, pool.imap(compute_facts, todo, chunksize=chunk))
-    else:
-        yield from ((p, compute_facts(p)) for p in todo)
+def _results(todo: list[str], workers: int | None):
+    """(path, facts) for each path, in a process pool when there are many."""
+    yield from zip(todo, process_map(compute_facts, todo, workers=workers, min_items=PARALLEL_MIN_FILES + 1))
 
 
 def file_facts_many(root: str | os.PathLike, paths: list[str], *, progress: bool = False,
@@ -169,7 +156,7 @@ def file_facts_many(root: str | os.PathLike, paths: list[str], *, progress: bool
             todo.append(p)
     bar = tqdm(total=len(todo), desc="checking", unit="file", disable=not progress or not todo, leave=False)
     try:
-        for n, (p, facts) in enumerate(_results(todo, workers or worker_count()), 1):
+        for n, (p, facts) in enumerate(_results(todo, workers), 1):
             out[p] = facts
             if facts.get("error") not in ("file vanished", "permission denied"):
                 cache.put(p, keys[p], facts)  # transient errors are re-checked next time

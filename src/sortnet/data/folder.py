@@ -1,9 +1,11 @@
 """Image folders on disk -> decoded ImageSets (one sub-folder per class), skipping bad files with a reason.
 
 Usage:
-    from sortnet.data.folder import read_folder
-    fd = read_folder("photos", img_size=None, channels=None)   # auto size/channels from the images
-    fd.train, fd.val, fd.test, fd.skipped, fd.prep_size, fd.channels
+    scan = scan_folder("photos")                 # what is on disk, by split and class (nothing decoded)
+    images, kept, skipped = decode_files(paths, prep, progress=True)
+    test, skipped, split = read_folder_eval("photos", prep, classes)
+
+Training folders are loaded by sortnet.data.listsource (read_folder / load_listed), the one folder loader.
 
 Layouts: DATA/<class>/<images> (flat), or DATA/train/<class>/... with optional DATA/val|valid|validation/<class>/...
 and DATA/test/<class>/... . Sub-folders inside a class folder are searched too; hidden names (".x") are ignored.
@@ -12,7 +14,6 @@ Splitting flat folders and per-channel statistics are done by sortnet.data.sourc
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from sortnet.data.dataset import ImageSet, SkippedFile
 from sortnet.data.decode import BadImageError, decode_image, has_image_extension, probe_image
 from sortnet.data.errors import DataError
 from sortnet.data.preprocess import Preprocessing, image_to_array
+from sortnet.parallel import process_map
 
 LAYOUT_HELP = (
     "expected DATA/<class>/<image files> (e.g. photos/cat/1.jpg, photos/dog/2.jpg), or DATA/train/<class>/... "
@@ -46,22 +48,6 @@ class FolderScan:
     splits: dict[str, dict[str, list[str]]]
     skipped: list[SkippedFile] = field(default_factory=list)
     val_dir: str | None = None  # the folder name used for validation ("val", "valid", ...)
-
-
-@dataclass
-class FolderData:
-    """Decoded folder contents at one resolution; val/test are None when the folder has none."""
-
-    train: ImageSet | None
-    val: ImageSet | None
-    test: ImageSet | None
-    classes: list[str]
-    img_size: int
-    channels: int
-    skipped: list[SkippedFile]
-    notes: list[str]
-    layout: str
-    val_dir: str | None
 
 
 def _visible_dirs(folder: Path) -> dict[str, Path]:
@@ -185,13 +171,6 @@ def _decode_one(path: str, prep: Preprocessing, max_pixels: int | None) -> tuple
         return None, f"cannot decode ({type(e).__name__}: {e})"[:120]
 
 
-def _worker_count() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def decode_files(paths: list[str], prep: Preprocessing, *, progress: bool = False, max_pixels: int | None = None,
                  workers: int | None = None) -> tuple[np.ndarray, np.ndarray, list[SkippedFile]]:
     """Decode `paths` to uint8 [M, C, S, S]; returns (images, index of each row into paths, skipped files).
@@ -203,16 +182,9 @@ def decode_files(paths: list[str], prep: Preprocessing, *, progress: bool = Fals
     kept: list[int] = []
     skipped: list[SkippedFile] = []
     work = functools.partial(_decode_one, prep=prep, max_pixels=max_pixels)
-    workers = workers or _worker_count()
     bar = tqdm(total=n, desc="decoding", unit="img", disable=not progress, leave=False)
-    pool = None
+    results = process_map(work, paths, workers=workers, min_items=PARALLEL_MIN_FILES + 1)
     try:
-        if n > PARALLEL_MIN_FILES and workers > 1:
-            ctx = multiprocessing.get_context("spawn")  # fork is unsafe once torch/tqdm threads exist
-            pool = ctx.Pool(workers)
-            results = pool.imap(work, paths, chunksize=max(1, min(64, n // (workers * 8))))
-        else:
-            results = map(work, paths)
         for i, (arr, reason) in enumerate(results):
             if arr is None:
                 skipped.append(SkippedFile(paths[i], reason or "unreadable"))
@@ -222,9 +194,7 @@ def decode_files(paths: list[str], prep: Preprocessing, *, progress: bool = Fals
             bar.update(1)
     finally:
         bar.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        results.close()  # stops the worker pool at once when decoding ends early
     return out[: len(kept)], np.asarray(kept, dtype=np.int64), skipped
 
 
@@ -256,28 +226,6 @@ def decode_splits(scan: FolderScan, splits: list[str], classes: list[str], prep:
         sets[split] = ImageSet(images=images[rows] if len(rows) < len(kept) else images, labels=labels[kept[rows]],
                                classes=list(classes), paths=[all_paths[i] for i in kept[rows]])
     return sets, skipped
-
-
-def read_folder(root: str | os.PathLike, *, img_size: int | None = None, channels: int | None = None,
-                progress: bool = False, max_pixels: int | None = None) -> FolderData:
-    """Scan, validate and decode a training folder (train + val/ + test/ folders when present)."""
-    scan = scan_folder(root)
-    classes = check_train_classes(scan)
-    train_paths, _ = _flatten(scan.splits["train"], {c: i for i, c in enumerate(classes)})
-    size, chans, notes = choose_size_channels(train_paths, img_size, channels, max_pixels)
-    prep = Preprocessing(img_size=size, channels=chans)
-    splits = [s for s in ("train", "val", "test") if s in scan.splits]
-    sets, skipped = decode_splits(scan, splits, classes, prep, progress=progress, max_pixels=max_pixels)
-    counts = sets["train"].class_counts()
-    empty = [c for c, n in counts.items() if n == 0]
-    if empty:
-        raise DataError(f"no readable images for class(es) {', '.join(empty)} in {scan.root}: "
-                        f"all their files were skipped (first reason: {skipped[0].reason if skipped else '?'})")
-    notes.insert(0, f"found {sum(counts.values())} training images in {len(classes)} classes "
-                    f"({'train/val/test folders' if scan.layout == 'split' else 'one folder per class'})")
-    return FolderData(train=sets["train"], val=sets.get("val"), test=sets.get("test"), classes=classes,
-                      img_size=size, channels=chans, skipped=scan.skipped + skipped, notes=notes,
-                      layout=scan.layout, val_dir=scan.val_dir)
 
 
 def read_folder_eval(root: str | os.PathLike, prep: Preprocessing, classes: list[str], *, progress: bool = False,

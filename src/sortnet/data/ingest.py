@@ -19,7 +19,6 @@ import functools
 import hashlib
 import io
 import json
-import multiprocessing
 import os
 import time
 from dataclasses import dataclass
@@ -31,9 +30,10 @@ from tqdm import tqdm
 from sortnet.atomic import atomic_path, atomic_write_text
 from sortnet.data.dataset import SkippedFile
 from sortnet.data.decode import BadImageError, decode_image
-from sortnet.data.filecache import cache_root, stat_key, worker_count
+from sortnet.data.filecache import cache_root, stat_key
 from sortnet.data.mapped import MappedRows
 from sortnet.data.preprocess import Preprocessing, image_to_array
+from sortnet.parallel import process_map
 
 SAVE_SECONDS = 5.0  # progress (status.npy) saved at most this often: bounds work lost to an interrupt
 CHUNK_FILES = 32  # files per task sent to a worker
@@ -103,15 +103,6 @@ def _save_state(folder: Path, images_file: Path, status: np.ndarray, reasons: di
     atomic_write_text(folder / "reasons.json", json.dumps(reasons))
 
 
-def _run_tasks(tasks: list, work, workers: int):
-    if workers > 1 and len(tasks) > 1:
-        ctx = multiprocessing.get_context("spawn")  # fork is unsafe once torch/tqdm threads exist
-        with ctx.Pool(workers) as pool:
-            yield from pool.imap_unordered(work, tasks)
-    else:
-        yield from map(work, tasks)
-
-
 def _decode_missing(paths, prep, folder, images_file, status, reasons, progress, max_pixels, workers) -> int:
     todo = np.flatnonzero(status == TODO)
     tasks = [(todo[i:i + CHUNK_FILES].tolist(), [paths[j] for j in todo[i:i + CHUNK_FILES]])
@@ -121,7 +112,7 @@ def _decode_missing(paths, prep, folder, images_file, status, reasons, progress,
                disable=not progress, leave=False, smoothing=0.05)
     last = time.monotonic()
     try:
-        for results in _run_tasks(tasks, work, workers):
+        for results in process_map(work, tasks, workers=workers, ordered=False, chunksize=1):
             for row, reason in results:
                 status[row] = OK if reason is None else BAD
                 if reason is not None:
@@ -158,8 +149,7 @@ def ingest(paths: list[str], prep: Preprocessing, *, cache_dir: str | os.PathLik
     status, reasons = _load_state(folder, n)
     decoded = 0
     if (status == TODO).any():
-        decoded = _decode_missing(paths, prep, folder, images_file, status, reasons, progress, max_pixels,
-                                  workers or worker_count())
+        decoded = _decode_missing(paths, prep, folder, images_file, status, reasons, progress, max_pixels, workers)
         manifest = {"shape": list(shape), "preprocessing": prep.to_dict(), "files": n, "complete": True,
                     "bad": int((status == BAD).sum()), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=2))

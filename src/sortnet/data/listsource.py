@@ -1,8 +1,9 @@
-"""Labelled file lists (label CSVs, or folders too big to hold in RAM) -> a DataBundle.
+"""Labelled file lists (label CSVs and image folders) -> decoded sets: the one way folders are loaded.
 
 Usage:
-    from sortnet.data.listsource import load_listed, listed_from_folder, memory_budget
-    bundle = load_listed(read_csv_source("labels.csv"), source="csv:labels.csv", max_memory="2G")
+    from sortnet.data.listsource import load_listed, listed_from_folder, memory_budget, read_folder
+    sets, prep, skipped, notes = load_listed(listed_from_folder("photos"), source="folder:photos", max_memory="2G")
+    fd = read_folder("photos")        # the same, as FolderData (train / val / test sets of a folder)
 
 Decoded pixels stay resident when they fit the memory budget (--max-memory; default the smaller of
 25% of available RAM and RESIDENT_CAP), else they are ingested once into the on-disk cache
@@ -10,13 +11,15 @@ Decoded pixels stay resident when they fit the memory budget (--max-memory; defa
 """
 from __future__ import annotations
 
-import re
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from sortnet.config import parse_size
 from sortnet.data.csvsource import ListedFiles
-from sortnet.data.dataset import DataBundle, ImageSet
+from sortnet.data.dataset import ImageSet, SkippedFile
 from sortnet.data.errors import DataError
 from sortnet.data.folder import check_train_classes, choose_size_channels, decode_files, scan_folder
 from sortnet.data.ingest import ingest
@@ -24,7 +27,7 @@ from sortnet.data.preprocess import Preprocessing
 
 RESIDENT_CAP = 1 << 30  # bytes: decoded data above this streams from disk by default (keeps train < 2 GiB RSS)
 RAM_SHARE = 0.25  # at most this share of available memory is used for resident pixels by default
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+LAYOUT_WORDS = {"flat": "one folder per class", "split": "train/val/test folders", "csv": "label CSV"}
 
 
 def _available_memory() -> int:
@@ -40,14 +43,9 @@ def _available_memory() -> int:
 
 def memory_budget(max_memory: str | int | None) -> int:
     """Bytes of decoded pixels allowed in RAM: "auto"/None, a number of bytes, or "512M", "2G", "0"."""
-    if max_memory in (None, "auto"):
+    if max_memory is None or str(max_memory).strip().lower() == "auto":
         return int(min(RESIDENT_CAP, RAM_SHARE * _available_memory()))
-    if isinstance(max_memory, (int, float)):
-        return int(max_memory)
-    m = _SIZE.match(str(max_memory))
-    if not m:
-        raise DataError(f"cannot read max_memory {max_memory!r}; use e.g. 512M, 2G, 0 (always stream) or auto")
-    return int(float(m.group(1)) * 1024 ** " kmgt".index((m.group(2) or " ").lower()))
+    return parse_size(max_memory, "max_memory")
 
 
 def listed_from_folder(root: str) -> ListedFiles:
@@ -63,7 +61,7 @@ def listed_from_folder(root: str) -> ListedFiles:
             labels += [index[cls]] * len(files)
             splits += [split] * len(files)
     return ListedFiles(root=scan.root, paths=paths, labels=labels, classes=classes, splits=splits,
-                       skipped=list(scan.skipped), layout=scan.layout)
+                       skipped=list(scan.skipped), layout=scan.layout, val_dir=scan.val_dir)
 
 
 def _decode(listed: ListedFiles, prep: Preprocessing, budget: int, progress: bool, max_pixels, cache_dir):
@@ -98,10 +96,40 @@ def load_listed(listed: ListedFiles, *, source: str, img_size=None, channels=Non
     counts = sets["train"].class_counts() if "train" in sets else {c: 0 for c in listed.classes}
     empty = [c for c, n in counts.items() if n == 0]
     if empty:
-        raise DataError(f"no readable images for class(es) {', '.join(empty)} in {source}: all their files were "
+        raise DataError(f"no readable images for class(es) {', '.join(empty)} in {listed.root}: all their files were "
                         f"skipped (first reason: {skipped[0].reason if skipped else 'no files'})")
-    notes.insert(0, f"found {sum(counts.values())} training images in {len(listed.classes)} classes ({listed.layout})")
+    notes.insert(0, f"found {sum(counts.values())} training images in {len(listed.classes)} classes "
+                    f"({LAYOUT_WORDS.get(listed.layout, listed.layout)})")
     return sets, prep, listed.skipped + skipped, notes
+
+
+@dataclass
+class FolderData:
+    """Decoded folder contents at one resolution; val/test are None when the folder has none."""
+
+    train: ImageSet
+    val: ImageSet | None
+    test: ImageSet | None
+    classes: list[str]
+    img_size: int
+    channels: int
+    skipped: list[SkippedFile]
+    notes: list[str]
+    layout: str  # "flat" or "split"
+    val_dir: str | None
+
+
+def read_folder(root: str | os.PathLike, *, img_size: int | None = None, channels: int | None = None,
+                progress: bool = False, max_pixels: int | None = None, max_memory=None,
+                cache_dir=None) -> FolderData:
+    """Scan, validate and decode a training folder (train + val/ + test/ folders when present)."""
+    listed = listed_from_folder(str(root))
+    sets, prep, skipped, notes = load_listed(listed, source=source_name(listed.root, "folder"), img_size=img_size,
+                                             channels=channels, progress=progress, max_pixels=max_pixels,
+                                             max_memory=max_memory, cache_dir=cache_dir)
+    return FolderData(train=sets["train"], val=sets.get("val"), test=sets.get("test"), classes=list(listed.classes),
+                      img_size=prep.img_size, channels=prep.channels, skipped=skipped, notes=notes,
+                      layout=listed.layout, val_dir=listed.val_dir)
 
 
 def source_name(root: Path, kind: str) -> str:

@@ -10,7 +10,6 @@ A built-in name wins over a same-named folder in the current directory; write ".
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +20,9 @@ from sortnet.data.builtin import DATASETS, builtin_name, read_builtin
 from sortnet.data.csvsource import is_csv_source, read_csv_source
 from sortnet.data.dataset import DataBundle, ImageSet, SkippedFile
 from sortnet.data.errors import DataError
-from sortnet.data.folder import LAYOUT_HELP, read_folder, read_folder_eval, scan_folder
+from sortnet.data.folder import LAYOUT_HELP, read_folder_eval
 from sortnet.data.groups import grouped_split, has_real_groups, merge_groups, regex_groups
-from sortnet.data.listsource import listed_from_folder, load_listed, memory_budget
+from sortnet.data.listsource import listed_from_folder, load_listed, source_name
 from sortnet.data.mapped import as_rows, is_on_disk
 from sortnet.data.preprocess import Preprocessing, border_ring, image_to_array
 
@@ -163,19 +162,13 @@ def _split_train(train: ImageSet, val_fraction: float, seed: int, group_by: str 
     return train.subset(train_idx), (train.subset(val_idx) if len(val_idx) else None), notes
 
 
-def _too_big(path: str, img_size, channels, max_memory) -> bool:
-    """Whether a folder's decoded pixels may exceed the memory budget (upper bound: auto size <= 128 px)."""
-    scan = scan_folder(path)
-    files = sum(len(v) for split in scan.splits.values() for v in split.values())
-    return files * (channels or 3) * (img_size or 128) ** 2 > memory_budget(max_memory)
-
-
 def _load_listed_source(data: str, img_size, channels, val_fraction, seed, progress, max_pixels, group_by,
                         dup_groups, max_memory, cache_dir) -> DataBundle:
-    """A label CSV, or a folder too big to decode into RAM: resident or streamed from the ingest cache."""
+    """A label CSV or an image folder (the one way both load): pixels resident when they fit the memory
+    budget, else streamed from the on-disk ingest cache (see sortnet.data.listsource)."""
     csv = is_csv_source(data)
     listed = read_csv_source(data) if csv else listed_from_folder(data)
-    source = f"{'csv' if csv else 'folder'}:{Path(data).expanduser().resolve()}"
+    source = source_name(Path(data), "csv" if csv else "folder")
     sets, prep, skipped, notes = load_listed(listed, source=source, img_size=img_size, channels=channels,
                                              progress=progress, max_pixels=max_pixels, max_memory=max_memory,
                                              cache_dir=cache_dir)
@@ -184,33 +177,18 @@ def _load_listed_source(data: str, img_size, channels, val_fraction, seed, progr
         train, val, split_notes = _split_train(train, val_fraction, seed, group_by, dup_groups)
         notes += split_notes
     else:
-        notes.append(f"validation: given val rows/folder ({len(val)} images)")
+        notes.append(f"validation: given val rows ({len(val)} images)" if csv else
+                     f"validation: {listed.val_dir}/ folder ({len(val)} images)")
     test = sets.get("test")
-    notes.append(f"test: {len(test)} images" if test is not None else "test: none")
+    if csv:
+        notes.append(f"test: {len(test)} images" if test is not None else "test: none")
+    else:
+        notes.append(f"test: test/ folder ({len(test)} images)" if test is not None else "test: none (no test/ folder)")
     if skipped:
         notes.append(f"skipped {len(skipped)} file(s); see the skipped list")
     return DataBundle(train=train, val=val, test=test, classes=list(listed.classes),
                       preprocessing=_fit_preprocessing(train, prep.img_size, prep.channels), source=source,
                       skipped=skipped, notes=notes)
-
-
-def _load_folder(path: str, img_size, channels, val_fraction, seed, progress, max_pixels,
-                 group_by=None, dup_groups=None) -> DataBundle:
-    fd = read_folder(path, img_size=img_size, channels=channels, progress=progress, max_pixels=max_pixels)
-    notes = list(fd.notes)
-    train, val = fd.train, fd.val
-    if val is not None and len(val) > 0:
-        notes.append(f"validation: {fd.val_dir}/ folder ({len(val)} images)")
-    else:
-        train, val, split_notes = _split_train(train, val_fraction, seed, group_by, dup_groups)
-        notes += split_notes
-    test = fd.test if fd.test is not None and len(fd.test) > 0 else None
-    notes.append(f"test: test/ folder ({len(test)} images)" if test is not None else "test: none (no test/ folder)")
-    if fd.skipped:
-        notes.append(f"skipped {len(fd.skipped)} file(s); see the skipped list")
-    return DataBundle(train=train, val=val, test=test, classes=fd.classes,
-                      preprocessing=_fit_preprocessing(train, fd.img_size, fd.channels),
-                      source=f"folder:{Path(path).expanduser().resolve()}", skipped=fd.skipped, notes=notes)
 
 
 def _not_found(data: str) -> DataError:
@@ -233,16 +211,13 @@ def load_data(data: str, *, img_size: int | None = None, channels: int | None = 
         raise DataError(f"channels must be 1 or 3, got {channels}")
     if img_size is not None and int(img_size) < 1:
         raise DataError(f"img_size must be a positive number of pixels, got {img_size}")
-    key = builtin_name(str(data))
-    if key is not None and not any(sep in str(data) for sep in ("/", os.sep)):
+    key = builtin_name(data)
+    if key is not None:
         return _load_builtin(key, img_size, channels, val_fraction, seed, data_root, download, progress)
     if not Path(data).expanduser().exists():
         raise _not_found(str(data))
-    if is_csv_source(str(data)) or _too_big(str(data), img_size, channels, max_memory):
-        return _load_listed_source(str(data), img_size, channels, val_fraction, seed, progress, max_pixels,
-                                   group_by, dup_groups, max_memory, cache_dir)
-    return _load_folder(str(data), img_size, channels, val_fraction, seed, progress, max_pixels, group_by,
-                        dup_groups)
+    return _load_listed_source(str(data), img_size, channels, val_fraction, seed, progress, max_pixels,
+                               group_by, dup_groups, max_memory, cache_dir)
 
 
 def _remap_labels(s: ImageSet, classes: list[str], where: str) -> ImageSet:
@@ -262,8 +237,8 @@ def load_eval_data(data: str, prep: Preprocessing, classes: list[str], *, data_r
 
     Built-in -> its official test split; folder with test/ -> that (else val/); plain class folder -> every image.
     """
-    key = builtin_name(str(data))
-    if key is not None and not any(sep in str(data) for sep in ("/", os.sep)):
+    key = builtin_name(data)
+    if key is not None:
         arrays = read_builtin(key, data_root=data_root, download=download, progress=progress)
         test = _convert_set(arrays.test, prep, progress)
         return _remap_labels(test, list(classes), f"built-in dataset {key}"), []
