@@ -20,10 +20,12 @@ $(VENV)/.test-installed: $(VENV)/.installed
 
 install: $(VENV)/.installed
 
-# Fashion-MNIST (Debian's dataset-fashion-mnist files when present, else the official download),
+# Fashion-MNIST: present, else Debian's dataset-fashion-mnist (apt-get, when root or passwordless sudo),
+# else the official download, else a message saying which files to put where (sortnet/data/fetch.py);
 # trained within a $(BUDGET) time budget, evaluated on the official test split, a few test images predicted.
 demo: $(VENV)/.installed
 	rm -rf $(DEMO) $(DEMO)-images
+	$(SORTNET) datasets --fetch fashion-mnist
 	$(SORTNET) datasets --export fashion-mnist --split test --limit 8 --out $(DEMO)-images
 	$(SORTNET) train fashion-mnist --time-budget $(BUDGET) --out $(DEMO)
 	$(SORTNET) evaluate $(DEMO)/model.safetensors fashion-mnist

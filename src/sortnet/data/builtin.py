@@ -57,6 +57,8 @@ class DatasetSpec:
     img_size: int  # native square side, px
     channels: int
     files: tuple[tuple[str, str, str | None], ...]  # (file name, URL, md5 of the official file or None)
+    system_package: str | None = None  # Debian package that installs the files into system_dir
+    system_dir: Path | None = None
 
 
 def _idx_files(base: str, md5s: tuple[str, ...]) -> tuple[tuple[str, str, str | None], ...]:
@@ -70,7 +72,8 @@ DATASETS: dict[str, DatasetSpec] = {
     "fashion-mnist": DatasetSpec(
         "fashion-mnist", "Zalando clothing photos, 28x28 grey, 60k train / 10k test", FASHION_CLASSES, 28, 1,
         _idx_files(FASHION_URL, ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
-                                 "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"))),
+                                 "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310")),
+        system_package="dataset-fashion-mnist", system_dir=FASHION_SYSTEM_DIR),
     "cifar10": DatasetSpec("cifar10", "small colour photos, 32x32 RGB, 10 classes, 50k train / 10k test",
                            CIFAR10_CLASSES, 32, 3, (("cifar-10-binary.tar.gz", CIFAR_URL + "cifar-10-binary.tar.gz",
                                                      "c32a1d4ab5d03f1284b67883e8d87530"),)),
@@ -95,9 +98,16 @@ class BuiltinArrays:
     location: str
 
 
-def builtin_name(name: str) -> str | None:
-    """The canonical built-in dataset name for `name` (case/underscore tolerant), or None."""
-    key = name.strip().lower()
+def builtin_name(data: str | os.PathLike) -> str | None:
+    """The canonical built-in dataset name when `data` names one (case/underscore tolerant), else None.
+
+    The one matching rule: anything with a path separator is a path ("./mnist" is a folder), so a
+    built-in name wins over a same-named folder in the current directory only when written bare.
+    """
+    text = os.fspath(data)
+    if any(sep in text for sep in ("/", "\\", os.sep)):
+        return None
+    key = text.strip().lower()
     key = _ALIASES.get(key, key)
     return key if key in DATASETS else None
 
@@ -110,12 +120,12 @@ def default_data_root(data_root: str | os.PathLike | None = None) -> Path:
 
 def _candidate_dirs(spec: DatasetSpec, data_root) -> list[Path]:
     dirs = [default_data_root(data_root) / spec.name]
-    if spec.name == "fashion-mnist":
-        dirs.append(FASHION_SYSTEM_DIR)
+    if spec.system_dir is not None:
+        dirs.append(spec.system_dir)
     return dirs
 
 
-def _find_files(spec: DatasetSpec, data_root) -> Path | None:
+def find_files(spec: DatasetSpec, data_root) -> Path | None:
     """The first folder holding every file of the dataset (an IDX file may also be stored un-gzipped)."""
     for folder in _candidate_dirs(spec, data_root):
         if all(_local_file(folder, name) is not None for name, _, _ in spec.files):
@@ -151,7 +161,7 @@ def _download(url: str, dest: Path, md5: str | None, progress: bool) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _missing_error(spec: DatasetSpec, folder: Path, missing: list[tuple[str, str]], why: str) -> DataError:
+def missing_error(spec: DatasetSpec, folder: Path, missing: list[tuple[str, str]], why: str) -> DataError:
     lines = [f"{spec.name} is not available ({why}). Download these files and put them in {folder}/ :"]
     lines += [f"  {name}  <-  {url}" for name, url in missing]
     lines.append(f"(or set $SORTNET_DATA / --data-root to a folder containing {spec.name}/)")
@@ -160,13 +170,22 @@ def _missing_error(spec: DatasetSpec, folder: Path, missing: list[tuple[str, str
 
 def ensure_files(spec: DatasetSpec, data_root=None, download: bool = True, progress: bool = True) -> Path:
     """The folder holding the dataset's files, downloading missing ones if allowed; DataError otherwise."""
-    found = _find_files(spec, data_root)
+    found = find_files(spec, data_root)
     if found is not None:
         return found
     folder = default_data_root(data_root) / spec.name
     missing = [(name, url) for name, url, _ in spec.files if _local_file(folder, name) is None]
     if not download:
-        raise _missing_error(spec, folder, missing, "download disabled")
+        raise missing_error(spec, folder, missing, "download disabled")
+    failures = download_missing(spec, data_root, progress)
+    if failures:
+        raise missing_error(spec, folder, missing, "download failed: " + "; ".join(failures))
+    return folder
+
+
+def download_missing(spec: DatasetSpec, data_root=None, progress: bool = True) -> list[str]:
+    """Download the files not yet in DATA_ROOT/<name>/; the failures ("file: reason"), empty when all arrived."""
+    folder = default_data_root(data_root) / spec.name
     failures = []
     for name, url, md5 in spec.files:
         if _local_file(folder, name) is None:
@@ -174,9 +193,7 @@ def ensure_files(spec: DatasetSpec, data_root=None, download: bool = True, progr
                 _download(url, folder / name, md5, progress)
             except (OSError, ValueError) as e:  # URLError, timeouts and HTTP errors are OSErrors
                 failures.append(f"{name}: {e}")
-    if failures:
-        raise _missing_error(spec, folder, missing, "download failed: " + "; ".join(failures))
-    return folder
+    return failures
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -263,7 +280,7 @@ def list_datasets(data_root=None) -> list[dict]:
         if spec.name == "digits":
             present, location = True, "scikit-learn (bundled)"
         else:
-            found = _find_files(spec, data_root)
+            found = find_files(spec, data_root)
             present = found is not None
             location = str(found if present else default_data_root(data_root) / spec.name)
         out.append({"name": spec.name, "description": spec.description, "num_classes": len(spec.classes),
