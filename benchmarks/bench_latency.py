@@ -25,9 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sortnet.data.preprocess import Preprocessing
+from sortnet.infer.batch import TTA
 from sortnet.infer.export import export_model
 from sortnet.infer.onnx_predict import OnnxBackend
 from sortnet.modelfile import load_model, save_model
+from sortnet.modelmeta import ModelMeta
 from sortnet.models.registry import create_model
 from sortnet.device import use_all_cores
 
@@ -40,8 +43,8 @@ def _random_model_file(folder: Path, arch: str, channels: int, size: int) -> Pat
     torch.manual_seed(0)
     mean, std = (0.286,) * channels, (0.353,) * channels
     model = create_model(arch, channels, 10, size, mean, std).eval()
-    prep = {"img_size": size, "channels": channels, "mean": list(mean), "std": list(std)}
-    meta = {"classes": FM_CLASSES, "preprocessing": prep, "arch": arch, "tta": {"flip": False, "shift": 0}}
+    prep = Preprocessing(img_size=size, channels=channels, mean=mean, std=std)
+    meta = ModelMeta(classes=FM_CLASSES, preprocessing=prep, arch=arch, tta=TTA(flip=False, shift=0))
     return save_model(folder / f"{arch}-{size}.safetensors", model, meta)
 
 
@@ -73,15 +76,13 @@ def _torch_runners(model, x: np.ndarray) -> dict:
 
 
 def bench_one(path: Path, iters: int, data_root: str | None, heldout: int) -> dict:
-    from sortnet.data.preprocess import Preprocessing
     from sortnet.data.sources import load_eval_data
 
     model, meta = load_model(path)
-    prep = meta["preprocessing"]
-    images, _ = load_eval_data("fashion-mnist", Preprocessing.from_dict(prep), meta["classes"], data_root=data_root,
-                               progress=False)
+    prep = meta.preprocessing
+    images, _ = load_eval_data("fashion-mnist", prep, meta.classes, data_root=data_root, progress=False)
     x = np.asarray(images.images[:1])  # one real test image, preprocessed as the model expects
-    n = iters // 3 if prep["img_size"] >= 128 else iters
+    n = iters // 3 if prep.img_size >= 128 else iters
     # torch first: onnxruntime's worker threads spin-wait after each run and would steal the torch run's cores
     latency = {name: _timed(fn, n, 10) for name, fn in _torch_runners(model, x).items()}
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,7 +94,7 @@ def bench_one(path: Path, iters: int, data_root: str | None, heldout: int) -> di
             backend = OnnxBackend.from_file(file)
             latency[name] = _timed(lambda: backend.predict(x), n, 10)
             del backend
-    return {"arch": meta["arch"], "img_size": prep["img_size"], "channels": prep["channels"],
+    return {"arch": meta.arch, "img_size": prep.img_size, "channels": prep.channels,
             "latency": latency, "int8": q["quantization"]}
 
 

@@ -14,7 +14,9 @@ import torch
 
 from conftest import make_image
 from sortnet.data.preprocess import Preprocessing, image_to_array
+from sortnet.infer.batch import TTA
 from sortnet.modelfile import save_model
+from sortnet.modelmeta import ModelMeta
 from sortnet.models.registry import create_model
 
 FRUIT = ["apple", "banana", "cherry"]
@@ -34,9 +36,9 @@ def make_model_file(path: str | Path, arch: str = "cnn-small", channels: int = 3
     model.init_from_data(torch.as_tensor(imgs))
     with torch.no_grad():  # a sharper head than default init, so probabilities are not all ~1/K
         model.head.weight.mul_(8.0)
-    meta = {"classes": classes, "preprocessing": prep.to_dict(), "arch": arch,
-            "tta": tta if tta is not None else {"flip": True, "shift": 1},
-            "metrics": {"test": {"accuracy": 0.9}}}
+    meta = ModelMeta(classes=classes, preprocessing=prep, arch=arch,
+                     tta=TTA(**tta) if tta is not None else TTA(flip=True, shift=1),
+                     metrics={"test": {"accuracy": 0.9}})
     return save_model(path, model.eval(), meta)
 
 

@@ -90,7 +90,7 @@ def test_spec_model_trains_saves_loads_predicts(tmp_path):
     import sortnet
 
     clf = sortnet.load(tmp_path / "run" / "model.safetensors")
-    assert clf.meta["arch"] == spec
+    assert clf.meta.arch == spec
     preds = clf.predict(data / "class_1")
     assert len(preds) == 20 and all(p.label in ("class_0", "class_1") for p in preds)
 

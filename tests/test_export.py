@@ -20,6 +20,7 @@ from sortnet.infer.export import ExportError, export_model, sample_inputs  # noq
 from sortnet.infer.onnx_predict import OnnxModelError, resolve_runtime  # noqa: E402
 from sortnet.infer.predictor import Predictor, expand_paths  # noqa: E402
 from sortnet.modelfile import load_model  # noqa: E402
+from sortnet.modelmeta import ModelMeta  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def test_metadata_carries_classes_and_preprocessing(work):
     props = {p.key: p.value for p in onnx.load(work["onnx"]).metadata_props}
     _, meta = load_model(work["model"])
     assert json.loads(props["sortnet.classes"]) == FRUIT
-    assert json.loads(props["sortnet.preprocessing"]) == meta["preprocessing"]
+    assert json.loads(props["sortnet.preprocessing"]) == meta.preprocessing.to_dict()
     full = json.loads(props["sortnet"])
     assert full["arch"] == "cnn-small" and full["exported_tta"] == {"flip": True, "shift": 1}
     assert "uint8" in props["sortnet.input"] and "centre crop" in props["sortnet.input"]
@@ -94,8 +95,8 @@ def test_torchscript_export(work):
     out = export_model(work["model"], "torchscript", work["root"] / "m.ts.pt")["path"]
     extra = {"sortnet.json": ""}
     module = torch.jit.load(out, _extra_files=extra)
-    meta = json.loads(extra["sortnet.json"])
-    assert meta["classes"] == FRUIT
+    meta = ModelMeta.from_dict(json.loads(extra["sortnet.json"]))
+    assert meta.classes == FRUIT and meta.exported_tta == meta.tta
     model, _ = load_model(work["model"])
     x = sample_inputs(meta, 4)
     with torch.no_grad():

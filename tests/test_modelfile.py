@@ -7,14 +7,16 @@ from safetensors.torch import save_file
 
 from sortnet.data.preprocess import Preprocessing
 from sortnet.modelfile import ModelFileError, load_model, read_metadata, save_model
+from sortnet.modelmeta import FORMAT_VERSION, ModelMeta
 from sortnet.models.registry import create_model
+from sortnet.version import __version__
 
 
 def _model_and_meta(arch="cnn-small"):
     prep = Preprocessing(img_size=16, channels=3, mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2))
     torch.manual_seed(0)
     model = create_model(arch, 3, 4, 16, prep.mean, prep.std).eval()
-    meta = {"classes": ["a", "b", "c", "d"], "preprocessing": prep.to_dict(), "arch": arch, "metrics": {"val": 0.5}}
+    meta = ModelMeta(classes=["a", "b", "c", "d"], preprocessing=prep, arch=arch, metrics={"val": 0.5})
     return model, meta
 
 
@@ -25,9 +27,10 @@ def test_round_trip_identical_outputs(tmp_path, arch):
     loaded, meta2 = load_model(path)
     x = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
     assert torch.equal(model(x), loaded(x))
-    assert meta2["classes"] == meta["classes"] and meta2["arch"] == arch
-    assert meta2["format_version"] == 1 and "sortnet_version" in meta2
-    assert Preprocessing.from_dict(meta2["preprocessing"]) == Preprocessing.from_dict(meta["preprocessing"])
+    assert meta2.classes == meta.classes and meta2.arch == arch
+    assert meta2.format_version == FORMAT_VERSION == 2 and meta2.provenance.sortnet_version == __version__
+    assert meta2.preprocessing == meta.preprocessing and meta2.metrics == meta.metrics
+    assert meta2.provenance.created and ModelMeta.from_dict(meta2.to_dict()) == meta2  # reader(writer(x)) == x
 
 
 def test_truncated_file_gives_clear_error(tmp_path):

@@ -10,14 +10,15 @@ from sortnet.data.preprocess import Preprocessing
 from sortnet.data.sources import load_data
 from sortnet.infer.predictor import Predictor, border_is_light
 from sortnet.modelfile import load_model, save_model
+from sortnet.modelmeta import ModelMeta
 from sortnet.models.registry import create_model
 
 
 def _predictor(tmp_path, prep: Preprocessing, classes=("a", "b")) -> Predictor:
     torch.manual_seed(0)
     model = create_model("cnn-small", prep.channels, len(classes), prep.img_size, prep.mean, prep.std)
-    path = save_model(tmp_path / "m.safetensors", model, {"classes": list(classes), "arch": "cnn-small",
-                                                          "preprocessing": prep.to_dict()})
+    path = save_model(tmp_path / "m.safetensors", model, ModelMeta(classes=list(classes), arch="cnn-small",
+                                                                   preprocessing=prep))
     m, meta = load_model(path)
     return Predictor(m, meta, runtime="torch")
 

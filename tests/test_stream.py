@@ -45,7 +45,7 @@ def test_cli_emit_jsonl(setup, capsys):
     out, err = capsys.readouterr()
     lines = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and len(lines) == 5 and [rec["frame"] for rec in lines] == [0, 1, 2, 3, 4]
-    assert {"class", "probability", "top", "fps", "time_s"} <= set(lines[0])
+    assert {"class", "probability", "predictions", "inverted", "fps", "time_s"} <= set(lines[0])  # the one shape
     assert "fps" in err and "5 frames" in err
 
 

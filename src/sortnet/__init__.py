@@ -13,7 +13,7 @@ Usage:
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from sortnet.version import __version__  # noqa: F401 - sortnet.__version__
 
 # list_models / list_datasets, not models / datasets: those names are the sortnet.models package.
 __all__ = ["train", "prepare", "fit", "Callback", "EarlyStopping", "check", "evaluate", "predict", "load", "list_models", "list_datasets", "Classifier",
@@ -58,12 +58,16 @@ def evaluate(model, data, **kwargs):
     return _evaluate(model, data, **kwargs)
 
 
-def predict(model, paths, top_k: int = 3, invert: str = "auto", device: str = "cpu", tta: bool = True):
-    """Predictions for image files and folders: a list of Prediction (class names + probabilities)."""
-    from sortnet.evaluation.run import as_predictor
+def predict(model, paths, top_k: int = 3, invert: str = "auto", device: str = "cpu", tta: bool = True,
+            runtime: str | None = None):
+    """Predictions for image files and folders: a list of Prediction (class names + probabilities;
+    `.to_dict()` is the JSON shape of docs/CONTRACTS.md). model: a model file (.safetensors or .onnx),
+    a Classifier or a Predictor. runtime: torch | onnx | auto (default: torch, onnx for .onnx files)."""
+    from sortnet.infer.predictor import as_predictor
 
     items = paths if isinstance(paths, (list, tuple)) else [paths]
-    return as_predictor(model, invert=invert, device=device, tta=tta).predict_paths(list(items), top_k)
+    options = {"invert": invert, "device": device, "tta": tta, **({"runtime": runtime} if runtime else {})}
+    return as_predictor(model, **options).predict_paths(list(items), top_k)
 
 
 def load(path):

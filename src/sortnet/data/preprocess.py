@@ -37,7 +37,8 @@ class Preprocessing:
         self.std = tuple(float(v) for v in self.std)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready (mean/std as lists), as stored in model files."""
+        return dict(asdict(self), mean=list(self.mean), std=list(self.std))
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocessing":

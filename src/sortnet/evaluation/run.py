@@ -8,13 +8,11 @@ Usage:
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from sortnet.data.sources import load_eval_data
 from sortnet.evaluation.metrics import compute_metrics
-from sortnet.infer.predictor import Predictor
+from sortnet.infer.predictor import as_predictor
 
 
 def evaluate(model, data: str, *, device: str = "auto", tta: bool = True, batch_size: int = 256,
@@ -31,14 +29,3 @@ def evaluate(model, data: str, *, device: str = "auto", tta: bool = True, batch_
     metrics["skipped_files"] = [s.to_dict() for s in skipped]
     return metrics
 
-
-def as_predictor(model, **kwargs) -> Predictor:
-    from sortnet.classifier import Classifier
-
-    if isinstance(model, Predictor):
-        return model
-    if isinstance(model, Classifier):
-        return Predictor(model.model, model.meta, **kwargs)
-    if isinstance(model, (str, os.PathLike)):
-        return Predictor.from_file(model, **kwargs)
-    raise TypeError(f"expected a model file path, Classifier or Predictor, got {type(model).__name__}")

@@ -7,20 +7,22 @@ Usage:
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from sortnet.errors import SortnetError
-from sortnet.infer.export import INPUT_NAME, ExportError, _require, onnx_bytes
+from sortnet.extras import require
+from sortnet.infer.graph import onnx_bytes
+from sortnet.infer.onnx_io import INPUT_NAME, OnnxModelError, read_onnx_metadata
+from sortnet.modelmeta import ModelMeta
+from sortnet.parallel import usable_cores
 
 RUNTIMES = ("auto", "torch", "onnx")
 
 
-class OnnxModelError(SortnetError):
-    """An .onnx file that is not a readable sortnet export; the message says how to make one."""
+def is_onnx_file(path: str | os.PathLike | None) -> bool:
+    return path is not None and str(path).lower().endswith(".onnx")
 
 
 def onnxruntime_available() -> bool:
@@ -35,25 +37,21 @@ def resolve_runtime(runtime: str, device: str = "cpu", model_path: str | os.Path
     """"torch" or "onnx". auto: onnx for .onnx files, and on the CPU whenever onnxruntime is installed."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    is_onnx_file = model_path is not None and str(model_path).lower().endswith(".onnx")
-    if runtime == "torch" and is_onnx_file:
+    onnx_file = is_onnx_file(model_path)
+    if runtime == "torch" and onnx_file:
         raise OnnxModelError(f"{model_path} is an ONNX export; use --runtime onnx (or auto), or the .safetensors "
                              "model file with --runtime torch")
     if runtime == "auto":
-        return "onnx" if is_onnx_file or (str(device) == "cpu" and onnxruntime_available()) else "torch"
+        return "onnx" if onnx_file or (str(device) == "cpu" and onnxruntime_available()) else "torch"
     return runtime
 
 
 def session_options(threads: int | None = None):
     """CPU session: all graph optimizations, intra-op threads = usable cores (or `threads`)."""
-    ort = _require("onnxruntime")
+    ort = require("onnxruntime", "onnx")
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    opts.intra_op_num_threads = threads or cores
+    opts.intra_op_num_threads = threads or usable_cores()
     opts.inter_op_num_threads = 1
     return opts
 
@@ -61,8 +59,8 @@ def session_options(threads: int | None = None):
 class OnnxBackend:
     """One onnxruntime InferenceSession on the CPU; `predict` is thread-safe (onnxruntime allows concurrent Run)."""
 
-    def __init__(self, onnx_model: bytes, meta: dict, threads: int | None = None) -> None:
-        ort = _require("onnxruntime")
+    def __init__(self, onnx_model: bytes, meta: ModelMeta, threads: int | None = None) -> None:
+        ort = require("onnxruntime", "onnx")
         self.meta = meta
         try:
             self.session = ort.InferenceSession(onnx_model, sess_options=session_options(threads),
@@ -75,7 +73,7 @@ class OnnxBackend:
             raise OnnxModelError(f"expected one input named {INPUT_NAME!r}; this is not a sortnet export")
 
     @classmethod
-    def from_torch(cls, model, meta: dict, tta: bool = True, threads: int | None = None) -> "OnnxBackend":
+    def from_torch(cls, model, meta: ModelMeta, tta: bool = True, threads: int | None = None) -> "OnnxBackend":
         return cls(onnx_bytes(model, meta, tta=tta), meta, threads)
 
     @classmethod
@@ -88,7 +86,7 @@ class OnnxBackend:
         images = np.ascontiguousarray(images, dtype=np.uint8)
         out = [self.session.run(["probabilities"], {INPUT_NAME: images[i : i + batch_size]})[0]
                for i in range(0, len(images), batch_size)]
-        k = len(self.meta["classes"])
+        k = self.meta.num_classes
         return np.concatenate(out).astype(np.float32, copy=False) if out else np.zeros((0, k), np.float32)
 
 
@@ -98,21 +96,5 @@ def _read_onnx(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def read_onnx_metadata(data: bytes, where: str | os.PathLike = "ONNX model") -> dict:
-    """The sortnet metadata dict stored in an exported ONNX file's metadata_props."""
-    onnx = _require("onnx")
-    try:
-        proto = onnx.load_from_string(data)
-    except Exception as e:  # noqa: BLE001 - protobuf decode errors have no stable type
-        raise OnnxModelError(f"{where} is not a readable ONNX file; it may be truncated.") from e
-    props = {p.key: p.value for p in proto.metadata_props}
-    if "sortnet" not in props:
-        raise OnnxModelError(f"{where} has no sortnet metadata; export it with `sortnet export MODEL --format onnx`.")
-    try:
-        return json.loads(props["sortnet"])
-    except json.JSONDecodeError as e:
-        raise OnnxModelError(f"{where}: sortnet metadata is not valid JSON ({e}).") from e
-
-
-__all__ = ["OnnxBackend", "OnnxModelError", "ExportError", "RUNTIMES", "resolve_runtime", "read_onnx_metadata",
-           "onnxruntime_available"]
+__all__ = ["OnnxBackend", "OnnxModelError", "RUNTIMES", "resolve_runtime", "read_onnx_metadata",
+           "onnxruntime_available", "is_onnx_file"]

@@ -1,11 +1,13 @@
 """Predictor: files, folders, PIL images or arrays -> class names with probabilities.
 
 Preprocessing comes from the model file (the same `image_to_array` as training), so predictions on
-files match what the model saw in training.
+files match what the model saw in training. `Predictor.from_file` is the one way to get a Predictor
+for a model file (.safetensors on torch or onnxruntime, or an .onnx export); `as_predictor` turns a
+path, a Classifier or a Predictor into one.
 
 Usage:
-    p = Predictor.from_file("runs/photos/model.safetensors")
-    for pred in p.predict_paths(["a.jpg", "folder/"], top_k=3): print(pred.path, pred.top)
+    p = Predictor.from_file("runs/photos/model.safetensors", runtime="auto", threads=2)
+    for pred in p.predict_paths(["a.jpg", "folder/"], top_k=3): print(pred.path, pred.top, pred.to_dict())
 """
 from __future__ import annotations
 
@@ -19,10 +21,12 @@ import torch
 from PIL import Image
 
 from sortnet.data.decode import IMAGE_EXTENSIONS, BadImageError, decode_image, to_rgb_or_l
-from sortnet.data.preprocess import Preprocessing, border_ring, image_to_array
+from sortnet.data.preprocess import border_ring, image_to_array
 from sortnet.device import resolve_device, resolve_precision
 from sortnet.infer.batch import TTA, predict_logits
 from sortnet.modelfile import load_model
+from sortnet.modelmeta import ModelMeta
+from sortnet.parallel import usable_cores
 
 INVERT_CHOICES = ("auto", "always", "never")
 
@@ -39,11 +43,16 @@ class Prediction:
         return self.top[0][0] if self.top else None
 
     def to_dict(self) -> dict:
-        d = {"path": self.path, "predictions": [{"class": c, "probability": round(p, 6)} for c, p in self.top]}
-        if self.error:
-            d["error"] = self.error
-        if self.inverted:
-            d["inverted"] = True
+        """The one JSON shape of a prediction (docs/CONTRACTS.md), used by the API, CLI --json, HTTP and JSONL:
+        {"path"?, "class", "probability", "predictions": [{"class", "probability"}, ...], "inverted"}, or
+        {"path"?, "error", "predictions": []} for a file that could not be read. "path" only when known."""
+        d: dict = {} if self.path is None else {"path": self.path}
+        if self.error is not None or not self.top:
+            d.update(error=self.error or "no prediction", predictions=[])
+            return d
+        top = [{"class": c, "probability": round(p, 6)} for c, p in self.top]
+        d.update({"class": top[0]["class"], "probability": top[0]["probability"], "predictions": top,
+                  "inverted": self.inverted})
         return d
 
 
@@ -66,9 +75,10 @@ def expand_paths(paths: list[str | os.PathLike]) -> list[Path]:
 
 
 class Predictor:
-    def __init__(self, model, meta: dict, device: str = "cpu", invert: str = "auto",
-                 tta: bool = True, batch_size: int = 64, runtime: str = "torch") -> None:
-        """model: a torch SortnetModel, or an OnnxBackend (then runtime is onnx). runtime: torch | onnx | auto."""
+    def __init__(self, model, meta: ModelMeta, device: str = "cpu", invert: str = "auto", tta: bool = True,
+                 batch_size: int = 64, runtime: str = "torch", threads: int | None = None) -> None:
+        """model: a torch SortnetModel, or an OnnxBackend (then runtime is onnx and TTA is what the export holds).
+        runtime: torch | onnx | auto; onnx on a torch model exports it in memory. threads: onnxruntime threads."""
         from sortnet.infer.onnx_predict import OnnxBackend, resolve_runtime
 
         if invert not in INVERT_CHOICES:
@@ -76,27 +86,30 @@ class Predictor:
         self.device = resolve_device(device)
         self.dtype = resolve_precision("fp32", self.device)
         self.meta = meta
-        self.classes: list[str] = list(meta["classes"])
-        self.prep = Preprocessing.from_dict(meta["preprocessing"])
-        self.tta = TTA.from_dict(meta.get("tta")) if tta else None
+        self.classes: list[str] = list(meta.classes)
+        self.prep = meta.preprocessing
         self.invert, self.batch_size = invert, batch_size
         self.onnx: OnnxBackend | None = model if isinstance(model, OnnxBackend) else None
+        self.tta = meta.exported_tta if self.onnx else ((meta.tta or TTA()) if tta else None)
         self.runtime = "onnx" if self.onnx else resolve_runtime(runtime, self.device.type)
         self.model = None if self.onnx else model.to(self.device).eval()
         if self.runtime == "onnx" and self.onnx is None:  # exported in memory: same weights, same TTA views
-            self.onnx = OnnxBackend.from_torch(self.model, meta, tta=self.tta is not None)
+            self.onnx = OnnxBackend.from_torch(self.model, meta, tta=self.tta is not None, threads=threads)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, **kwargs) -> "Predictor":
-        """A .safetensors model file, or an .onnx export (runs on onnxruntime; its TTA is fixed at export)."""
-        if str(path).lower().endswith(".onnx"):
-            from sortnet.infer.onnx_predict import OnnxBackend, resolve_runtime
+    def from_file(cls, path: str | os.PathLike, *, runtime: str | None = None, threads: int | None = None,
+                  **kwargs) -> "Predictor":
+        """THE way to build a Predictor from a file: a .safetensors model file (runtime torch by default, or
+        onnx/auto), or an .onnx export (runs on onnxruntime; its TTA is fixed at export). kwargs: device,
+        invert, tta, batch_size."""
+        from sortnet.infer.onnx_predict import OnnxBackend, is_onnx_file, resolve_runtime
 
-            resolve_runtime(kwargs.pop("runtime", "onnx"), model_path=path)  # refuses runtime="torch"
-            backend = OnnxBackend.from_file(path)
+        if is_onnx_file(path):
+            resolve_runtime(runtime or "onnx", model_path=path)  # refuses runtime="torch"
+            backend = OnnxBackend.from_file(path, threads)
             return cls(backend, backend.meta, **kwargs)
         model, meta = load_model(path)
-        return cls(model, meta, **kwargs)
+        return cls(model, meta, runtime=runtime or "torch", threads=threads, **kwargs)
 
     def preprocess(self, img: Image.Image) -> tuple[np.ndarray, bool]:
         """uint8 [C, H, W] exactly as in training, plus whether it was inverted (dark ink on white, etc.)."""
@@ -114,16 +127,21 @@ class Predictor:
         logits = predict_logits(self.model, arrays, self.device, self.dtype, self.batch_size, self.tta)
         return torch.softmax(logits, 1).numpy()
 
-    def _top(self, probs: np.ndarray, k: int) -> list[tuple[str, float]]:
+    def top(self, probs: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """The k best (class name, probability) of one probability row [K], best first (ties: lower index)."""
         order = np.argsort(-probs, kind="stable")[: max(1, min(k, len(self.classes)))]
         return [(self.classes[i], float(probs[i])) for i in order]
+
+    def predict_batch(self, arrays: np.ndarray, top_k: int = 3) -> list[Prediction]:
+        """One Prediction per uint8 [N, C, H, W] image already preprocessed (no path, never inverted)."""
+        return [Prediction(None, self.top(row, top_k)) for row in self.predict_arrays(arrays)]
 
     def predict_images(self, images: list[Image.Image], top_k: int = 3) -> list[Prediction]:
         prepped = [self.preprocess(to_rgb_or_l(img)) for img in images]  # alpha on white, CMYK, 16-bit: as decode
         if not prepped:
             return []
         probs = self.predict_arrays(np.stack([a for a, _ in prepped]))
-        return [Prediction(None, self._top(p, top_k), inverted=inv) for p, (_, inv) in zip(probs, prepped)]
+        return [Prediction(None, self.top(p, top_k), inverted=inv) for p, (_, inv) in zip(probs, prepped)]
 
     def _load(self, path: Path):
         try:
@@ -140,7 +158,7 @@ class Predictor:
         the next chunk decodes (thread pool, all cores) while the current one runs through the model."""
         files = expand_paths(paths)
         chunks = [files[i : i + chunk] for i in range(0, len(files), chunk)]
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
             pending = [pool.map(self._load, c) for c in chunks[:1]]
             for i, group in enumerate(chunks):
                 loaded = list(pending.pop(0))
@@ -154,5 +172,16 @@ class Predictor:
         if good:
             probs = self.predict_arrays(np.stack([loaded[i][0] for i in good]))
             for i, p in zip(good, probs):
-                results[i].top, results[i].inverted = self._top(p, top_k), loaded[i][1]
+                results[i].top, results[i].inverted = self.top(p, top_k), loaded[i][1]
         return results
+
+
+def as_predictor(model, **kwargs) -> Predictor:
+    """A Predictor from a model file path (Predictor.from_file), a Classifier (its .predictor) or a Predictor."""
+    if isinstance(model, Predictor):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return Predictor.from_file(model, **kwargs)
+    if callable(getattr(model, "predictor", None)):  # a sortnet Classifier (not imported: no import cycle)
+        return model.predictor(**kwargs)
+    raise TypeError(f"expected a model file path, Classifier or Predictor, got {type(model).__name__}")

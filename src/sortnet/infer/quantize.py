@@ -16,7 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sortnet.infer.export import INPUT_NAME, ExportError, _require, set_onnx_metadata
+from sortnet.data.sources import load_eval_data
+from sortnet.extras import require
+from sortnet.infer.onnx_io import INPUT_NAME, ExportError, read_onnx_metadata, set_onnx_metadata
+from sortnet.infer.onnx_predict import OnnxBackend
+from sortnet.modelmeta import ModelMeta
 
 CALIBRATION_IMAGES = 512
 HELDOUT_IMAGES = 5000
@@ -33,13 +37,9 @@ class _Reader:
         return next(self.batches, None)
 
 
-def _split(data: str, meta: dict, data_root: str | None, progress: bool, heldout: int = HELDOUT_IMAGES):
+def _split(data: str, meta: ModelMeta, data_root: str | None, progress: bool, heldout: int = HELDOUT_IMAGES):
     """(calibration images, held-out images, held-out labels) from labelled data, disjoint, seed 0."""
-    from sortnet.data.preprocess import Preprocessing
-    from sortnet.data.sources import load_eval_data
-
-    prep = Preprocessing.from_dict(meta["preprocessing"])
-    images, _ = load_eval_data(data, prep, list(meta["classes"]), data_root=data_root, progress=progress)
+    images, _ = load_eval_data(data, meta.preprocessing, list(meta.classes), data_root=data_root, progress=progress)
     n = len(images)
     if n < MIN_IMAGES:
         raise ExportError(f"--calibration {data} has {n} usable images; int8 quantization needs at least "
@@ -52,7 +52,7 @@ def _split(data: str, meta: dict, data_root: str | None, progress: bool, heldout
 
 
 def _quantize_files(fp32: bytes, calibration: np.ndarray) -> bytes:
-    _require("onnxruntime")
+    require("onnxruntime", "onnx")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -67,21 +67,19 @@ def _quantize_files(fp32: bytes, calibration: np.ndarray) -> bytes:
         return dst.read_bytes()
 
 
-def _accuracy(data: bytes, meta: dict, images: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
-    from sortnet.infer.onnx_predict import OnnxBackend
-
+def _accuracy(data: bytes, meta: ModelMeta, images: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
     top1 = OnnxBackend(data, meta).predict(images, batch_size=256).argmax(1)
     return float((top1 == labels).mean() * 100), top1
 
 
-def quantize_int8(fp32: bytes, meta: dict, calibration: str | None, max_accuracy_drop: float = 0.5, *,
+def quantize_int8(fp32: bytes, meta: ModelMeta, calibration: str | None, max_accuracy_drop: float = 0.5, *,
                   data_root: str | None = None, progress: bool = False,
                   heldout_images: int = HELDOUT_IMAGES) -> tuple[bytes, dict]:
     """(int8 ONNX bytes with the quantization report in its metadata, report). Raises ExportError."""
     if not calibration:
         raise ExportError("--quantize int8 needs --calibration DATA: labelled images of the model's classes "
                           "(the training folder, or the built-in dataset name) to set ranges and measure accuracy.")
-    onnx = _require("onnx")
+    onnx = require("onnx", "onnx")
     cal, held, labels = _split(calibration, meta, data_root, progress, heldout_images)
     int8 = _quantize_files(fp32, cal)
     acc32, top32 = _accuracy(fp32, meta, held, labels)
@@ -97,6 +95,6 @@ def quantize_int8(fp32: bytes, meta: dict, calibration: str | None, max_accuracy
                           f"{max_accuracy_drop}; export without --quantize, or raise the limit.")
     proto = onnx.load_from_string(int8)
     src_props = {p.key: p.value for p in onnx.load_from_string(fp32).metadata_props}
-    src_props["sortnet"] = json.dumps(dict(json.loads(src_props["sortnet"]), quantization=report))
+    src_props["sortnet"] = json.dumps(read_onnx_metadata(fp32).replace(quantization=report).to_dict())
     set_onnx_metadata(proto, src_props)
     return proto.SerializeToString(), report

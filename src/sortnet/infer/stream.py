@@ -8,10 +8,12 @@ Usage:
     sortnet predict runs/x/model.safetensors --camera 0
     sortnet predict runs/x/model.safetensors --video belt.mp4 --emit jsonl     # one JSON object per line
     sortnet predict runs/x/model.safetensors --video frames/ --max-frames 100  # folder of images, sorted
-    for rec in classify_stream(predictor, "belt.mp4"): print(rec["frame"], rec["class"], rec["fps"])
+    for rec in classify_stream(predictor, "belt.mp4"): print(rec["frame"], rec.get("class"), rec["fps"])
+    run_live("runs/x/model.safetensors", 0, emit="jsonl", runtime="auto")      # what the CLI runs
 
-A JSONL record: {"frame": 0, "time_s": 0.0, "class": "ok", "probability": 0.97,
-                 "top": [{"class": "ok", "probability": 0.97}, ...], "fps": 58.1, "latency_ms": 3.2}
+A JSONL record is the one prediction shape (Prediction.to_dict, docs/CONTRACTS.md) with frame fields:
+    {"frame": 0, "time_s": 0.0, "class": "ok", "probability": 0.97,
+     "predictions": [{"class": "ok", "probability": 0.97}, ...], "inverted": false, "fps": 58.1, "latency_ms": 3.2}
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from PIL import Image
 
 from sortnet.data.decode import BadImageError, decode_image
 from sortnet.errors import SortnetError
+from sortnet.infer.predictor import Prediction, as_predictor, expand_paths
 
 
 class StreamError(SortnetError):
@@ -65,8 +68,6 @@ def _capture_frames(source: int | str) -> Iterator[tuple[float | None, Image.Ima
 
 def _folder_frames(folder: Path) -> Iterator[tuple[float | None, Image.Image | str]]:
     """Images of a folder in sorted order; unreadable files yield their error reason instead."""
-    from sortnet.infer.predictor import expand_paths
-
     files = expand_paths([folder])
     if not files:
         raise StreamError(f"no image files in {folder}")
@@ -96,13 +97,8 @@ def classify_stream(predictor, source, top_k: int = 3, max_frames: int | None = 
         if max_frames is not None and i >= max_frames:
             return
         t0 = time.perf_counter()
-        rec: dict = {"frame": i, "time_s": None if stamp is None else round(stamp, 3)}
-        if isinstance(img, str):
-            rec["error"] = img
-        else:
-            pred = predictor.predict_images([img], top_k=top_k)[0]
-            rec.update({"class": pred.label, "probability": round(pred.top[0][1], 6),
-                        "top": [{"class": c, "probability": round(p, 6)} for c, p in pred.top]})
+        pred = Prediction(None, error=img) if isinstance(img, str) else predictor.predict_images([img], top_k)[0]
+        rec: dict = {"frame": i, "time_s": None if stamp is None else round(stamp, 3), **pred.to_dict()}
         now = time.perf_counter()
         dt, last = now - last, now  # frame-to-frame time: capture + inference + output
         fps = 1.0 / dt if i == 0 and dt > 0 else 0.9 * fps + 0.1 / max(dt, 1e-9)
@@ -112,13 +108,17 @@ def classify_stream(predictor, source, top_k: int = 3, max_frames: int | None = 
 
 def _status_line(rec: dict) -> str:
     shown = f"error: {rec['error']}" if "error" in rec else "  ".join(
-        f"{t['class']} {t['probability']:.3f}" for t in rec["top"])
+        f"{t['class']} {t['probability']:.3f}" for t in rec["predictions"])
     return f"frame {rec['frame']:>6}  {shown}  | {rec['fps']:.1f} fps, {rec['latency_ms']:.1f} ms"
 
 
-def run_live(predictor, source, *, top_k: int = 3, emit: str | None = None, max_frames: int | None = None,
-             out=None, err=None) -> int:
-    """CLI loop: JSONL records on stdout (--emit jsonl) or a status line per frame; fps on stderr."""
+def run_live(model, source, *, top_k: int = 3, emit: str | None = None, max_frames: int | None = None,
+             out=None, err=None, **predictor_options) -> int:
+    """Sort live: JSONL records on `out` (emit="jsonl") or a status line per frame; fps on `err`.
+
+    model: a Predictor, a Classifier or a model file path (predictor_options: device, invert, tta, runtime).
+    """
+    predictor = as_predictor(model, **predictor_options)
     out, err = out or sys.stdout, err or sys.stderr
     count, started = 0, time.perf_counter()
     try:
@@ -137,27 +137,3 @@ def run_live(predictor, source, *, top_k: int = 3, emit: str | None = None, max_
     elapsed = time.perf_counter() - started
     err.write(f"\n{count} frames in {elapsed:.1f} s ({count / max(elapsed, 1e-9):.1f} fps overall)\n")
     return 0 if count else 1
-
-
-def add_live_args(p) -> None:
-    """predict's live-sorting options (called from sortnet.cli.build_parser)."""
-    p.add_argument("--camera", type=int, metavar="INDEX", help="classify frames of camera INDEX (0 = first) "
-                                                              "until Ctrl-C; needs opencv-python-headless")
-    p.add_argument("--video", metavar="PATH", help="classify the frames of a video file, or of a folder of "
-                                                   "image files in sorted order (an image sequence)")
-    p.add_argument("--emit", choices=["jsonl"], help="with --camera/--video: one JSON object per frame on stdout")
-    p.add_argument("--max-frames", type=int, metavar="N", help="with --camera/--video: stop after N frames")
-
-
-def cmd_live(args) -> int:
-    """`sortnet predict MODEL --camera N | --video PATH`: build the Predictor, then run_live."""
-    from sortnet.infer.predictor import Predictor
-
-    if args.paths:
-        raise StreamError("give image paths, or --camera/--video, not both")
-    if args.camera is not None and args.video:
-        raise StreamError("give --camera or --video, not both")
-    predictor = Predictor.from_file(args.model, device=args.device, invert=args.invert, tta=args.tta,
-                                    runtime=getattr(args, "runtime", "auto"))
-    source = args.camera if args.camera is not None else args.video
-    return run_live(predictor, source, top_k=args.top_k, emit=args.emit, max_frames=args.max_frames)

@@ -14,13 +14,14 @@ Usage:
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from dataclasses import asdict, dataclass
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from sortnet.infer.predictor import Predictor
+from sortnet.parallel import usable_cores
 from sortnet.serve.limits import Busy, Gate, TimedOut, UploadError, decode_upload, read_body, replay_request
 from sortnet.serve.page import PAGE_HTML
 
@@ -35,21 +36,14 @@ class ServeLimits:
     timeout_s: float = 10.0  # per request, from admission to answer -> 503
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _model_info(predictor, limits: ServeLimits) -> dict:
+def _model_info(predictor: Predictor, limits: ServeLimits) -> dict:
     meta, prep = predictor.meta, predictor.prep
     return {
-        "classes": list(predictor.classes), "num_classes": len(predictor.classes), "arch": meta.get("arch"),
+        "classes": list(predictor.classes), "num_classes": len(predictor.classes), "arch": meta.arch,
         "input": {"img_size": prep.img_size, "channels": prep.channels, "resize": prep.resize},
-        "metrics": meta.get("metrics", {}), "quantization": meta.get("quantization"),
+        "metrics": meta.metrics, "quantization": meta.quantization,
         "runtime": predictor.runtime, "tta": predictor.tta.to_dict() if predictor.tta else None,
-        "sortnet_version": meta.get("sortnet_version"),
+        "sortnet_version": meta.provenance.sortnet_version,
         "limits": {k: v for k, v in asdict(limits).items()},
     }
 
@@ -83,16 +77,14 @@ def _predict_batch(predictor, uploads: list[tuple[str | None, bytes]], limits: S
             where = f"image {i + 1}" if len(uploads) > 1 else "upload"
             raise HTTPException(400, f"{where}: {e}") from None  # generic text only: no paths or parser output
     preds = predictor.predict_images(images, top_k=top_k)
-    return [{"filename": name, "class": p.label, "inverted": p.inverted,
-             "predictions": [{"class": c, "probability": round(pr, 6)} for c, pr in p.top]}
-            for (name, _), p in zip(uploads, preds)]
+    return [{"filename": name, **p.to_dict()} for (name, _), p in zip(uploads, preds)]  # the one prediction shape
 
 
 def create_app(predictor, limits: ServeLimits | None = None) -> FastAPI:
     """The FastAPI app serving `predictor` (a sortnet Predictor, fixed for the app's lifetime)."""
     limits = limits or ServeLimits()
     if limits.workers <= 0:
-        limits.workers = _cores()
+        limits.workers = usable_cores()
     gate = Gate(limits.workers, limits.queue)
     info = _model_info(predictor, limits)
     app = FastAPI(title="sortnet", version=str(info["sortnet_version"] or ""),
@@ -134,34 +126,20 @@ def create_app(predictor, limits: ServeLimits | None = None) -> FastAPI:
     return app
 
 
-def load_predictor(path: str, runtime: str = "auto", threads: int | None = None, **kwargs):
-    """A Predictor for serving; on onnxruntime each session gets `threads` intra-op threads."""
-    from sortnet.infer.onnx_predict import OnnxBackend, resolve_runtime
-    from sortnet.infer.predictor import Predictor
-    from sortnet.modelfile import load_model
-
-    if resolve_runtime(runtime, kwargs.get("device", "cpu"), path) != "onnx":
-        return Predictor.from_file(path, runtime="torch", **kwargs)
-    if str(path).lower().endswith(".onnx"):
-        backend = OnnxBackend.from_file(path, threads)
-    else:
-        model, meta = load_model(path)
-        backend = OnnxBackend.from_torch(model, meta, tta=kwargs.get("tta", True), threads=threads)
-    return Predictor(backend, backend.meta, **kwargs)
-
-
-def serve_cli(args) -> int:
-    """`sortnet serve`: load the model once, then run uvicorn until Ctrl-C."""
+def serve_model(model: str, *, host: str = "127.0.0.1", port: int = 8000, runtime: str = "auto",
+                invert: str = "auto", tta: bool = True, limits: ServeLimits | None = None,
+                access_log: bool = False) -> int:
+    """`sortnet serve`: load the model once, then answer HTTP requests until Ctrl-C (uvicorn)."""
     import uvicorn
 
-    limits = ServeLimits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
-                         workers=args.workers or _cores(), queue=args.queue, timeout_s=args.timeout)
-    threads = max(1, _cores() // limits.workers)  # workers x threads = cores: no oversubscription under load
-    predictor = load_predictor(args.model, args.runtime, threads, invert=args.invert, tta=args.tta)
+    limits = limits or ServeLimits()
+    limits.workers = limits.workers or usable_cores()
+    threads = max(1, usable_cores() // limits.workers)  # workers x threads = cores: no oversubscription under load
+    predictor = Predictor.from_file(model, runtime=runtime, threads=threads, invert=invert, tta=tta)
     app = create_app(predictor, limits)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {args.host}: anyone who can reach this machine can use the model", flush=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {host}: anyone who can reach this machine can use the model", flush=True)
     print(f"sortnet serve: {len(predictor.classes)} classes, runtime {predictor.runtime}; "
-          f"page http://{args.host}:{args.port}/  API docs http://{args.host}:{args.port}/docs", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, access_log=args.access_log, log_level="info")
+          f"page http://{host}:{port}/  API docs http://{host}:{port}/docs", flush=True)
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
     return 0

@@ -1,0 +1,36 @@
+"""`sortnet evaluate MODEL DATA`: accuracy, top-5, per-class precision/recall/F1, confusion matrix.
+
+Usage:
+    sortnet evaluate runs/photos/model.safetensors photos/ [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="metrics of a model on a folder or built-in test split")
+    p.add_argument("model", help="model file (RUN_DIR/model.safetensors)")
+    p.add_argument("data", help="folder (uses test/ if present, else every image) or built-in name (test split)")
+    p.add_argument("--json", action="store_true", help="print all metrics as JSON")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True, help="test-time augmentation")
+    p.add_argument("--data-root", help="where built-in datasets live")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sortnet import evaluate
+    from sortnet.evaluation.report import format_report
+
+    m = evaluate(args.model, args.data, device=args.device, tta=args.tta, data_root=args.data_root,
+                 download=args.download, progress=not args.json)
+    if args.json:
+        print(json.dumps(m, indent=2))
+        return 0
+    print(format_report(m, title=f"{args.model} on {args.data}"))
+    for s in m["skipped_files"]:
+        print(f"skipped {s['path']}: {s['reason']}")
+    return 0

@@ -1,0 +1,45 @@
+"""Entry point of the `sortnet` command: builds the parser from every verb module and runs the chosen one.
+
+User errors (sortnet.errors.SortnetError, FileNotFoundError) are printed as one line without a
+traceback (exit status 2); Ctrl-C exits with 130.
+
+Usage:
+    sys.exit(main())                    # the console script (pyproject: sortnet = "sortnet.cli:main")
+    main(["predict", "model.safetensors", "img.jpg", "--json"])
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sortnet.cli import check, datasets, evaluate, export, models, predict, serve, train
+from sortnet.errors import USER_ERRORS
+from sortnet.version import __version__
+
+# Order = order in `sortnet --help`. A new verb: a module with register(sub) and run(args), listed here.
+VERBS = (train, check, evaluate, predict, export, serve, models, datasets)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sortnet", description="Train, evaluate and use image classifiers.")
+    parser.add_argument("--version", action="version", version=f"sortnet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for verb in VERBS:
+        verb.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except USER_ERRORS as e:
+        print(f"sortnet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print(f"\nsortnet {args.command}: interrupted. {e}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

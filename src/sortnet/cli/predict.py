@@ -1,0 +1,76 @@
+"""`sortnet predict MODEL PATHS...` (files and folders) or `--camera N` / `--video PATH` (live sorting).
+
+Output: one line per image, or --json (a list of the one prediction shape, docs/CONTRACTS.md), or --csv;
+with --camera/--video a status line per frame, or --emit jsonl (one prediction object per line).
+
+Usage:
+    sortnet predict runs/x/model.safetensors new.jpg folder/ --top-k 3 [--json | --csv]
+    sortnet predict runs/x/model.safetensors --video belt.mp4 --emit jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("predict", help="classify image files and folders, or camera/video frames")
+    p.add_argument("model", help="model file (RUN_DIR/model.safetensors) or an ONNX export (.onnx)")
+    p.add_argument("paths", nargs="*", help="image files and/or folders (searched recursively)")
+    p.add_argument("--top-k", type=int, default=3, help="how many classes to show per image [default: 3]")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="JSON output")
+    out.add_argument("--csv", action="store_true", help="CSV output")
+    p.add_argument("--invert", choices=["auto", "always", "never"], default="auto",
+                   help="invert images whose background is opposite to the training images' "
+                        "(e.g. dark ink on white paper for an MNIST model) [default: auto]")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto [default: cpu]")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True, help="test-time augmentation")
+    p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
+                   help="auto: onnxruntime on the CPU when installed (and for .onnx files), else torch")
+    p.add_argument("--camera", type=int, metavar="INDEX", help="classify frames of camera INDEX (0 = first) "
+                                                              "until Ctrl-C; needs opencv-python-headless")
+    p.add_argument("--video", metavar="PATH", help="classify the frames of a video file, or of a folder of "
+                                                   "image files in sorted order (an image sequence)")
+    p.add_argument("--emit", choices=["jsonl"], help="with --camera/--video: one JSON object per frame on stdout")
+    p.add_argument("--max-frames", type=int, metavar="N", help="with --camera/--video: stop after N frames")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    options = {"device": args.device, "invert": args.invert, "tta": args.tta, "runtime": args.runtime}
+    if args.camera is not None or args.video:
+        return _live(args, options)
+    if not args.paths:
+        raise SystemExit("sortnet predict: give image files/folders, or --camera INDEX / --video PATH")
+    from sortnet import predict
+
+    preds = predict(args.model, args.paths, top_k=args.top_k, **options)
+    if not preds:
+        print("no image files found in the given paths", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([p.to_dict() for p in preds], indent=2))
+    elif args.csv:
+        w = csv.writer(sys.stdout)
+        w.writerow(["path"] + [x for i in range(args.top_k) for x in (f"class{i + 1}", f"prob{i + 1}")] + ["error"])
+        for p in preds:
+            w.writerow([p.path] + [x for c, pr in p.top for x in (c, f"{pr:.6f}")] + [p.error or ""])
+    else:
+        for p in preds:
+            shown = p.error and f"error: {p.error}" or "  ".join(f"{c} {pr:.3f}" for c, pr in p.top)
+            print(f"{p.path}\t{shown}{'  (inverted)' if p.inverted else ''}")
+    return 1 if all(p.error for p in preds) else 0
+
+
+def _live(args: argparse.Namespace, options: dict) -> int:
+    from sortnet.infer.stream import StreamError, run_live
+
+    if args.paths:
+        raise StreamError("give image paths, or --camera/--video, not both")
+    if args.camera is not None and args.video:
+        raise StreamError("give --camera or --video, not both")
+    source = args.camera if args.camera is not None else args.video
+    return run_live(args.model, source, top_k=args.top_k, emit=args.emit, max_frames=args.max_frames, **options)

@@ -1,0 +1,41 @@
+"""`sortnet serve MODEL`: HTTP API + browser page for one model (FastAPI + uvicorn; pip install 'sortnet[serve]').
+
+Usage:
+    sortnet serve runs/x/model.safetensors [--host 127.0.0.1] [--port 8000] [--workers N]
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="HTTP API + browser page for a model (FastAPI + uvicorn)",
+                       description="Serve one model: POST /predict, GET /model, GET /health, GET / (page), /docs.")
+    p.add_argument("model", help="model file (RUN_DIR/model.safetensors) or an ONNX export (.onnx)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind [default: 127.0.0.1, this machine "
+                                                         "only; 0.0.0.0 exposes it to the network]")
+    p.add_argument("--port", type=int, default=8000, help="[default: 8000]")
+    p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
+                   help="auto: onnxruntime when installed, else torch [default: auto]")
+    p.add_argument("--workers", type=int, default=0, help="concurrent inference jobs [default: CPU cores]")
+    p.add_argument("--queue", type=int, default=64, help="requests that may wait; more get 503 [default: 64]")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request before 503 [default: 10]")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="request body limit, MB [default: 10]")
+    p.add_argument("--max-pixels", type=int, default=40_000_000, help="pixels per image [default: 40000000]")
+    p.add_argument("--invert", choices=["auto", "always", "never"], default="auto")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True, help="test-time augmentation")
+    p.add_argument("--access-log", action="store_true", help="log every request (slower under load)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sortnet.extras import require
+
+    for module in ("fastapi", "uvicorn", "multipart"):  # before importing the app, which needs them
+        require(module, "serve")
+    from sortnet.serve.app import ServeLimits, serve_model
+
+    limits = ServeLimits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
+                         workers=args.workers, queue=args.queue, timeout_s=args.timeout)
+    return serve_model(args.model, host=args.host, port=args.port, runtime=args.runtime, invert=args.invert,
+                       tta=args.tta, limits=limits, access_log=args.access_log)

@@ -1,0 +1,86 @@
+"""`sortnet train DATA` / `sortnet train --resume RUN_DIR`: every TrainConfig field is an option.
+
+Usage:
+    sortnet train photos/ --epochs 10 --out runs/photos
+    sortnet train --resume runs/photos
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+from sortnet.config import TrainConfig
+
+TRAIN_HELP = {
+    "model": "registered model name (see `sortnet models`), a layer spec such as "
+             "'conv32 conv32 maxpool drop0.25 flatten dense128', or auto (from image size)",
+    "epochs": "passes over the training data (default: from the data size, or from --time-budget)",
+    "batch_size": "images per step (default: from the recipe)",
+    "lr": "peak learning rate (default: from the recipe)",
+    "optimizer": "auto | sgd | adamw",
+    "schedule": "onecycle (linear warmup, linear decay) | cosine",
+    "warmup": "fraction of steps spent warming the learning rate up",
+    "weight_decay": "weight decay (default: from the recipe)",
+    "label_smoothing": "label smoothing for the loss (default: 0.1; 0 for runs of <= 6 epochs)",
+    "augment": "auto | none | flip | crop | flip+crop | rrc+flip (auto: no flips for digits)",
+    "tta": "average flipped/shifted views at evaluation",
+    "img_size": "square input side in px (default: median image size if <= 64, else 128)",
+    "channels": "1 (grey) or 3 (colour) (default: from the images)",
+    "val_fraction": "fraction of each class held out for validation when there is no val/ folder",
+    "seed": "random seed (same seed on CPU -> same result)",
+    "device": "auto | cpu | cuda",
+    "precision": "auto (bf16 where the CPU/GPU supports it) | fp32 | bf16 | fp16",
+    "compile": "torch.compile the model (helps on some GPUs)",
+    "time_budget": "plan a complete schedule that trains within this time, e.g. 60s, 10m",
+    "data_root": "where built-in datasets are read/downloaded (default $SORTNET_DATA or ~/.cache/sortnet/datasets)",
+    "download": "download missing built-in datasets (--no-download to stay offline)",
+    "progress": "progress bars and messages (--no-progress for quiet runs)",
+    "group_by": "regex on file names; files with the same match (first group), e.g. a driver or photo id, "
+                "stay on one side of the automatic train/val split (a CSV's group column does the same)",
+    "dedup_split": "keep exact and near-duplicate images on one side of the automatic split",
+    "balance": "class imbalance: auto (weights when the largest class is >= 1.5x the smallest) | sampler "
+               "(class-balanced sampling) | weights (class-weighted loss) | none",
+    "max_memory": "decoded images allowed in RAM before training streams them from an on-disk cache "
+                  "(auto = min(25%% of available RAM, 1G); e.g. 4G, or 0 to always stream)",
+    "check": "check the data first (cached: counts, unreadable files, duplicates, leakage; see `sortnet check`)",
+}
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    """DATA, --out, --resume and one option per TrainConfig field (same names as sortnet.train keywords)."""
+    p.add_argument("data", nargs="?", help="image folder (DATA/<class>/*, or train/ val/ test/) or a built-in "
+                                           "dataset name: mnist, fashion-mnist, cifar10, cifar100, digits")
+    p.add_argument("--out", help="run folder for model.safetensors, checkpoint, metrics, TensorBoard logs "
+                                 "(default runs/<data name>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly where it stopped")
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default,
+                           help=TRAIN_HELP[f.name])
+            continue
+        kind = {"int | None": int, "float | None": float, "float": float, "int": int}.get(str(f.type), str)
+        if f.name == "time_budget":
+            kind = str
+        p.add_argument(flag, dest=f.name, type=kind, default=f.default,
+                       help=f"{TRAIN_HELP[f.name]} [default: {f.default}]")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a model on a folder or built-in dataset",
+                       description="Train a classifier. Writes RUN_DIR/model.safetensors, checkpoint.pt, "
+                                   "metrics.json and TensorBoard logs.")
+    add_train_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sortnet import train
+
+    if args.resume:
+        train(resume=args.resume, progress=args.progress, device=args.device)
+        return 0
+    if not args.data:
+        raise SystemExit("sortnet train: give DATA (a folder or built-in dataset) or --resume RUN_DIR")
+    train(args.data, out=args.out, **{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    return 0

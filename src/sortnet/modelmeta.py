@@ -1,0 +1,223 @@
+"""ModelMeta: everything a model file says besides its weights, typed, with ONE reader and ONE writer.
+
+The reader (`ModelMeta.from_dict`) validates against a schema and bounds before anything is built:
+metadata must be a JSON object, `classes` a non-empty list of distinct strings, `img_size` a whole number
+in 1..MAX_IMG_SIZE, `channels` 1 or 3, mean/std finite numbers, ... Each violation is one
+ModelFileError line naming the field. The writer (`to_dict`) gives the JSON stored in the file.
+
+Stored layout (format_version 2; version 1 = the same without "provenance", with a top-level
+"sortnet_version"):
+    {"format_version": 2, "classes": [...], "preprocessing": {img_size, channels, mean, std, resize, background},
+     "arch": "cnn-small" | layer spec, "tta": {"flip", "shift"} | null, "config": {...} | null,
+     "recipe": {...} | null, "metrics": {...}, "data": "photos/" | null,
+     "provenance": {"sortnet_version", "created", "weights_source": {"name", "source", "sha256"} | null},
+     "weights_sha256": "..."}
+ONNX exports add "quantization" and "exported_tta"; other unknown top-level keys are kept in `extra`.
+
+Usage:
+    meta = ModelMeta(classes=["cat", "dog"], preprocessing=prep, arch="cnn-small", tta=TTA(flip=True))
+    meta = ModelMeta.from_dict(json.loads(text), where="runs/x/model.safetensors")   # ModelFileError if invalid
+    text = json.dumps(meta.to_dict())
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+
+from sortnet.data.preprocess import RESIZE_MODES, Preprocessing
+from sortnet.errors import SortnetError
+from sortnet.infer.batch import TTA
+
+FORMAT_VERSION = 2
+MAX_IMG_SIZE = 1024  # px: larger inputs would need GBs per predicted image (no sortnet model is trained above it)
+MAX_CLASSES = 100_000
+MAX_NAME_CHARS = 1_000  # per class name
+MAX_ARCH_CHARS = 10_000  # a layer spec string
+MAX_TTA_SHIFT = 64  # px
+BACKGROUNDS = (None, "dark", "light")
+_PREP_FIELDS = ("img_size", "channels", "mean", "std", "resize", "background")
+_KNOWN = ("format_version", "classes", "preprocessing", "arch", "tta", "config", "recipe", "metrics", "data",
+          "provenance", "sortnet_version", "weights_sha256", "quantization", "exported_tta")
+
+
+class ModelFileError(SortnetError):
+    """The model file is missing, truncated, tampered with, invalid, or not a sortnet model."""
+
+
+@dataclass
+class Provenance:
+    """Where the model came from: the writing sortnet, when, and pretrained weights it started from."""
+
+    sortnet_version: str | None = None
+    created: str | None = None  # ISO 8601 UTC, e.g. "2025-01-31T12:00:00Z"
+    weights_source: dict | None = None  # {"name", "source", "sha256"} of pretrained starting weights, or None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class ModelMeta:
+    classes: list[str]
+    preprocessing: Preprocessing
+    arch: str  # registered model name or layer spec string
+    tta: TTA | None = None  # views averaged at prediction (None: none)
+    config: dict | None = None  # the training settings (TrainConfig.to_dict())
+    recipe: dict | None = None  # the resolved recipe (Recipe.to_dict())
+    metrics: dict = field(default_factory=dict)  # {"val": {"accuracy": ...}, "test": {...}}
+    data: str | None = None  # what it was trained on
+    provenance: Provenance = field(default_factory=Provenance)
+    format_version: int = FORMAT_VERSION
+    weights_sha256: str | None = None  # set by save_model
+    quantization: dict | None = None  # ONNX int8 exports: the accuracy report
+    exported_tta: TTA | None = None  # ONNX/TorchScript exports: the TTA inside the graph
+    extra: dict = field(default_factory=dict)  # unknown top-level keys, kept as they were
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def replace(self, **changes) -> "ModelMeta":
+        return dataclasses.replace(self, **changes)
+
+    def stamped(self, sortnet_version: str) -> "ModelMeta":
+        """A copy as the writer stores it: current format, this sortnet's version, creation time kept or now."""
+        created = self.provenance.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        prov = dataclasses.replace(self.provenance, sortnet_version=sortnet_version, created=created)
+        return self.replace(format_version=FORMAT_VERSION, provenance=prov)
+
+    def to_dict(self) -> dict:
+        """The JSON object stored in model files (the one writer)."""
+        d = dict(self.extra)
+        d.update(format_version=self.format_version, classes=list(self.classes),
+                 preprocessing=self.preprocessing.to_dict(), arch=self.arch,
+                 tta=self.tta.to_dict() if self.tta else None, config=self.config, recipe=self.recipe,
+                 metrics=self.metrics, data=self.data, provenance=self.provenance.to_dict(),
+                 weights_sha256=self.weights_sha256)
+        if self.quantization is not None:
+            d["quantization"] = self.quantization
+        if self.exported_tta is not None:
+            d["exported_tta"] = self.exported_tta.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d, where: str = "model file") -> "ModelMeta":
+        """The one reader: validates every field (ModelFileError naming it) before anything is built."""
+        check = _Checker(where)
+        if not isinstance(d, dict):
+            raise ModelFileError(f"{where}: sortnet metadata must be a JSON object, got {_kind(d)}; "
+                                 "the file is damaged or not a sortnet model.")
+        version = d.get("format_version")
+        if not _is_int(version) or not 1 <= version <= FORMAT_VERSION:
+            raise ModelFileError(f"{where} has model format {version!r}; this sortnet reads 1..{FORMAT_VERSION}. "
+                                 "Upgrade sortnet (or re-export the model).")
+        return cls(classes=check.classes(d.get("classes")), preprocessing=check.preprocessing(d.get("preprocessing")),
+                   arch=check.text("arch", d.get("arch"), MAX_ARCH_CHARS),
+                   tta=check.tta("tta", d.get("tta")), config=check.optional_object("config", d.get("config")),
+                   recipe=check.optional_object("recipe", d.get("recipe")),
+                   metrics=check.optional_object("metrics", d.get("metrics")) or {},
+                   data=check.optional_text("data", d.get("data")), provenance=check.provenance(d, version),
+                   format_version=version, weights_sha256=check.optional_text("weights_sha256",
+                                                                              d.get("weights_sha256")),
+                   quantization=check.optional_object("quantization", d.get("quantization")),
+                   exported_tta=check.tta("exported_tta", d.get("exported_tta")),
+                   extra={k: v for k, v in d.items() if k not in _KNOWN})
+
+
+def _kind(value) -> str:
+    return "null" if value is None else {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), f"a {type(value).__name__}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass
+class _Checker:
+    """Field validators; each raises one ModelFileError line that names the field and what is allowed."""
+
+    where: str
+
+    def fail(self, name: str, wanted: str, value) -> ModelFileError:
+        shown = repr(value) if isinstance(value, (int, float, str)) and len(repr(value)) <= 40 else _kind(value)
+        return ModelFileError(f"{self.where}: metadata field {name!r} must be {wanted}, got {shown}; "
+                              "the file is damaged or was not written by sortnet.")
+
+    def text(self, name: str, value, max_chars: int) -> str:
+        if not isinstance(value, str) or not value.strip() or len(value) > max_chars:
+            raise self.fail(name, f"a non-empty string of at most {max_chars:,} characters", value)
+        return value
+
+    def optional_text(self, name: str, value) -> str | None:
+        return None if value is None else self.text(name, value, MAX_ARCH_CHARS)
+
+    def optional_object(self, name: str, value) -> dict | None:
+        if value is not None and not isinstance(value, dict):
+            raise self.fail(name, "a JSON object or null", value)
+        return value
+
+    def classes(self, value) -> list[str]:
+        if not isinstance(value, list) or not 1 <= len(value) <= MAX_CLASSES:
+            raise self.fail("classes", f"a non-empty list of at most {MAX_CLASSES:,} class names", value)
+        for c in value:
+            self.text("classes", c, MAX_NAME_CHARS)
+        if len(set(value)) != len(value):
+            raise self.fail("classes", "a list of distinct names", "duplicates")
+        return list(value)
+
+    def preprocessing(self, value) -> Preprocessing:
+        if not isinstance(value, dict):
+            raise self.fail("preprocessing", "a JSON object", value)
+        unknown = sorted(set(value) - set(_PREP_FIELDS))
+        if unknown:
+            raise self.fail("preprocessing", f"an object with fields {', '.join(_PREP_FIELDS)}", unknown[0])
+        size, channels = value.get("img_size"), value.get("channels")
+        if not _is_int(size) or not 1 <= size <= MAX_IMG_SIZE:
+            raise self.fail("img_size", f"a whole number of pixels in 1..{MAX_IMG_SIZE}", size)
+        if not _is_int(channels) or channels not in (1, 3):
+            raise self.fail("channels", "1 or 3", channels)
+        stats = {k: self.stats(k, value.get(k, (0.5,) if k == "mean" else (0.25,)), channels) for k in ("mean", "std")}
+        if any(s <= 0 for s in stats["std"]):
+            raise self.fail("std", "positive numbers", "a value <= 0")
+        resize = value.get("resize", RESIZE_MODES[0])
+        if resize not in RESIZE_MODES:
+            raise self.fail("resize", " or ".join(RESIZE_MODES), resize)
+        background = value.get("background")
+        if background not in BACKGROUNDS:
+            raise self.fail("background", "null, 'dark' or 'light'", background)
+        return Preprocessing(img_size=size, channels=channels, mean=stats["mean"], std=stats["std"], resize=resize,
+                             background=background)
+
+    def stats(self, name: str, value, channels: int) -> tuple[float, ...]:
+        if not isinstance(value, (list, tuple)) or len(value) not in (1, channels) or not all(map(_is_number, value)):
+            raise self.fail(name, f"a list of 1 or {channels} finite numbers", value)
+        return tuple(float(v) for v in value)
+
+    def tta(self, name: str, value) -> TTA | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict) or set(value) - {"flip", "shift"}:
+            raise self.fail(name, "null or an object with fields flip, shift", value)
+        flip, shift = value.get("flip", False), value.get("shift", 0)
+        if not isinstance(flip, bool):
+            raise self.fail(f"{name}.flip", "true or false", flip)
+        if not _is_int(shift) or not 0 <= shift <= MAX_TTA_SHIFT:
+            raise self.fail(f"{name}.shift", f"a whole number in 0..{MAX_TTA_SHIFT}", shift)
+        return TTA(flip=flip, shift=shift)
+
+    def provenance(self, d: dict, version: int) -> Provenance:
+        if version == 1:  # format 1 kept the writer's version at the top level and nothing else
+            return Provenance(sortnet_version=self.optional_text("sortnet_version", d.get("sortnet_version")))
+        value = self.optional_object("provenance", d.get("provenance")) or {}
+        source = self.optional_object("provenance.weights_source", value.get("weights_source"))
+        return Provenance(sortnet_version=self.optional_text("provenance.sortnet_version",
+                                                             value.get("sortnet_version")),
+                          created=self.optional_text("provenance.created", value.get("created")),
+                          weights_source=source)
