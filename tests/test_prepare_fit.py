@@ -34,7 +34,7 @@ def test_fit_twice_on_one_bundle_writes_nothing(bundle, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     a = sortnet.fit(bundle, model="linear", epochs=2, progress=False)
     b = sortnet.fit(bundle, model="mlp", epochs=2, progress=False, seed=1)
-    assert a.meta["arch"] == "linear" and b.meta["arch"] == "mlp"
+    assert a.meta.arch == "linear" and b.meta.arch == "mlp"
     assert a.run_dir is None and list(tmp_path.iterdir()) == []  # out=None: in memory only
     assert "val" in a.metrics and len(a.metrics["history"]) == 2
 

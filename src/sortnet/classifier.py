@@ -15,7 +15,7 @@ from PIL import Image
 from sortnet.data.preprocess import Preprocessing
 from sortnet.infer.predictor import Prediction, Predictor
 from sortnet.modelfile import load_model, save_model
-from sortnet.modelmeta import FORMAT_VERSION, ModelMeta
+from sortnet.modelmeta import ModelMeta
 
 
 class Classifier:
@@ -27,10 +27,7 @@ class Classifier:
 
     @classmethod
     def from_training(cls, result: dict) -> "Classifier":
-        meta = result["meta"]
-        if isinstance(meta, dict):  # TRANSITIONAL: training/run.py builds a dict until it switches to ModelMeta
-            meta = ModelMeta.from_dict({**meta, "format_version": FORMAT_VERSION}, where="new model metadata")
-        return cls(result["model"], meta, result["run_dir"], result["metrics"], result["skipped"])
+        return cls(result["model"], result["meta"], result["run_dir"], result["metrics"], result["skipped"])
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Classifier":

@@ -72,8 +72,6 @@ def build_model(meta: ModelMeta, device: str | torch.device | None = None) -> So
 
 def save_model(path: str | os.PathLike, model: SortnetModel, meta: ModelMeta) -> Path:
     """Write weights + metadata atomically (current format, this sortnet's version, checksums)."""
-    if isinstance(meta, dict):  # TRANSITIONAL: training/run.py builds a dict until it switches to ModelMeta
-        meta = ModelMeta.from_dict({**meta, "format_version": FORMAT_VERSION}, where="new model metadata")
     tensors = model_tensors(model)
     full = meta.stamped(__version__).replace(weights_sha256=_weights_digest(tensors))
     text = json.dumps(full.to_dict())

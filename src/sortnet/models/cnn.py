@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sortnet.models.registry import ModelDefaults, register_model
+from sortnet.models.family import ModelDefaults, register_model
 
 
 class BatchNormFrozenScale(nn.BatchNorm2d):

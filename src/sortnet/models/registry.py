@@ -13,79 +13,12 @@ Usage:
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
-from typing import Callable
-
-from torch import nn
 
 from sortnet.config import ConfigError
 from sortnet.models.base import SortnetModel
-
-# Image side (px) at or below which an image counts as "small" (MNIST, CIFAR, icons): the whitened
-# speed-run CNN is the auto choice there, and torchvision nets get a stride-1 stem. The one definition.
-SMALL_IMAGE_PX = 64
-
-# factory(in_channels, img_size) -> (body, num_features, head_dropout); body maps normalized
-# [B, C, H, W] to features [B, F]
-BodyFactory = Callable[[int, int], tuple[nn.Module, int, float]]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class ModelDefaults:
-    """What a model family wants; None means "decide from the data"."""
-
-    img_size: int | None = None  # preferred square input side (px); pretrained nets want their training size
-    min_img_size: int = 1  # smaller inputs are refused
-    channels: int | None = None  # 1 or 3 when the family needs one
-    mean: tuple[float, ...] | None = None  # input normalization (0..1 scale); None: the data's own statistics
-    std: tuple[float, ...] | None = None
-    pretrained: str | None = None  # weight source id (see the pretrained-weights module), None: random init
-    optimizer: str = "adamw"  # sgd | adamw
-    lr: float = 2e-3  # peak learning rate; for sgd per 256 images of batch (scaled linearly with the batch)
-    weight_decay: float = 5e-4
-    batch_small: int = 256  # batch for images <= SMALL_IMAGE_PX
-    batch_large: int = 64  # batch for larger images
-    epochs_scale: float = 1.0  # x the default number of passes (simple models converge in fewer)
-    min_epochs: int = 8
-    data_init: bool = False  # needs init_from_data (patch whitening) before training
-    extra: dict = field(default_factory=dict)  # family-specific hints, documented where they are read
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    description: str
-    factory: BodyFactory
-    family: str  # "simple" | "cnn" | "torchvision" | ... (for listing and grouping only, never for choices)
-    defaults: ModelDefaults
-
-    @property
-    def kind(self) -> str:  # the older name of `family`
-        return self.family
-
-    @property
-    def min_img_size(self) -> int:
-        return self.defaults.min_img_size
-
-
-SPEC_DEFAULTS = ModelDefaults(batch_large=256)  # layer spec strings: AdamW is forgiving across architectures
-
-_REGISTRY: dict[str, ModelInfo] = {}
-
-
-def register_model(name: str, description: str, family: str, defaults: ModelDefaults | None = None):
-    """Decorator registering a body factory under name with its defaults."""
-
-    def wrap(factory: BodyFactory) -> BodyFactory:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelInfo(name, description, factory, family, defaults or ModelDefaults())
-        return factory
-
-    return wrap
+from sortnet.models.family import (  # noqa: F401 - re-exported: the registry's public names
+    IMAGENET_MEAN, IMAGENET_STD, SMALL_IMAGE_PX, SPEC_DEFAULTS, BodyFactory, ModelDefaults, ModelInfo, REGISTRY,
+    register_model)
 
 
 def _ensure_loaded() -> None:
@@ -95,18 +28,18 @@ def _ensure_loaded() -> None:
 
 def list_models() -> list[ModelInfo]:
     _ensure_loaded()
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+    return [REGISTRY[k] for k in sorted(REGISTRY)]
 
 
 def is_registered(name: str) -> bool:
     _ensure_loaded()
-    return name in _REGISTRY
+    return name in REGISTRY
 
 
 def model_info(arch: str) -> ModelInfo | None:
     """The registry entry for a name, None for a layer spec string."""
     _ensure_loaded()
-    return _REGISTRY.get(arch.strip())
+    return REGISTRY.get(arch.strip())
 
 
 def model_defaults(arch: str) -> ModelDefaults:
@@ -137,8 +70,8 @@ def create_model(
 ) -> SortnetModel:
     """A SortnetModel for a registered name or a layer spec string (see sortnet.models.spec)."""
     arch = validate_arch(arch)
-    if arch in _REGISTRY:
-        info = _REGISTRY[arch]
+    if arch in REGISTRY:
+        info = REGISTRY[arch]
         if img_size < info.defaults.min_img_size:
             raise ConfigError(f"model {arch!r} needs --img-size >= {info.defaults.min_img_size}, got {img_size}")
         body, num_features, head_dropout = info.factory(in_channels, img_size)
@@ -153,12 +86,12 @@ def validate_arch(arch: str) -> str:
     """The stripped name if it is registered or a well-formed layer spec; else ConfigError with suggestions."""
     _ensure_loaded()
     arch = arch.strip()
-    if arch in _REGISTRY:
+    if arch in REGISTRY:
         return arch
     from sortnet.models.spec import looks_like_spec, parse_spec
 
     if not looks_like_spec(arch):
-        close = difflib.get_close_matches(arch, list(_REGISTRY), n=3)
+        close = difflib.get_close_matches(arch, list(REGISTRY), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(
             f"unknown model {arch!r}.{hint} Run `sortnet models` for the list, "

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from sortnet.models.base import SortnetModel
-from sortnet.models.registry import ModelDefaults, register_model
+from sortnet.models.family import ModelDefaults, register_model
 
 MLP_WIDTHS = (512, 256)  # hidden widths: wide enough for MNIST ~98%, small enough to train in seconds
 MLP_DROPOUT = 0.2  # after each hidden layer (the last one via SortnetModel's head dropout)

@@ -25,7 +25,7 @@ from torchvision import models as tvm
 from torchvision.models.vgg import cfgs as vgg_cfgs
 from torchvision.models.vgg import make_layers
 
-from sortnet.models.registry import SMALL_IMAGE_PX, ModelDefaults, register_model
+from sortnet.models.family import SMALL_IMAGE_PX, ModelDefaults, register_model
 
 # From scratch: SGD-Nesterov lr 0.1 per 256 images, torchvision's reference recipe.
 TORCHVISION = ModelDefaults(min_img_size=16, optimizer="sgd", lr=0.1, weight_decay=5e-4, batch_small=128, batch_large=64)

@@ -1,7 +1,7 @@
 """The end of a run: held-out metrics (with TTA), the model file, metrics.json and the closing summary.
 
 Usage:
-    result = finish_run(trainer, bundle, cfg, run_dir)   # {"model", "meta", "run_dir", "metrics", "skipped"}
+    result = finish_run(trainer, bundle, cfg, run_dir)   # {"model", "meta": ModelMeta, "run_dir", "metrics", "skipped"}
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from sortnet.data.dataset import DataBundle
 from sortnet.evaluation.metrics import compute_metrics
 from sortnet.infer.batch import predict_logits
 from sortnet.modelfile import save_model
+from sortnet.modelmeta import ModelMeta
 from sortnet.models.registry import input_normalization
 from sortnet.training.trainer import Trainer, eval_batch_size
 
@@ -40,17 +41,12 @@ def finish_run(trainer: Trainer, bundle: DataBundle, cfg: TrainConfig, run_dir: 
     prep = bundle.preprocessing
     mean, std = input_normalization(trainer.recipe.model, prep.mean, prep.std)
     prep = dataclasses.replace(prep, mean=mean, std=std)
-    meta = {
-        "classes": bundle.classes,
-        "preprocessing": prep.to_dict(),
-        "arch": trainer.recipe.model,
-        "tta": tta.to_dict(),
-        "data": bundle.data,
-        "config": cfg.to_dict(),
-        "recipe": trainer.recipe.to_dict(),
-        "metrics": {k: {"accuracy": v["accuracy"], **({"top5_accuracy": v["top5_accuracy"]}
-                        if "top5_accuracy" in v else {})} for k, v in metrics.items() if k in ("val", "test")},
-    }
+    meta = ModelMeta(
+        classes=list(bundle.classes), preprocessing=prep, arch=trainer.recipe.model, tta=tta,
+        data=bundle.data, config=cfg.to_dict(), recipe=trainer.recipe.to_dict(),
+        metrics={k: {"accuracy": v["accuracy"], **({"top5_accuracy": v["top5_accuracy"]}
+                     if "top5_accuracy" in v else {})} for k, v in metrics.items() if k in ("val", "test")},
+    )
     model.to("cpu").to(memory_format=torch.contiguous_format)
     model.eval()
     skipped = [s.to_dict() for s in bundle.skipped]

@@ -46,8 +46,7 @@ def check_data(cfg: TrainConfig, data: str) -> dict | None:
     from sortnet.data.check_report import brief_lines
     from sortnet.data.errors import DataError
 
-    is_builtin = builtin_name(data) is not None and not any(sep in data for sep in ("/", "\\"))
-    if not cfg.check or is_builtin or not Path(data).expanduser().exists():
+    if not cfg.check or builtin_name(data) is not None or not Path(data).expanduser().exists():
         return None  # built-ins are known good; a missing path gets load_data's full error message
     result = run_check(data, progress=cfg.progress)
     if cfg.progress:
