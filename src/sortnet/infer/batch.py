@@ -24,10 +24,6 @@ class TTA:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "TTA":
-        return cls(**(d or {}))
-
 
 def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """Translate x [B, C, H, W] by (dy, dx) px with reflect padding."""
