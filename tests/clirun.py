@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+BOUNDED_MEMORY = 6 << 30  # bytes of address space for a bounded run: torch + a tiny job fit, a runaway does not
 
 
 def sortnet_command() -> list[str]:
@@ -30,3 +33,16 @@ def popen_cli(*args: str, cwd=None) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen(sortnet_command() + [str(a) for a in args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
+
+
+def run_cli_bounded(*args: str, timeout: float = 60, memory: int = BOUNDED_MEMORY, env: dict | None = None,
+                    cwd=None) -> subprocess.CompletedProcess:
+    """run_cli for hostile inputs: a hang ends at `timeout` (TimeoutExpired) and a memory runaway at `memory`
+    bytes of address space (RLIMIT_AS), instead of freezing or swapping the machine. Never raises on rc != 0."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    return subprocess.run(sortnet_command() + [str(a) for a in args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=cwd, preexec_fn=limit)

@@ -43,8 +43,10 @@ def make_model_file(path: str | Path, arch: str = "cnn-small", channels: int = 3
 
 
 @contextlib.contextmanager
-def running_server(app, host: str = "127.0.0.1"):
-    """Run a FastAPI app under a real uvicorn server on a free loopback port; yields its base URL."""
+def running_server(app, host: str = "127.0.0.1", **config):
+    """Run a FastAPI app under a real uvicorn server on a free loopback port; yields its base URL.
+
+    config: extra uvicorn.Config options (e.g. sortnet.serve.deadlines.server_options(limits))."""
     import socket
     import threading
     import time
@@ -54,7 +56,8 @@ def running_server(app, host: str = "127.0.0.1"):
     with socket.socket() as s:
         s.bind((host, 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                                           **config))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -7,7 +7,6 @@ import os
 import pytest
 import torch
 
-import sortnet.data.filecache as filecache
 import sortnet.data.folder as folder
 import sortnet.data.listsource as listsource
 from badfiles import write_bad_files
@@ -43,8 +42,8 @@ def test_file_vanishing_between_scan_and_training(tmp_path, monkeypatch):
     victim = root / "class_0" / "img_004.png"
     real_scan = folder.scan_folder
 
-    def scan_then_delete(path):
-        scan = real_scan(path)
+    def scan_then_delete(path, **kwargs):
+        scan = real_scan(path, **kwargs)
         if victim.exists():
             victim.unlink()  # gone after the listing, before decoding
         return scan
@@ -72,14 +71,14 @@ def test_permission_denied(tmp_path, monkeypatch):
     try:
         if os.access(locked, os.R_OK):
             # root (and CAP_DAC_OVERRIDE) reads mode-000 files; exercise the same code path by refusing the open
-            real_open = open
+            real_open = os.open
 
             def refusing_open(path, *args, **kwargs):
                 if os.fspath(path) == str(locked):
                     raise PermissionError(13, "Permission denied", str(locked))
                 return real_open(path, *args, **kwargs)
 
-            monkeypatch.setattr(filecache, "open", refusing_open, raising=False)
+            monkeypatch.setattr(os, "open", refusing_open)  # the check reads files through decode.open_regular
             report = run_check(str(root)).report
             assert report["unreadable"] == [{"path": str(locked), "reason": "permission denied"}]
             pytest.skip("running as root: mode 000 does not block reading, so train reads the file; "

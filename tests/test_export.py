@@ -44,7 +44,7 @@ def _ort_probs_from_contract(onnx_path, files) -> np.ndarray:
 
 
 def test_onnx_parity_on_heldout_files(work):
-    files = expand_paths([work["heldout"]])
+    files, _ = expand_paths([work["heldout"]])
     torch_preds = Predictor.from_file(work["model"], runtime="torch", invert="never").predict_paths(files, top_k=3)
     ref = np.array([[dict(p.top)[c] for c in FRUIT] for p in torch_preds])
     got = _ort_probs_from_contract(work["onnx"], files)

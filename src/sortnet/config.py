@@ -8,10 +8,14 @@ Usage:
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import asdict, dataclass, fields
 
 from sortnet.errors import SortnetError
+
+MIN_IMG_SIZE = 8  # px; smaller inputs break most architectures
+MAX_IMG_SIZE = 1024  # px, training and model files alike; larger inputs need GBs per image (also modelmeta's bound)
 
 
 class ConfigError(SortnetError, ValueError):
@@ -47,6 +51,7 @@ class TrainConfig:
     balance: str = "auto"  # auto | sampler | weights | none: class-imbalance handling
     max_memory: str = "auto"  # decoded pixels allowed in RAM before streaming from disk: auto | 512M | 2G | 0
     check: bool = True  # check the data first (cached; prints warnings, stops on fatal problems)
+    follow_links: bool = False  # follow symbolic links that lead out of the data folder (skipped and listed otherwise)
 
     def __post_init__(self) -> None:
         if isinstance(self.time_budget, str):
@@ -64,17 +69,23 @@ class TrainConfig:
                 re.compile(self.group_by)
             except re.error as e:
                 raise ConfigError(f"group_by {self.group_by!r} is not a valid regular expression ({e})") from e
-        _check_positive("epochs", self.epochs, integer=True)
-        _check_positive("batch_size", self.batch_size, integer=True)
-        _check_positive("lr", self.lr)
-        _check_positive("img_size", self.img_size, integer=True)
-        _check_positive("time_budget", self.time_budget)
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.label_smoothing is not None and not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        self._check_numbers()
         if self.channels not in (None, 1, 3):
             raise ConfigError(f"channels must be 1 or 3, got {self.channels}")
+
+    def _check_numbers(self) -> None:
+        """Every numeric setting finite and in range (NaN passes `x > 0` checks, so each is tested explicitly)."""
+        _check_number("epochs", self.epochs, low=1, integer=True)
+        _check_number("batch_size", self.batch_size, low=1, integer=True)
+        _check_number("lr", self.lr, low=0, low_open=True, hint="e.g. 0.1 for sgd, 0.001 for adamw")
+        _check_number("warmup", self.warmup, low=0, high=1, high_open=True, hint="a fraction of all steps")
+        _check_number("weight_decay", self.weight_decay, low=0)
+        _check_number("label_smoothing", self.label_smoothing, low=0, high=1, high_open=True)
+        _check_number("img_size", self.img_size, low=MIN_IMG_SIZE, high=MAX_IMG_SIZE, integer=True,
+                      hint="square input side in pixels")
+        _check_number("val_fraction", self.val_fraction, low=0, high=1, high_open=True)
+        _check_number("seed", self.seed, low=0, high=2**32 - 1, integer=True)
+        _check_number("time_budget", self.time_budget, low=0, low_open=True, hint="seconds, e.g. 60s or 10m")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,19 +109,27 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...], prefix_ok: bo
     raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}.{hint}")
 
 
-def _check_positive(name: str, value, integer: bool = False) -> None:
+def _check_number(name: str, value, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+                  high_open: bool = False, integer: bool = False, hint: str = "") -> None:
+    """ConfigError unless value is None or a finite number (a whole one if integer) within the bounds."""
     if value is None:
         return
-    if integer and (not isinstance(value, int) or isinstance(value, bool)):
-        raise ConfigError(f"{name} must be a whole number, got {value!r}")
-    if value <= 0:
-        raise ConfigError(f"{name} must be > 0, got {value}")
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if not ok_type or isinstance(value, bool):
+        raise ConfigError(f"{name} must be a {'whole ' if integer else ''}number, got {value!r}")
+    lo = "" if low is None else f"{'>' if low_open else '>='} {low:,}"
+    hi = "" if high is None else f"{'<' if high_open else '<='} {high:,}"
+    wanted = ("a whole number " if integer else "a finite number ") + " and ".join(x for x in (lo, hi) if x)
+    bad = not math.isfinite(value) or (low is not None and (value <= low if low_open else value < low)) \
+        or (high is not None and (value >= high if high_open else value > high))
+    if bad:
+        raise ConfigError(f"{name} must be {wanted}{f' ({hint})' if hint else ''}; got {value}")
 
 
 # Settings that shape the prepared data (sortnet.prepare); fit() refuses different values for a bundle.
 # seed and progress are used by both: prepare's seed draws the split, fit's seed the training.
 DATA_SETTINGS = ("img_size", "channels", "val_fraction", "seed", "data_root", "download", "progress", "group_by",
-                 "dedup_split", "max_memory", "check")
+                 "dedup_split", "max_memory", "check", "follow_links")
 DATA_SHAPING = tuple(k for k in DATA_SETTINGS if k not in ("seed", "progress", "download", "check"))
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:ib?|b)?|b)?\s*$", re.IGNORECASE)

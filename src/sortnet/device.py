@@ -10,15 +10,28 @@ import contextlib
 
 import torch
 
+from sortnet.errors import SortnetError
 from sortnet.parallel import usable_cores
 
 
+class DeviceError(SortnetError):
+    """The asked-for device does not exist on this machine (or the name is not a device)."""
+
+
 def resolve_device(name: str = "auto") -> torch.device:
+    """torch.device for "auto" | "cpu" | "cuda" | "cuda:N"; DeviceError when it is not usable here."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError) as e:
+        raise DeviceError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from e
+    if dev.type not in ("cpu", "cuda"):
+        raise DeviceError(f"--device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto.")
+        raise DeviceError(f"--device {name} was asked for but no CUDA GPU is visible; use --device cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DeviceError(f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) are visible")
     return dev
 
 

@@ -27,13 +27,14 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
 from sortnet.atomic import atomic_write_bytes
+from sortnet.jsonsafe import dumps
 from sortnet.modelmeta import FORMAT_VERSION, ModelFileError, ModelMeta
 from sortnet.models.base import SortnetModel
 from sortnet.models.registry import create_model
 from sortnet.version import __version__
 
 __all__ = ["ModelFileError", "ModelFormatNote", "save_model", "load_model", "read_metadata", "build_model",
-           "model_tensors", "FORMAT_VERSION", "META_KEY"]
+           "model_tensors", "non_finite_tensors", "FORMAT_VERSION", "META_KEY"]
 
 META_KEY = "sortnet"
 META_SHA_KEY = "sortnet.sha256"
@@ -70,11 +71,24 @@ def build_model(meta: ModelMeta, device: str | torch.device | None = None) -> So
         return create_model(meta.arch, prep.channels, meta.num_classes, prep.img_size, prep.mean, prep.std)
 
 
+def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of floating-point tensors holding NaN or infinity (a diverged training run)."""
+    return [name for name, t in tensors.items()
+            if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
 def save_model(path: str | os.PathLike, model: SortnetModel, meta: ModelMeta) -> Path:
-    """Write weights + metadata atomically (current format, this sortnet's version, checksums)."""
+    """Write weights + metadata atomically (current format, this sortnet's version, checksums).
+
+    Never writes NaN/infinite weights (ModelFileError: a diverged run), nor bare NaN in the metadata JSON.
+    """
     tensors = model_tensors(model)
+    bad = non_finite_tensors(tensors)
+    if bad:
+        raise ModelFileError(f"refusing to write {path}: weights {', '.join(bad[:3])} hold NaN or infinity "
+                             "(training diverged); train again with a lower --lr")
     full = meta.stamped(__version__).replace(weights_sha256=_weights_digest(tensors))
-    text = json.dumps(full.to_dict())
+    text = dumps(full.to_dict())
     data = st_save(tensors, metadata={META_KEY: text, META_SHA_KEY: _text_digest(text)})
     path = Path(path)
     atomic_write_bytes(path, data)
@@ -172,6 +186,10 @@ def load_model(path: str | os.PathLike, verify: bool = True) -> tuple[SortnetMod
     tensors = _read_tensors(path)
     if verify and meta.weights_sha256 != _weights_digest(tensors):
         raise ModelFileError(f"{path}: weights do not match their checksum; the file was modified or corrupted.")
+    bad = non_finite_tensors(tensors)
+    if bad:  # files from versions that did not check: every prediction would be NaN
+        raise ModelFileError(f"{path}: weights {', '.join(bad[:3])} hold NaN or infinity (a diverged training "
+                             "run); train again with a lower --lr")
     try:
         model = build_model(meta)
         model.load_state_dict(tensors, strict=True)

@@ -26,12 +26,12 @@ import math
 import time
 from dataclasses import dataclass, field
 
+from sortnet.config import MAX_IMG_SIZE  # px: also the training limit, so no trained model is above it
 from sortnet.data.preprocess import RESIZE_MODES, Preprocessing
 from sortnet.errors import SortnetError
 from sortnet.infer.batch import TTA
 
 FORMAT_VERSION = 2
-MAX_IMG_SIZE = 1024  # px: larger inputs would need GBs per predicted image (no sortnet model is trained above it)
 MAX_CLASSES = 100_000
 MAX_NAME_CHARS = 1_000  # per class name
 MAX_ARCH_CHARS = 10_000  # a layer spec string

@@ -6,8 +6,10 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+
+from sortnet.cli.train import TRAIN_HELP
+from sortnet.jsonsafe import dumps
 
 
 def register(sub) -> None:
@@ -18,6 +20,7 @@ def register(sub) -> None:
                                    "a class with no readable image). Results are cached per file.")
     p.add_argument("data", help="image folder (DATA/<class>/*, or train/ val/ test/) or a label CSV (path,label[,group])")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("--follow-links", action="store_true", help=TRAIN_HELP["follow_links"])
     p.set_defaults(func=run)
 
 
@@ -25,6 +28,6 @@ def run(args: argparse.Namespace) -> int:
     from sortnet.data.check import run_check
     from sortnet.data.check_report import format_report
 
-    result = run_check(args.data, progress=not args.json and sys.stderr.isatty())
-    print(json.dumps(result.report, indent=2) if args.json else format_report(result.report))
+    result = run_check(args.data, progress=not args.json and sys.stderr.isatty(), follow_links=args.follow_links)
+    print(dumps(result.report, indent=2) if args.json else format_report(result.report))
     return 1 if result.fatal else 0  # warnings alone never fail: only data that cannot train does

@@ -8,8 +8,10 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+
+from sortnet.argtypes import int_at_least
+from sortnet.jsonsafe import dumps
 
 
 def register(sub) -> None:
@@ -27,7 +29,7 @@ def register(sub) -> None:
                    help="with --fetch: may download the official files [default: yes]")
     p.add_argument("--export", metavar="NAME", help="write images of dataset NAME as PNG files into --out/<class>/")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to --export")
-    p.add_argument("--limit", type=int, default=20, help="how many images to --export [default: 20]")
+    p.add_argument("--limit", type=int_at_least(1), default=20, help="how many images to --export [default: 20]")
     p.add_argument("--out", default="sortnet-images", help="folder for --export [default: sortnet-images]")
     p.set_defaults(func=run)
 
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     rows = list_datasets(args.data_root)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(dumps(rows, indent=2))
         return 0
     for r in rows:
         state = "present" if r["present"] else "missing (sortnet datasets --fetch NAME, or downloaded on first use)"

@@ -6,7 +6,10 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
+
+from sortnet.cli.train import TRAIN_HELP
+from sortnet.jsonsafe import dumps
+from sortnet.textsafe import terminal_safe
 
 
 def register(sub) -> None:
@@ -18,6 +21,7 @@ def register(sub) -> None:
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True, help="test-time augmentation")
     p.add_argument("--data-root", help="where built-in datasets live")
     p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--follow-links", action="store_true", help=TRAIN_HELP["follow_links"])
     p.set_defaults(func=run)
 
 
@@ -26,11 +30,11 @@ def run(args: argparse.Namespace) -> int:
     from sortnet.evaluation.report import format_report
 
     m = evaluate(args.model, args.data, device=args.device, tta=args.tta, data_root=args.data_root,
-                 download=args.download, progress=not args.json)
+                 download=args.download, progress=not args.json, follow_links=args.follow_links)
     if args.json:
-        print(json.dumps(m, indent=2))
+        print(dumps(m, indent=2))
         return 0
     print(format_report(m, title=f"{args.model} on {args.data}"))
     for s in m["skipped_files"]:
-        print(f"skipped {s['path']}: {s['reason']}")
+        print(terminal_safe(f"skipped {s['path']}: {s['reason']}"))
     return 0

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from sortnet.argtypes import positive_float
+
 
 def register(sub) -> None:
     p = sub.add_parser("export", help="export a model to ONNX (optionally int8) or TorchScript",
@@ -23,7 +25,7 @@ def register(sub) -> None:
                    help="int8: static quantization (about 3x faster on CPUs), checked on held-out images")
     p.add_argument("--calibration", metavar="DATA", help="with --quantize int8: labelled images of the model's "
                                                         "classes (folder or built-in dataset name)")
-    p.add_argument("--max-accuracy-drop", type=float, default=0.5,
+    p.add_argument("--max-accuracy-drop", type=positive_float, default=0.5,
                    help="refuse the int8 file if held-out accuracy drops by more points [default: 0.5]")
     p.add_argument("--data-root", help="where built-in datasets live")
     p.set_defaults(func=run)

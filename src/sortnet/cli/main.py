@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sortnet.argtypes import OneLineParser
 from sortnet.cli import check, datasets, evaluate, export, models, predict, serve, train
 from sortnet.errors import USER_ERRORS
+from sortnet.textsafe import terminal_safe
 from sortnet.version import __version__
 
 # Order = order in `sortnet --help`. A new verb: a module with register(sub) and run(args), listed here.
@@ -21,7 +23,7 @@ VERBS = (train, check, evaluate, predict, export, serve, models, datasets)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sortnet", description="Train, evaluate and use image classifiers.")
+    parser = OneLineParser(prog="sortnet", description="Train, evaluate and use image classifiers.")
     parser.add_argument("--version", action="version", version=f"sortnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for verb in VERBS:
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except USER_ERRORS as e:
-        print(f"sortnet {args.command}: error: {e}", file=sys.stderr)
+        print(f"sortnet {args.command}: error: {terminal_safe(e)}", file=sys.stderr)  # names come from disk
         return 2
     except KeyboardInterrupt as e:
         print(f"\nsortnet {args.command}: interrupted. {e}", file=sys.stderr)

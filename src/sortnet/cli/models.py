@@ -6,7 +6,8 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
+
+from sortnet.jsonsafe import dumps
 
 
 def register(sub) -> None:
@@ -20,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
 
     rows = list_models()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(dumps(rows, indent=2))
         return 0
     width = max(len(r["name"]) for r in rows)
     for r in rows:

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
+
+from sortnet.argtypes import int_at_least
+from sortnet.cli.train import TRAIN_HELP
+from sortnet.jsonsafe import dumps
+from sortnet.textsafe import terminal_safe
 
 
 def register(sub) -> None:
     p = sub.add_parser("predict", help="classify image files and folders, or camera/video frames")
     p.add_argument("model", help="model file (RUN_DIR/model.safetensors) or an ONNX export (.onnx)")
     p.add_argument("paths", nargs="*", help="image files and/or folders (searched recursively)")
-    p.add_argument("--top-k", type=int, default=3, help="how many classes to show per image [default: 3]")
+    p.add_argument("--top-k", type=int_at_least(1), default=3,
+                   help="how many classes to show per image (>= 1) [default: 3]")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="JSON output")
     out.add_argument("--csv", action="store_true", help="CSV output")
@@ -30,12 +35,14 @@ def register(sub) -> None:
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True, help="test-time augmentation")
     p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
                    help="auto: onnxruntime on the CPU when installed (and for .onnx files), else torch")
+    p.add_argument("--follow-links", action="store_true", help=TRAIN_HELP["follow_links"])
     p.add_argument("--camera", type=int, metavar="INDEX", help="classify frames of camera INDEX (0 = first) "
                                                               "until Ctrl-C; needs opencv-python-headless")
     p.add_argument("--video", metavar="PATH", help="classify the frames of a video file, or of a folder of "
                                                    "image files in sorted order (an image sequence)")
     p.add_argument("--emit", choices=["jsonl"], help="with --camera/--video: one JSON object per frame on stdout")
-    p.add_argument("--max-frames", type=int, metavar="N", help="with --camera/--video: stop after N frames")
+    p.add_argument("--max-frames", type=int_at_least(1), metavar="N",
+                   help="with --camera/--video: stop after N frames")
     p.set_defaults(func=run)
 
 
@@ -47,12 +54,12 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("sortnet predict: give image files/folders, or --camera INDEX / --video PATH")
     from sortnet import predict
 
-    preds = predict(args.model, args.paths, top_k=args.top_k, **options)
+    preds = predict(args.model, args.paths, top_k=args.top_k, follow_links=args.follow_links, **options)
     if not preds:
         print("no image files found in the given paths", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps([p.to_dict() for p in preds], indent=2))
+        print(dumps([p.to_dict() for p in preds], indent=2))
     elif args.csv:
         w = csv.writer(sys.stdout)
         w.writerow(["path"] + [x for i in range(args.top_k) for x in (f"class{i + 1}", f"prob{i + 1}")] + ["error"])
@@ -61,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         for p in preds:
             shown = p.error and f"error: {p.error}" or "  ".join(f"{c} {pr:.3f}" for c, pr in p.top)
-            print(f"{p.path}\t{shown}{'  (inverted)' if p.inverted else ''}")
+            print(f"{terminal_safe(p.path)}\t{terminal_safe(shown)}{'  (inverted)' if p.inverted else ''}")
     return 1 if all(p.error for p in preds) else 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import fields
+from pathlib import Path
 
 from sortnet.config import TrainConfig
 
@@ -43,6 +44,8 @@ TRAIN_HELP = {
     "max_memory": "decoded images allowed in RAM before training streams them from an on-disk cache "
                   "(auto = min(25%% of available RAM, 1G); e.g. 4G, or 0 to always stream)",
     "check": "check the data first (cached: counts, unreadable files, duplicates, leakage; see `sortnet check`)",
+    "follow_links": "follow symbolic links that lead out of the data folder (by default they are skipped and "
+                    "listed; links inside it are followed, each real folder once)",
 }
 
 
@@ -75,12 +78,18 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    if not args.resume:
+        if not args.data:
+            raise SystemExit("sortnet train: give DATA (a folder or built-in dataset) or --resume RUN_DIR")
+        from sortnet.training.rundir import check_new_run_dir, default_run_dir
+
+        TrainConfig.from_dict(settings)  # bad settings and a bad --out fail in milliseconds, before torch loads
+        check_new_run_dir(Path(args.out) if args.out else default_run_dir(args.data), args.data)
     from sortnet import train
 
     if args.resume:
         train(resume=args.resume, progress=args.progress, device=args.device)
         return 0
-    if not args.data:
-        raise SystemExit("sortnet train: give DATA (a folder or built-in dataset) or --resume RUN_DIR")
-    train(args.data, out=args.out, **{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    train(args.data, out=args.out, **settings)
     return 0

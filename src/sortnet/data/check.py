@@ -14,7 +14,6 @@ Per-file facts are cached (sortnet.data.filecache), so a second check costs one 
 """
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -58,6 +57,7 @@ class Listing:
     hidden: list[str] = field(default_factory=list)
     stray: list[str] = field(default_factory=list)
     unreadable: list[dict] = field(default_factory=list)
+    not_read: list[dict] = field(default_factory=list)  # links not followed, special and oversized files
     fatal: list[str] = field(default_factory=list)
 
 
@@ -69,31 +69,15 @@ class CheckResult:
     dup_ids: dict[str, int]  # path -> duplicate/near-duplicate cluster id (only files in clusters of >= 2)
 
 
-def _hidden_and_stray(root: Path, class_dirs: set[Path]) -> tuple[list[str], list[str]]:
-    """Hidden entries anywhere (not descended into) and files outside every class folder."""
-    hidden, stray = [], []
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in [d for d in dirnames if d.startswith(".")] + [f for f in filenames if f.startswith(".")]:
-            hidden.append(os.path.join(dirpath, name))
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        here = Path(dirpath)
-        if not any(here == c or c in here.parents for c in class_dirs):
-            stray += [os.path.join(dirpath, f) for f in sorted(filenames) if not f.startswith(".")]
-    return sorted(hidden), stray
-
-
-def _list_folder(root: Path) -> Listing:
-    scan = scan_folder(root)
+def _list_folder(root: Path, follow_links: bool = False) -> Listing:
+    scan = scan_folder(root, follow_links=follow_links)
     listing = Listing(source=f"folder:{scan.root}", layout=scan.layout, root=scan.root, rows=[], classes=[])
-    split_dirs = {"train": "train", "val": scan.val_dir or "val", "test": "test"}
-    class_dirs = set()
     for split, by_class in scan.splits.items():
-        base = scan.root if scan.layout == "flat" else _child(scan.root, split_dirs[split])
         for cls, paths in by_class.items():
-            class_dirs.add(base / cls)
             listing.rows += [Row(p, cls, split) for p in paths]
-    listing.hidden, listing.stray = _hidden_and_stray(scan.root, class_dirs)
-    listing.stray = sorted(set(listing.stray) | {s.path for s in scan.skipped})
+    listing.hidden, listing.stray = scan.hidden, scan.stray
+    stray = set(scan.stray)
+    listing.not_read = [s.to_dict() for s in scan.skipped if s.path not in stray]
     train = scan.splits.get("train", {})
     listing.classes = sorted(train)
     where = scan.root if scan.layout == "flat" else scan.root / "train"
@@ -104,14 +88,6 @@ def _list_folder(root: Path) -> Listing:
     return listing
 
 
-def _child(root: Path, name: str) -> Path:
-    """root/<name> matched case-insensitively (scan_folder accepts Train/, VAL/, ...)."""
-    for p in root.iterdir():
-        if p.name.lower() == name.lower():
-            return p
-    return root / name
-
-
 def _list_csv(path: str) -> Listing:
     listed = read_csv_source(path)
     rows = [Row(p, listed.classes[y], s) for p, y, s in zip(listed.paths, listed.labels, listed.splits)]
@@ -119,14 +95,14 @@ def _list_csv(path: str) -> Listing:
                    classes=listed.classes, unreadable=[s.to_dict() for s in listed.skipped])
 
 
-def list_source(data: str) -> Listing:
+def list_source(data: str, follow_links: bool = False) -> Listing:
     """The files of a folder or label CSV; DataError when the path does not exist."""
     if is_csv_source(data):
         return _list_csv(data)
     root = Path(data).expanduser()
     if not root.exists():
         raise DataError(f"{data!r} does not exist; give an image folder or a label CSV; {LAYOUT_HELP}")
-    return _list_folder(root)
+    return _list_folder(root, follow_links)
 
 
 def _class_table(listing: Listing, facts: dict[str, dict]) -> dict:
@@ -242,10 +218,14 @@ def _dup_warnings(dups: dict, warnings: list[str]) -> None:
             warnings.append(f"{kinds['within class']} {name} set(s) within a class (kept on one side of the split)")
 
 
-def run_check(data: str, *, progress: bool = False, workers: int | None = None) -> CheckResult:
-    """Check a folder or label CSV (never modifies it); cached per file. Raises DataError for a missing path."""
+def run_check(data: str, *, progress: bool = False, workers: int | None = None,
+              follow_links: bool = False) -> CheckResult:
+    """Check a folder or label CSV (never modifies it); cached per file. Raises DataError for a missing path.
+
+    follow_links: follow symbolic links that lead outside the folder (skipped and listed otherwise).
+    """
     t0 = time.perf_counter()
-    listing = list_source(str(data))
+    listing = list_source(str(data), follow_links)
     paths = [r.path for r in listing.rows]
     facts, computed = file_facts_many(listing.root, paths, progress=progress, workers=workers)
     fatal, warnings = list(listing.fatal), []
@@ -264,9 +244,11 @@ def run_check(data: str, *, progress: bool = False, workers: int | None = None) 
             warnings.append(f"{len(images[key])} {what}")
     if listing.hidden or listing.stray:
         warnings.append(f"{len(listing.hidden)} hidden and {len(listing.stray)} stray file(s) ignored")
+    if listing.not_read:
+        warnings.append(f"{len(listing.not_read)} link(s), special or oversized file(s) not read (see 'not read')")
     report = {"source": listing.source, "layout": listing.layout, "files": len(paths),
               "readable": len(paths) - sum(1 for p in paths if facts[p].get("error")), "classes": table,
               **classes, "unreadable": unreadable, "images": images, "hidden": listing.hidden, "stray": listing.stray,
-              "duplicates": dups, "fatal": fatal, "warnings": warnings, "ok": not fatal,
+              "not_read": listing.not_read, "duplicates": dups, "fatal": fatal, "warnings": warnings, "ok": not fatal,
               "seconds": round(time.perf_counter() - t0, 3), "computed": computed, "cached": len(paths) - computed}
     return CheckResult(report=report, fatal=fatal, warnings=warnings, dup_ids=dup_ids)

@@ -7,6 +7,8 @@ Usage:
 """
 from __future__ import annotations
 
+from sortnet.textsafe import terminal_safe
+
 SHOW = 10  # items of each list shown in text; --json has them all
 
 
@@ -71,6 +73,8 @@ def format_report(r: dict) -> str:
     _images(r, lines)
     _section(lines, "hidden files (ignored)", r["hidden"])
     _section(lines, "stray files outside class folders or without an image extension (ignored)", r["stray"])
+    _section(lines, "not read (links, special or oversized files)",
+             [f"{u['path']}: {u['reason']}" for u in r.get("not_read", [])])
     _dups(r, lines)
     if r["fatal"]:
         lines += ["FATAL:"] + [f"  {m}" for m in r["fatal"]]
@@ -78,11 +82,11 @@ def format_report(r: dict) -> str:
         lines += [f"OK with {len(r['warnings'])} warning(s):"] + [f"  {m}" for m in r["warnings"]]
     else:
         lines.append("OK: no problems found")
-    return "\n".join(lines)
+    return "\n".join(terminal_safe(line) for line in lines)  # class names and paths come from the disk
 
 
 def brief_lines(r: dict) -> list[str]:
     """A few lines for the start of training: the warnings and fatal problems, nothing else."""
     head = f"check: {r['files']:,} files, {r['readable']:,} readable ({r['seconds']:.1f}s"
     head += ", cached)" if not r["computed"] else f", {r['computed']:,} checked)"
-    return [head] + [f"  ! {m}" for m in r["fatal"] + r["warnings"]]
+    return [head] + [terminal_safe(f"  ! {m}") for m in r["fatal"] + r["warnings"]]

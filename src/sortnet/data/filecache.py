@@ -11,7 +11,6 @@ $SORTNET_CACHE/check/<hash of the data root>.json, default ~/.cache/sortnet/chec
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import warnings
@@ -21,13 +20,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from sortnet.atomic import atomic_write_text
-from sortnet.data.decode import BadImageError, decode_image
+from sortnet.data.decode import BadImageError, decode_or_reason, open_regular
 from sortnet.data.phash import image_signature
 from sortnet.parallel import process_map
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: files that are not regular or above the size cap are refused, never read
 PARALLEL_MIN_FILES = 200  # below this a process pool costs more (spawn + imports) than it saves
 SAVE_EVERY = 5000  # files computed between intermediate cache saves (an interrupted check resumes)
+HASH_CHUNK = 1 << 20  # bytes read per step while hashing: memory stays flat for any file size
 EXIF_ORIENTATION = 0x0112
 
 
@@ -46,13 +46,13 @@ def stat_key(path: str) -> list[int] | None:
     return [int(st.st_size), int(st.st_mtime_ns), int(st.st_ctime_ns)]
 
 
-def _header_facts(data: bytes) -> dict:
+def _header_facts(f) -> dict:
     """Format, original mode, size, frame count and EXIF rotation from the header (no pixel decoding)."""
     out: dict = {}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # decompression-bomb warnings: decode_image decides
-            with Image.open(io.BytesIO(data)) as img:
+            with Image.open(f) as img:
                 out.update(format=img.format, mode=img.mode, width=img.size[0], height=img.size[1],
                            frames=int(getattr(img, "n_frames", 1) or 1))
                 try:
@@ -65,29 +65,31 @@ def _header_facts(data: bytes) -> dict:
     return out
 
 
-def compute_facts(path: str) -> dict:
-    """Facts of one file (runs in worker processes). Reads the file; never writes or changes it."""
-    facts: dict = {"error": None}
+def _hash_and_header(path: str) -> dict:
+    """SHA-256 streamed in HASH_CHUNK pieces plus header facts; {"error": reason} for files that are not read."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return {"error": "file vanished"}
-    except PermissionError:
-        return {"error": "permission denied"}
+        with open_regular(path) as f:
+            h = hashlib.sha256()
+            for chunk in iter(lambda: f.read(HASH_CHUNK), b""):
+                h.update(chunk)
+            f.seek(0)
+            return {"error": None, "sha256": h.hexdigest(), **_header_facts(f)}
+    except BadImageError as e:  # not a regular file, too large, vanished, permission denied
+        return {"error": e.reason}
     except OSError as e:
         return {"error": f"cannot read file ({e.strerror or type(e).__name__})"}
-    facts["sha256"] = hashlib.sha256(data).hexdigest()
-    facts.update(_header_facts(data))
-    try:
-        img = decode_image(path)  # the same decoder training uses: same verdict on the same file
+
+
+def compute_facts(path: str) -> dict:
+    """Facts of one file (runs in worker processes). Reads the file; never writes or changes it."""
+    facts = _hash_and_header(path)
+    if facts["error"] is not None:
+        return facts
+    img, facts["error"] = decode_or_reason(path)  # the same decoder training uses: same verdict on the same file
+    if img is not None:
         h, facts["rgb"] = image_signature(img)
         facts["phash"] = None if h is None else f"{h:016x}"
         facts["width"], facts["height"] = img.size  # after EXIF rotation
-    except BadImageError as e:
-        facts["error"] = e.reason
-    except Exception as e:  # noqa: BLE001 - one strange file must never stop a check of thousands
-        facts["error"] = f"cannot decode ({type(e).__name__}: {e})"[:120]
     return facts
 
 
@@ -140,6 +142,11 @@ def _results(todo: list[str], workers: int | None):
     yield from zip(todo, process_map(compute_facts, todo, workers=workers, min_items=PARALLEL_MIN_FILES + 1))
 
 
+def _depends_on_moment(error: str | None) -> bool:
+    """Errors re-checked next time instead of cached: the file may come back, be unlocked, or the cap be raised."""
+    return bool(error) and (error in ("file vanished", "permission denied") or error.startswith("file too large"))
+
+
 def file_facts_many(root: str | os.PathLike, paths: list[str], *, progress: bool = False,
                     workers: int | None = None) -> tuple[dict[str, dict], int]:
     """({path: facts} for every path, number of files actually computed); cached files cost one stat."""
@@ -158,8 +165,8 @@ def file_facts_many(root: str | os.PathLike, paths: list[str], *, progress: bool
     try:
         for n, (p, facts) in enumerate(_results(todo, workers), 1):
             out[p] = facts
-            if facts.get("error") not in ("file vanished", "permission denied"):
-                cache.put(p, keys[p], facts)  # transient errors are re-checked next time
+            if not _depends_on_moment(facts.get("error")):
+                cache.put(p, keys[p], facts)
             bar.update(1)
             if n % SAVE_EVERY == 0:
                 cache.save()

@@ -9,7 +9,8 @@ Training folders are loaded by sortnet.data.listsource (read_folder / load_liste
 
 Layouts: DATA/<class>/<images> (flat), or DATA/train/<class>/... with optional DATA/val|valid|validation/<class>/...
 and DATA/test/<class>/... . Sub-folders inside a class folder are searched too; hidden names (".x") are ignored.
-Splitting flat folders and per-channel statistics are done by sortnet.data.sources.
+Folders are listed by sortnet.data.walk (each real folder once, links kept inside DATA unless follow_links,
+only regular files within the size cap). Splitting and per-channel statistics are done by sortnet.data.sources.
 """
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ import numpy as np
 from tqdm import tqdm
 
 from sortnet.data.dataset import ImageSet, SkippedFile
-from sortnet.data.decode import BadImageError, decode_image, has_image_extension, probe_image
+from sortnet.data.decode import BadImageError, decode_or_reason, has_image_extension, probe_image
 from sortnet.data.errors import DataError
 from sortnet.data.preprocess import Preprocessing, image_to_array
+from sortnet.data.walk import LOOP_REASON, Walker
 from sortnet.parallel import process_map
 
 LAYOUT_HELP = (
@@ -46,64 +48,75 @@ class FolderScan:
     root: Path
     layout: str  # "flat" or "split"
     splits: dict[str, dict[str, list[str]]]
-    skipped: list[SkippedFile] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)  # non-image files in class folders + not read (walk)
     val_dir: str | None = None  # the folder name used for validation ("val", "valid", ...)
+    hidden: list[str] = field(default_factory=list)  # hidden entries (not entered)
+    stray: list[str] = field(default_factory=list)  # files outside class folders or without an image extension
 
 
-def _visible_dirs(folder: Path) -> dict[str, Path]:
-    return {p.name: p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")}
-
-
-def _class_files(class_dir: Path) -> tuple[list[str], list[SkippedFile]]:
-    """Image paths under one class folder (recursively, sorted) and the non-image files skipped there."""
+def _class_files(walker: Walker, class_dir: Path, scan: FolderScan) -> list[str]:
+    """Image paths under one class folder (recursively, sorted); other regular files become stray + skipped."""
     images: list[str] = []
-    skipped: list[SkippedFile] = []
-    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            path = os.path.join(dirpath, name)
-            if has_image_extension(name):
-                images.append(path)
-            else:
-                skipped.append(SkippedFile(path, "not an image extension"))
-    return images, skipped
+    for path in walker.files(class_dir):
+        if has_image_extension(path):
+            images.append(path)
+        else:
+            scan.stray.append(path)
+            scan.skipped.append(SkippedFile(path, "not an image extension"))
+    return images
 
 
-def _scan_classes(folder: Path, scan: FolderScan) -> dict[str, list[str]]:
-    out = {}
-    for name, path in _visible_dirs(folder).items():
-        out[name], skipped = _class_files(path)
-        scan.skipped.extend(skipped)
-    return out
+def _claim_classes(walker: Walker, bases: dict[str, Path]) -> dict[str, dict[str, Path]]:
+    """Class folders per split, every one claimed before any is read: a link from one class into another
+    (or into a split or the root) is then a loop, never a second copy of those images."""
+    for base in bases.values():
+        walker.claim(base)
+    by_split = {split: walker.subdirs(base) for split, base in bases.items()}
+    for dirs in by_split.values():
+        for name, path in sorted(dirs.items(), key=lambda item: item[1].is_symlink()):  # real folders first
+            if not walker.claim(path):
+                walker.skip(str(path), LOOP_REASON)
+                del dirs[name]
+    return by_split
 
 
-def scan_folder(root: str | os.PathLike) -> FolderScan:
-    """The image files under `root` by split and class; raises DataError when root is missing or not a folder."""
+def scan_folder(root: str | os.PathLike, *, follow_links: bool = False) -> FolderScan:
+    """The image files under `root` by split and class; raises DataError when root is missing or not a folder.
+
+    follow_links: also follow symbolic links that lead outside `root` (links inside it are always followed,
+    each real folder once).
+    """
     root_path = Path(root).expanduser()
     if not root_path.exists():
         raise DataError(f"data folder {root_path} does not exist; {LAYOUT_HELP}")
     if not root_path.is_dir():
         raise DataError(f"{root_path} is not a folder; {LAYOUT_HELP}")
-    top = _visible_dirs(root_path)
+    walker = Walker(root_path, follow_links=follow_links)
+    walker.claim(root_path)
+    top = walker.subdirs(root_path)
     lower = {name.lower(): path for name, path in top.items()}
     val_name = next((n for n in VAL_DIR_NAMES if n in lower), None)
     named = {"train": lower.get("train"), "val": lower.get(val_name) if val_name else None, "test": lower.get("test")}
-    is_split = any(p is not None and _visible_dirs(p) for p in named.values())
+    is_split = any(p is not None and walker.subdirs(p) for p in named.values())
     scan = FolderScan(root=root_path.resolve(), layout="split" if is_split else "flat", splits={}, val_dir=None)
-    if not is_split:
-        scan.splits["train"] = _scan_classes(root_path, scan)
-        return scan
-    for split, path in named.items():
-        if path is not None:
-            scan.splits[split] = _scan_classes(path, scan)
-    scan.val_dir = lower[val_name].name if val_name else None
+    bases = {s: p for s, p in named.items() if p is not None} if is_split else {"train": root_path}
+    for split, dirs in _claim_classes(walker, bases).items():
+        scan.splits[split] = {name: _class_files(walker, path, scan) for name, path in dirs.items()}
+    scan.stray += walker.entries(root_path)[1]
+    if is_split:
+        scan.val_dir = lower[val_name].name if val_name else None
+        for base in bases.values():
+            scan.stray += walker.entries(base)[1]
+        for other in sorted(set(top.values()) - set(bases.values())):
+            scan.stray += walker.files(other)  # folders beside train/val/test are not classes
+    scan.stray = sorted(set(scan.stray))
+    scan.skipped += walker.skipped
+    scan.hidden = sorted(walker.hidden)
     return scan
 
 
 def _root_has_images(root: Path) -> bool:
-    return any(p.is_file() and has_image_extension(p.name) for p in root.iterdir())
+    return any(has_image_extension(p) for p in Walker(root).entries(root)[1])
 
 
 def check_train_classes(scan: FolderScan) -> list[str]:
@@ -163,12 +176,7 @@ def choose_size_channels(paths: list[str], img_size: int | None, channels: int |
 
 def _decode_one(path: str, prep: Preprocessing, max_pixels: int | None) -> tuple[np.ndarray | None, str | None]:
     """(uint8 [C, H, W], None) for a good file, (None, reason) for a bad one. Runs in worker processes."""
-    try:
-        return image_to_array(decode_image(path, max_pixels=max_pixels), prep), None
-    except BadImageError as e:
-        return None, e.reason
-    except Exception as e:  # noqa: BLE001 - one strange file must never stop a run of thousands
-        return None, f"cannot decode ({type(e).__name__}: {e})"[:120]
+    return decode_or_reason(path, max_pixels, convert=functools.partial(image_to_array, prep=prep))
 
 
 def decode_files(paths: list[str], prep: Preprocessing, *, progress: bool = False, max_pixels: int | None = None,
@@ -229,12 +237,12 @@ def decode_splits(scan: FolderScan, splits: list[str], classes: list[str], prep:
 
 
 def read_folder_eval(root: str | os.PathLike, prep: Preprocessing, classes: list[str], *, progress: bool = False,
-                     max_pixels: int | None = None) -> tuple[ImageSet, list[SkippedFile], str]:
+                     max_pixels: int | None = None, follow_links: bool = False) -> tuple[ImageSet, list[SkippedFile], str]:
     """Evaluation images of a folder labelled with the model's `classes`: test/, else val/, else every image.
 
     Returns (images, skipped files, which split was used). A folder class unknown to the model is a DataError.
     """
-    scan = scan_folder(root)
+    scan = scan_folder(root, follow_links=follow_links)
     split = next((s for s in ("test", "val") if s in scan.splits), None) if scan.layout == "split" else "train"
     if split is None:
         raise DataError(f"{scan.root} has a train/ folder but no test/ or val/ folder to evaluate on; {LAYOUT_HELP}")

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from sortnet.atomic import atomic_path, atomic_write_text
 from sortnet.data.dataset import SkippedFile
-from sortnet.data.decode import BadImageError, decode_image
+from sortnet.data.decode import decode_or_reason
 from sortnet.data.filecache import cache_root, stat_key
 from sortnet.data.mapped import MappedRows
 from sortnet.data.preprocess import Preprocessing, image_to_array
@@ -66,14 +66,10 @@ def _decode_rows(task: tuple[list[int], list[str]], file: str, prep: Preprocessi
     fd = os.open(file, os.O_WRONLY)
     try:
         for row, path in zip(rows, paths):
-            try:
-                arr = image_to_array(decode_image(path, max_pixels=max_pixels), prep)
+            arr, reason = decode_or_reason(path, max_pixels, convert=functools.partial(image_to_array, prep=prep))
+            if arr is not None:
                 os.pwrite(fd, arr.tobytes(), row * row_bytes)
-                out.append((row, None))
-            except BadImageError as e:
-                out.append((row, e.reason))
-            except Exception as e:  # noqa: BLE001 - one strange file must never stop an ingest
-                out.append((row, f"cannot decode ({type(e).__name__}: {e})"[:120]))
+            out.append((row, reason))
     finally:
         os.close(fd)
     return out

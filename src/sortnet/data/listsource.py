@@ -48,9 +48,9 @@ def memory_budget(max_memory: str | int | None) -> int:
     return parse_size(max_memory, "max_memory")
 
 
-def listed_from_folder(root: str) -> ListedFiles:
+def listed_from_folder(root: str, follow_links: bool = False) -> ListedFiles:
     """The files of an image folder as a list (splits from train/val/test folders)."""
-    scan = scan_folder(root)
+    scan = scan_folder(root, follow_links=follow_links)
     classes = check_train_classes(scan)
     index = {c: i for i, c in enumerate(classes)}
     paths, labels, splits = [], [], []
@@ -121,9 +121,9 @@ class FolderData:
 
 def read_folder(root: str | os.PathLike, *, img_size: int | None = None, channels: int | None = None,
                 progress: bool = False, max_pixels: int | None = None, max_memory=None,
-                cache_dir=None) -> FolderData:
+                cache_dir=None, follow_links: bool = False) -> FolderData:
     """Scan, validate and decode a training folder (train + val/ + test/ folders when present)."""
-    listed = listed_from_folder(str(root))
+    listed = listed_from_folder(str(root), follow_links=follow_links)
     sets, prep, skipped, notes = load_listed(listed, source=source_name(listed.root, "folder"), img_size=img_size,
                                              channels=channels, progress=progress, max_pixels=max_pixels,
                                              max_memory=max_memory, cache_dir=cache_dir)

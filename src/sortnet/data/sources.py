@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from sortnet.config import MAX_IMG_SIZE, MIN_IMG_SIZE
 from sortnet.data.builtin import DATASETS, builtin_name, read_builtin
 from sortnet.data.csvsource import is_csv_source, read_csv_source
 from sortnet.data.dataset import DataBundle, ImageSet, SkippedFile
@@ -163,11 +164,11 @@ def _split_train(train: ImageSet, val_fraction: float, seed: int, group_by: str 
 
 
 def _load_listed_source(data: str, img_size, channels, val_fraction, seed, progress, max_pixels, group_by,
-                        dup_groups, max_memory, cache_dir) -> DataBundle:
+                        dup_groups, max_memory, cache_dir, follow_links: bool = False) -> DataBundle:
     """A label CSV or an image folder (the one way both load): pixels resident when they fit the memory
     budget, else streamed from the on-disk ingest cache (see sortnet.data.listsource)."""
     csv = is_csv_source(data)
-    listed = read_csv_source(data) if csv else listed_from_folder(data)
+    listed = read_csv_source(data) if csv else listed_from_folder(data, follow_links=follow_links)
     source = source_name(Path(data), "csv" if csv else "folder")
     sets, prep, skipped, notes = load_listed(listed, source=source, img_size=img_size, channels=channels,
                                              progress=progress, max_pixels=max_pixels, max_memory=max_memory,
@@ -199,25 +200,27 @@ def _not_found(data: str) -> DataError:
 def load_data(data: str, *, img_size: int | None = None, channels: int | None = None, val_fraction: float = 0.2,
               seed: int = 0, data_root: str | None = None, download: bool = True, progress: bool = True,
               max_pixels: int | None = None, group_by: str | None = None, dup_groups: dict | None = None,
-              max_memory: str | int | None = None, cache_dir: str | None = None) -> DataBundle:
+              max_memory: str | int | None = None, cache_dir: str | None = None,
+              follow_links: bool = False) -> DataBundle:
     """Train/val/test data from a built-in dataset name, an image folder or a label CSV, with fitted Preprocessing.
 
     img_size/channels None = native size for built-ins, auto-chosen for folders. Raises DataError.
     group_by: regex on file names whose match (first capture group) keeps a group on one side of the split;
     dup_groups: {path: cluster id} of duplicate/near-duplicate files, also kept on one side (from `check`);
     max_memory: decoded bytes allowed in RAM ("auto", "2G", ...) before streaming from the on-disk cache.
+    follow_links: follow symbolic links that lead out of a data folder (skipped with a reason otherwise).
     """
     if channels is not None and channels not in (1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
-    if img_size is not None and int(img_size) < 1:
-        raise DataError(f"img_size must be a positive number of pixels, got {img_size}")
+    if img_size is not None and not MIN_IMG_SIZE <= int(img_size) <= MAX_IMG_SIZE:
+        raise DataError(f"img_size must be {MIN_IMG_SIZE}..{MAX_IMG_SIZE} pixels, got {img_size}")
     key = builtin_name(data)
     if key is not None:
         return _load_builtin(key, img_size, channels, val_fraction, seed, data_root, download, progress)
     if not Path(data).expanduser().exists():
         raise _not_found(str(data))
     return _load_listed_source(str(data), img_size, channels, val_fraction, seed, progress, max_pixels,
-                               group_by, dup_groups, max_memory, cache_dir)
+                               group_by, dup_groups, max_memory, cache_dir, follow_links)
 
 
 def _remap_labels(s: ImageSet, classes: list[str], where: str) -> ImageSet:
@@ -232,7 +235,7 @@ def _remap_labels(s: ImageSet, classes: list[str], where: str) -> ImageSet:
 
 def load_eval_data(data: str, prep: Preprocessing, classes: list[str], *, data_root: str | None = None,
                    download: bool = True, progress: bool = True,
-                   max_pixels: int | None = None) -> tuple[ImageSet, list[SkippedFile]]:
+                   max_pixels: int | None = None, follow_links: bool = False) -> tuple[ImageSet, list[SkippedFile]]:
     """Images to evaluate a trained model on, made with the model's `prep`, labels indexing the model's `classes`.
 
     Built-in -> its official test split; folder with test/ -> that (else val/); plain class folder -> every image.
@@ -244,5 +247,6 @@ def load_eval_data(data: str, prep: Preprocessing, classes: list[str], *, data_r
         return _remap_labels(test, list(classes), f"built-in dataset {key}"), []
     if not Path(data).expanduser().exists():
         raise _not_found(str(data))
-    images, skipped, _ = read_folder_eval(data, prep, list(classes), progress=progress, max_pixels=max_pixels)
+    images, skipped, _ = read_folder_eval(data, prep, list(classes), progress=progress, max_pixels=max_pixels,
+                                          follow_links=follow_links)
     return images, skipped

@@ -5,6 +5,8 @@ Usage:
 """
 from __future__ import annotations
 
+from sortnet.textsafe import terminal_safe
+
 
 def _short(name: str, width: int) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
@@ -36,4 +38,4 @@ def format_report(m: dict, title: str = "") -> str:
         lines.append(f"{_short(c, w):<{w}} {s['precision']:>9.4f} {s['recall']:>7.4f} {s['f1']:>7.4f} {s['support']:>8}")
     lines.append("")
     lines.append(format_confusion(m["confusion_matrix"], m["classes"]))
-    return "\n".join(lines)
+    return "\n".join(terminal_safe(line) for line in lines)  # class names are folder names: no escapes reach the tty

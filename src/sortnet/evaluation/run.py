@@ -16,11 +16,15 @@ from sortnet.infer.predictor import as_predictor
 
 
 def evaluate(model, data: str, *, device: str = "auto", tta: bool = True, batch_size: int = 256,
-             data_root: str | None = None, download: bool = True, progress: bool = True) -> dict:
-    """model: a model file path, a Classifier or a Predictor. Returns the metrics dict (see compute_metrics)."""
+             data_root: str | None = None, download: bool = True, progress: bool = True,
+             follow_links: bool = False) -> dict:
+    """model: a model file path, a Classifier or a Predictor. Returns the metrics dict (see compute_metrics).
+
+    follow_links: follow symbolic links that lead out of a data folder (skipped and listed otherwise).
+    """
     predictor = as_predictor(model, device=device, tta=tta, batch_size=batch_size)
     images, skipped = load_eval_data(data, predictor.prep, predictor.classes, data_root=data_root,
-                                     download=download, progress=progress)
+                                     download=download, progress=progress, follow_links=follow_links)
     if len(images) == 0:
         raise ValueError(f"no usable images to evaluate in {data!r}")
     probs = predictor.predict_arrays(np.asarray(images.images))

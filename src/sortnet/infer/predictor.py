@@ -15,13 +15,16 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
 from PIL import Image
 
-from sortnet.data.decode import IMAGE_EXTENSIONS, BadImageError, decode_image, to_rgb_or_l
+from sortnet.data.dataset import SkippedFile
+from sortnet.data.decode import decode_or_reason, has_image_extension, to_rgb_or_l
 from sortnet.data.preprocess import border_ring, image_to_array
+from sortnet.data.walk import Walker
 from sortnet.device import resolve_device, resolve_precision
 from sortnet.infer.batch import TTA, predict_logits
 from sortnet.modelfile import load_model
@@ -61,17 +64,19 @@ def border_is_light(arr: np.ndarray) -> bool:
     return float(np.median(border_ring(arr[None]))) >= 128
 
 
-def expand_paths(paths: list[str | os.PathLike]) -> list[Path]:
-    """Files as given; folders walked recursively for image files (hidden entries skipped), sorted."""
+def expand_paths(paths: list[str | os.PathLike], follow_links: bool = False) -> tuple[list[Path], list[SkippedFile]]:
+    """(files, skipped): files as given; folders listed by sortnet.data.walk (image files, sorted; hidden
+    entries ignored; loops, links out of the folder, special and oversized files skipped with a reason)."""
     out: list[Path] = []
+    skipped: list[SkippedFile] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = [f for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
-                     and not any(part.startswith(".") for part in f.relative_to(p).parts)]
-            out.extend(found)
+            walker = Walker(p, follow_links=follow_links)
+            out += sorted(Path(f) for f in walker.files(p) if has_image_extension(f))
+            skipped += walker.skipped
         else:
             out.append(p)
-    return out
+    return out, skipped
 
 
 class Predictor:
@@ -136,7 +141,8 @@ class Predictor:
         """One Prediction per uint8 [N, C, H, W] image already preprocessed (no path, never inverted)."""
         return [Prediction(None, self.top(row, top_k)) for row in self.predict_arrays(arrays)]
 
-    def predict_images(self, images: list[Image.Image], top_k: int = 3) -> list[Prediction]:
+    def predict_images(self, images: Iterable[Image.Image], top_k: int = 3) -> list[Prediction]:
+        """Images are consumed one at a time (a generator of decodes keeps at most two full-size images alive)."""
         prepped = [self.preprocess(to_rgb_or_l(img)) for img in images]  # alpha on white, CMYK, 16-bit: as decode
         if not prepped:
             return []
@@ -144,19 +150,21 @@ class Predictor:
         return [Prediction(None, self.top(p, top_k), inverted=inv) for p, (_, inv) in zip(probs, prepped)]
 
     def _load(self, path: Path):
-        try:
-            return self.preprocess(decode_image(path))
-        except BadImageError as e:
-            return e.reason
+        """(uint8 [C, H, W], inverted) for a good file, its skip reason (str) for a bad one; never raises."""
+        prepped, reason = decode_or_reason(path, convert=self.preprocess)
+        return reason if prepped is None else prepped
 
-    def predict_paths(self, paths: list[str | os.PathLike], top_k: int = 3) -> list[Prediction]:
+    def predict_paths(self, paths: list[str | os.PathLike], top_k: int = 3,
+                      follow_links: bool = False) -> list[Prediction]:
         """One Prediction per file (errors reported per file, never raised); decoding runs on all cores."""
-        return list(self.iter_predict_paths(paths, top_k))
+        return list(self.iter_predict_paths(paths, top_k, follow_links=follow_links))
 
-    def iter_predict_paths(self, paths: list[str | os.PathLike], top_k: int = 3, chunk: int = 256):
+    def iter_predict_paths(self, paths: list[str | os.PathLike], top_k: int = 3, chunk: int = 256,
+                           follow_links: bool = False):
         """Predictions in file order, `chunk` files at a time: memory stays bounded for huge folders, and
-        the next chunk decodes (thread pool, all cores) while the current one runs through the model."""
-        files = expand_paths(paths)
+        the next chunk decodes (thread pool, all cores) while the current one runs through the model.
+        Entries of folders that are not read (see expand_paths) come last, each with its reason as error."""
+        files, skipped = expand_paths(paths, follow_links)
         chunks = [files[i : i + chunk] for i in range(0, len(files), chunk)]
         with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
             pending = [pool.map(self._load, c) for c in chunks[:1]]
@@ -165,6 +173,8 @@ class Predictor:
                 if i + 1 < len(chunks):
                     pending.append(pool.map(self._load, chunks[i + 1]))  # decode ahead while we predict
                 yield from self._predict_loaded(group, loaded, top_k)
+        for s in skipped:  # links not followed, FIFOs, oversized files: reported, never opened
+            yield Prediction(s.path, error=s.reason)
 
     def _predict_loaded(self, files: list[Path], loaded: list, top_k: int) -> list[Prediction]:
         good = [i for i, item in enumerate(loaded) if not isinstance(item, str)]

@@ -17,7 +17,6 @@ A JSONL record is the one prediction shape (Prediction.to_dict, docs/CONTRACTS.m
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -26,9 +25,11 @@ from typing import Iterator
 
 from PIL import Image
 
-from sortnet.data.decode import BadImageError, decode_image
+from sortnet.data.decode import decode_or_reason
 from sortnet.errors import SortnetError
 from sortnet.infer.predictor import Prediction, as_predictor, expand_paths
+from sortnet.jsonsafe import dumps
+from sortnet.textsafe import terminal_safe
 
 
 class StreamError(SortnetError):
@@ -68,14 +69,12 @@ def _capture_frames(source: int | str) -> Iterator[tuple[float | None, Image.Ima
 
 def _folder_frames(folder: Path) -> Iterator[tuple[float | None, Image.Image | str]]:
     """Images of a folder in sorted order; unreadable files yield their error reason instead."""
-    files = expand_paths([folder])
+    files, _ = expand_paths([folder])  # links out of the folder, FIFOs, oversized files: not frames
     if not files:
         raise StreamError(f"no image files in {folder}")
     for f in files:
-        try:
-            yield None, decode_image(f)
-        except BadImageError as e:
-            yield None, e.reason
+        img, reason = decode_or_reason(f)
+        yield None, img if img is not None else reason
 
 
 def iter_frames(source: int | str | os.PathLike) -> Iterator[tuple[float | None, Image.Image | str]]:
@@ -125,12 +124,12 @@ def run_live(model, source, *, top_k: int = 3, emit: str | None = None, max_fram
         for rec in classify_stream(predictor, source, top_k, max_frames):
             count += 1
             if emit == "jsonl":
-                out.write(json.dumps(rec) + "\n")
+                out.write(dumps(rec) + "\n")
                 out.flush()  # a sorting machine reads each line as it comes
                 if count % 30 == 0:
                     err.write(f"\r{count} frames, {rec['fps']:.1f} fps")
             else:
-                out.write(_status_line(rec) + "\n")
+                out.write(terminal_safe(_status_line(rec)) + "\n")
                 out.flush()
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a camera stream ends

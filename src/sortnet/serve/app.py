@@ -3,8 +3,12 @@
 Endpoints: POST /predict (multipart `file`, or several `files`, or raw image bytes) -> top-k classes;
 GET /model (classes, input size, metrics); GET /health; GET / (drop/pick images or use the camera);
 GET /docs and /openapi.json (OpenAPI). The model is chosen at start-up: no endpoint loads a model from a
-path or URL. Limits: body bytes (413 before decoding), pixels (400), non-images (400, generic text),
-workers + bounded queue (503 at once when full), a request timeout (503).
+path or URL. Limits: body bytes (413 before decoding), body read deadline (408, before a worker slot is
+taken), header deadline and connection cap (uvicorn, serve/deadlines.py), pixels per image (400) and per
+request (413) read from the headers before decoding, decoded pixels across in-flight requests (503),
+non-images (400, generic text), workers + bounded queue (503 at once when full), a request timeout (503).
+Each image is decoded, shrunk to the model's input and dropped before the next one is decoded, and
+freed heap pages go back to the OS after big requests (glibc malloc_trim).
 
 Usage:
     sortnet serve runs/x/model.safetensors [--host 127.0.0.1] [--port 8000]
@@ -14,26 +18,35 @@ Usage:
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import asdict, dataclass
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from sortnet.infer.predictor import Predictor
+from sortnet.jsonsafe import finite_or_null
 from sortnet.parallel import usable_cores
-from sortnet.serve.limits import Busy, Gate, TimedOut, UploadError, decode_upload, read_body, replay_request
+from sortnet.serve.limits import (Busy, Gate, PixelBudget, TimedOut, UploadError, decode_upload, read_body,
+                                  release_memory, replay_request, upload_pixels)
 from sortnet.serve.page import PAGE_HTML
+
+TRIM_MIN_PIXELS = 4_000_000  # requests that decoded at least this many pixels hand freed memory back afterwards
 
 
 @dataclass
 class ServeLimits:
     max_upload_bytes: int = 10 * 1024 * 1024  # whole request body; larger -> 413 before decoding
     max_pixels: int = 40_000_000  # width * height per image, read from the header (decompression bombs)
+    max_request_pixels: int = 100_000_000  # sum over a request's images, from their headers -> 413
+    max_total_pixels: int = 200_000_000  # sum over all in-flight requests -> 503 (bounds decode memory)
     max_files: int = 16  # images per request
     workers: int = 0  # concurrent inference jobs; 0 = usable CPU cores
     queue: int = 64  # requests allowed to wait for a worker; beyond workers + queue -> 503 at once
     timeout_s: float = 10.0  # per request, from admission to answer -> 503
+    body_timeout_s: float = 20.0  # to receive the whole body -> 408; no worker slot is held meanwhile
+    header_timeout_s: float = 10.0  # to receive the request headers, else the connection is closed (uvicorn)
+    keep_alive_s: float = 5.0  # idle keep-alive connections are closed after this (uvicorn)
+    max_connections: int = 256  # open connections; beyond -> 503 (uvicorn limit_concurrency)
 
 
 def _model_info(predictor: Predictor, limits: ServeLimits) -> dict:
@@ -67,17 +80,45 @@ async def _uploads(request: Request, limits: ServeLimits) -> tuple[list[tuple[st
     return [(item.filename, await item.read()) for item in items], multi
 
 
-def _predict_batch(predictor, uploads: list[tuple[str | None, bytes]], limits: ServeLimits, top_k: int) -> list:
-    """Runs on a worker thread: decode every upload, then one batched model call."""
-    images = []
-    for i, (name, data) in enumerate(uploads):
+def _request_pixels(uploads: list[tuple[str | None, bytes]], limits: ServeLimits) -> int:
+    """Decoded pixels the request will need, from the image headers alone: 400 for a bad image, 413 over budget."""
+    total = 0
+    for i, (_, data) in enumerate(uploads):
         try:
-            images.append(decode_upload(data, limits.max_pixels))
+            total += upload_pixels(data, limits.max_pixels)
         except UploadError as e:
             where = f"image {i + 1}" if len(uploads) > 1 else "upload"
             raise HTTPException(400, f"{where}: {e}") from None  # generic text only: no paths or parser output
-    preds = predictor.predict_images(images, top_k=top_k)
+    if total > limits.max_request_pixels:
+        raise HTTPException(413, f"images hold {total:,} pixels in all; the limit per request is "
+                                 f"{limits.max_request_pixels:,} (send fewer or smaller images)")
+    return total
+
+
+def _decoded(uploads: list[tuple[str | None, bytes]], limits: ServeLimits):
+    """Each upload decoded in turn; the consumer shrinks it to the model's input before the next is decoded."""
+    for i, (_, data) in enumerate(uploads):
+        try:
+            yield decode_upload(data, limits.max_pixels)
+        except UploadError as e:
+            where = f"image {i + 1}" if len(uploads) > 1 else "upload"
+            raise HTTPException(400, f"{where}: {e}") from None
+
+
+def _predict_batch(predictor, uploads: list[tuple[str | None, bytes]], limits: ServeLimits, top_k: int,
+                   pixels: int) -> list:
+    """Runs on a worker thread: decode one image at a time into the model's input, then one batched model call."""
+    try:
+        preds = predictor.predict_images(_decoded(uploads, limits), top_k=top_k)
+    finally:
+        if pixels >= TRIM_MIN_PIXELS:
+            release_memory()  # a 40 MP decode leaves ~120 MB of freed heap that glibc would otherwise keep
     return [{"filename": name, **p.to_dict()} for (name, _), p in zip(uploads, preds)]  # the one prediction shape
+
+
+def _busy() -> JSONResponse:
+    return JSONResponse({"detail": "server busy: too many requests or pixels in flight; retry shortly"},
+                        status_code=503, headers={"Retry-After": "1"})
 
 
 def create_app(predictor, limits: ServeLimits | None = None) -> FastAPI:
@@ -85,11 +126,11 @@ def create_app(predictor, limits: ServeLimits | None = None) -> FastAPI:
     limits = limits or ServeLimits()
     if limits.workers <= 0:
         limits.workers = usable_cores()
-    gate = Gate(limits.workers, limits.queue)
+    gate, budget = Gate(limits.workers, limits.queue), PixelBudget(limits.max_total_pixels)
     info = _model_info(predictor, limits)
     app = FastAPI(title="sortnet", version=str(info["sortnet_version"] or ""),
                   description="Image classifier: POST an image to /predict for its top classes.")
-    app.state.gate, app.state.predictor, app.state.limits = gate, predictor, limits
+    app.state.gate, app.state.budget, app.state.predictor, app.state.limits = gate, budget, predictor, limits
     app.router.on_shutdown.append(gate.close)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -98,30 +139,43 @@ def create_app(predictor, limits: ServeLimits | None = None) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "active_requests": gate.active}
+        return {"status": "ok", "active_requests": gate.active, "pixels_in_flight": budget.used}
 
     @app.get("/model")
-    def model() -> dict:
-        return info
+    def model() -> JSONResponse:
+        return JSONResponse(finite_or_null(info))
 
-    @app.post("/predict", responses={400: {}, 413: {}, 503: {}})
+    @app.post("/predict", responses={400: {}, 408: {}, 413: {}, 503: {}})
     async def predict(request: Request, top_k: int = Query(3, ge=1, le=100)) -> JSONResponse:
         """Top-k classes for one image (multipart `file` or raw bytes) or several (multipart `files`)."""
+        try:  # the body arrives before admission: a slow client holds no worker or queue slot
+            uploads, multi = await asyncio.wait_for(_uploads(request, limits), limits.body_timeout_s)
+        except asyncio.TimeoutError:
+            return JSONResponse({"detail": f"request body not received within {limits.body_timeout_s:g} s"},
+                                status_code=408, headers={"Connection": "close"})
+        pixels = _request_pixels(uploads, limits)
+        try:
+            budget.reserve(pixels)
+        except Busy:
+            return _busy()
+        try:
+            return await _admitted(uploads, multi, pixels, top_k)
+        finally:
+            budget.release(pixels)
+
+    async def _admitted(uploads, multi: bool, pixels: int, top_k: int) -> JSONResponse:
         try:
             gate.admit()
         except Busy:
-            return JSONResponse({"detail": "server busy: too many requests in flight; retry shortly"},
-                                status_code=503, headers={"Retry-After": "1"})
-        deadline = time.monotonic() + limits.timeout_s
+            return _busy()
         try:
-            uploads, multi = await asyncio.wait_for(_uploads(request, limits), limits.timeout_s)
-            remaining = max(0.01, deadline - time.monotonic())
-            results = await gate.run(lambda: _predict_batch(predictor, uploads, limits, top_k), remaining)
-        except (TimedOut, asyncio.TimeoutError):
+            results = await gate.run(lambda: _predict_batch(predictor, uploads, limits, top_k, pixels),
+                                     limits.timeout_s)
+        except TimedOut:
             return JSONResponse({"detail": f"request timed out after {limits.timeout_s:g} s"}, status_code=503)
         finally:
             gate.release()
-        return JSONResponse({"results": results} if multi else results[0])
+        return JSONResponse(finite_or_null({"results": results} if multi else results[0]))  # never bare NaN
 
     return app
 
@@ -132,6 +186,8 @@ def serve_model(model: str, *, host: str = "127.0.0.1", port: int = 8000, runtim
     """`sortnet serve`: load the model once, then answer HTTP requests until Ctrl-C (uvicorn)."""
     import uvicorn
 
+    from sortnet.serve.deadlines import server_options
+
     limits = limits or ServeLimits()
     limits.workers = limits.workers or usable_cores()
     threads = max(1, usable_cores() // limits.workers)  # workers x threads = cores: no oversubscription under load
@@ -141,5 +197,5 @@ def serve_model(model: str, *, host: str = "127.0.0.1", port: int = 8000, runtim
         print(f"warning: listening on {host}: anyone who can reach this machine can use the model", flush=True)
     print(f"sortnet serve: {len(predictor.classes)} classes, runtime {predictor.runtime}; "
           f"page http://{host}:{port}/  API docs http://{host}:{port}/docs", flush=True)
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", **server_options(limits))
     return 0

@@ -1,23 +1,28 @@
-"""Request limits for `sortnet serve`: body size, image pixels, safe decoding, bounded concurrency + timeout.
+"""Request limits for `sortnet serve`: body size and read deadline, pixels per image / request / server,
+safe decoding, bounded concurrency + timeout, memory handed back after big requests.
 
 Usage:
-    gate = Gate(workers=2, queue=32)
-    body = await read_body(request, max_bytes=10_000_000)      # HTTPException 413 before any decoding
-    img = decode_upload(body, max_pixels=40_000_000)            # UploadError (-> 400) for bombs / non-images
+    gate, budget = Gate(workers=2, queue=32), PixelBudget(200_000_000)
+    body = await read_body(request, max_bytes=10_000_000)      # 413 before decoding; under a body deadline
+    pixels = upload_pixels(body, max_pixels=40_000_000)        # from the header: UploadError (-> 400) for bombs
+    budget.reserve(pixels)                                      # Busy (-> 503) when the server's total is taken
+    img = decode_upload(body, max_pixels=40_000_000)            # sortnet.data.decode.decode_bytes, generic errors
     result = await gate.run(fn, timeout_s=10.0)                 # Busy (-> 503) when workers + queue are full
+    release_memory()                                            # glibc: return freed heap pages to the OS
 """
 from __future__ import annotations
 
 import asyncio
-import io
+import ctypes
+import ctypes.util
+import functools
 import threading
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import HTTPException, Request
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from sortnet.data.decode import to_rgb_or_l
+from sortnet.data.decode import BadImageError, decode_bytes, probe_bytes
 
 # Formats accepted from the network: the common photo formats only (less parser surface than all of Pillow's).
 UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
@@ -37,7 +42,10 @@ class TimedOut(Exception):
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The whole request body, refusing (413) as soon as it is known to exceed max_bytes."""
+    """The whole request body, refusing (413) as soon as it is known to exceed max_bytes.
+
+    Callers bound the time with asyncio.wait_for (the body deadline); nothing here holds a worker slot.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise HTTPException(413, f"request body larger than the limit of {max_bytes:,} bytes")
@@ -64,30 +72,75 @@ def replay_request(request: Request, body: bytes) -> Request:
     return Request(request.scope, receive)
 
 
+def _upload_error(e: BadImageError, max_pixels: int) -> UploadError:
+    """Generic text for the client: the limit when it is a size problem, never a path or parser message."""
+    if e.reason.startswith("image too large"):
+        return UploadError(f"image too large: more than {max_pixels:,} pixels")
+    if e.reason == "zero-byte file":
+        return UploadError("empty upload: send an image file")
+    return UploadError(NOT_AN_IMAGE)
+
+
+def upload_pixels(data: bytes, max_pixels: int) -> int:
+    """width * height from the header alone (nothing decoded); UploadError for non-images and > max_pixels."""
+    try:
+        info = probe_bytes(data, max_pixels, UPLOAD_FORMATS)
+    except BadImageError as e:
+        raise _upload_error(e, max_pixels) from None
+    except Exception:  # noqa: BLE001 - hostile headers raise assorted parser errors; the client gets generic text
+        raise UploadError(NOT_AN_IMAGE) from None
+    return info.width * info.height
+
+
 def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
-    """Bytes -> EXIF-oriented "RGB"/"L" image; UploadError for non-images and for > max_pixels (from the header)."""
-    if not data:
-        raise UploadError("empty upload: send an image file")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS)
-            w, h = img.size
-            if w * h > max_pixels or w <= 0 or h <= 0:
-                raise UploadError(f"image too large: more than {max_pixels:,} pixels")
-            img.load()
-        except Image.DecompressionBombError as e:  # Pillow's own guard (2x its global limit)
-            raise UploadError(f"image too large: more than {max_pixels:,} pixels") from e
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, IndexError) as e:
-            raise UploadError(NOT_AN_IMAGE) from e
+    """Bytes -> EXIF-oriented "RGB"/"L" image (sortnet.data.decode.decode_bytes); UploadError for bad uploads."""
     try:
-        img = ImageOps.exif_transpose(img)
-    except Exception:  # noqa: BLE001 - a malformed EXIF block must not fail the image; orientation is optional
-        pass
+        return decode_bytes(data, max_pixels, UPLOAD_FORMATS)
+    except BadImageError as e:
+        raise _upload_error(e, max_pixels) from None
+    except Exception:  # noqa: BLE001 - hostile files raise assorted parser errors; the client gets generic text
+        raise UploadError(NOT_AN_IMAGE) from None
+
+
+class PixelBudget:
+    """Decoded pixels admitted across all in-flight requests; a request that would exceed the total is Busy.
+
+    Reserved from the image headers before anything is decoded, released when the response is ready,
+    so the pixels decoded at once (and the memory they take) are bounded however many clients there are.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total, self.used = int(total), 0
+        self._lock = threading.Lock()
+
+    def reserve(self, pixels: int) -> None:
+        with self._lock:
+            if self.used + pixels > self.total:
+                raise Busy()
+            self.used += pixels
+
+    def release(self, pixels: int) -> None:
+        with self._lock:
+            self.used -= pixels
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    """glibc's malloc_trim, or None (musl, macOS, Windows: nothing to call)."""
+    name = ctypes.util.find_library("c")
     try:
-        return to_rgb_or_l(img)
-    except Exception as e:  # noqa: BLE001 - odd modes raise assorted errors; the client gets the generic text
-        raise UploadError(NOT_AN_IMAGE) from e
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+def release_memory() -> bool:
+    """Give freed heap pages back to the OS (glibc keeps them after a big decode); True when it could."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 class Gate:

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
-from sortnet.training.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from sortnet.training.checkpoint import save_checkpoint
+from sortnet.training.rundir import CHECKPOINT_NAME
 
 if TYPE_CHECKING:
     from sortnet.training.trainer import Trainer

@@ -12,8 +12,8 @@ import torch
 
 from sortnet.atomic import atomic_path
 from sortnet.errors import SortnetError
+from sortnet.modelfile import non_finite_tensors
 
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 class CheckpointError(SortnetError):
@@ -21,7 +21,15 @@ class CheckpointError(SortnetError):
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """state holds tensors, numbers, strings, lists and dicts only (so weights_only loading accepts it)."""
+    """state holds tensors, numbers, strings, lists and dicts only (so weights_only loading accepts it).
+
+    Refuses (CheckpointError) model weights holding NaN or infinity: a diverged run never replaces a good
+    checkpoint with a useless one.
+    """
+    bad = non_finite_tensors(state.get("model", {}))
+    if bad:
+        raise CheckpointError(f"refusing to write {path}: weights {', '.join(bad[:3])} hold NaN or infinity "
+                              "(training diverged); try a lower --lr")
     with atomic_path(Path(path)) as tmp:
         torch.save(state, tmp)
 

@@ -6,7 +6,6 @@ Usage:
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import torch
@@ -16,12 +15,14 @@ from sortnet.config import TrainConfig
 from sortnet.data.dataset import DataBundle
 from sortnet.evaluation.metrics import compute_metrics
 from sortnet.infer.batch import predict_logits
+from sortnet.jsonsafe import dumps
 from sortnet.modelfile import save_model
 from sortnet.modelmeta import ModelMeta
 from sortnet.models.registry import input_normalization
+from sortnet.textsafe import terminal_safe
+from sortnet.training.rundir import METRICS_FILE, MODEL_FILE
 from sortnet.training.trainer import Trainer, eval_batch_size
 
-MODEL_FILE = "model.safetensors"
 
 
 def finish_run(trainer: Trainer, bundle: DataBundle, cfg: TrainConfig, run_dir: Path | None) -> dict:
@@ -53,7 +54,7 @@ def finish_run(trainer: Trainer, bundle: DataBundle, cfg: TrainConfig, run_dir: 
     model_path = None
     if run_dir is not None:
         model_path = save_model(Path(run_dir) / MODEL_FILE, model, meta)
-        atomic_write_text(Path(run_dir) / "metrics.json", json.dumps({**metrics, "skipped_files": skipped}, indent=2))
+        atomic_write_text(Path(run_dir) / METRICS_FILE, dumps({**metrics, "skipped_files": skipped}, indent=2))
     _final_summary(cfg, metrics, bundle, model_path, train_seconds)
     return {"model": model, "meta": meta, "run_dir": run_dir, "metrics": metrics, "skipped": skipped}
 
@@ -67,6 +68,6 @@ def _final_summary(cfg: TrainConfig, metrics: dict, bundle: DataBundle, model_pa
     if bundle.skipped:
         print(f"{len(bundle.skipped)} file(s) skipped:", flush=True)
         for s in bundle.skipped:
-            print(f"  {s.path}: {s.reason}", flush=True)
+            print(terminal_safe(f"  {s.path}: {s.reason}"), flush=True)
     if model_path is not None:
         print(f"model file: {model_path}", flush=True)

@@ -24,15 +24,17 @@ from sortnet.atomic import atomic_write_text
 from sortnet.config import DATA_SHAPING, ConfigError, TrainConfig
 from sortnet.data.dataset import DataBundle
 from sortnet.device import all_cores, resolve_device, resolve_precision
+from sortnet.jsonsafe import dumps
 from sortnet.models.registry import create_model, input_normalization, model_defaults
+from sortnet.textsafe import terminal_safe
 from sortnet.training.budget import TimeBudget, plan_steps
 from sortnet.training.callbacks import Callback, CheckpointSaver, ProgressBar, TensorBoardLogger
-from sortnet.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from sortnet.training.checkpoint import CheckpointError, load_checkpoint
 from sortnet.training.finish import finish_run
 from sortnet.training.recipe import Recipe, resolve_recipe
+from sortnet.training.rundir import CHECKPOINT_NAME, RUN_FILE
 from sortnet.training.trainer import Trainer, resolve_balance
 
-RUN_FILE = "run.json"
 WHITEN_SAMPLE = 5000  # images used to estimate patch statistics for whitening init
 WHITEN_SAMPLE_BYTES = 192 << 20  # and at most this many uint8 bytes of them (bounds RAM for large images)
 
@@ -116,7 +118,7 @@ def build_trainer(bundle: DataBundle, cfg: TrainConfig, device, dtype, run_dir: 
     trainer = make(recipe)
     trainer.notes = [f"balance: {balance} ({why})"]
     if state is not None:
-        trainer.load_state_dict(state)
+        _load_state(trainer, state, run_dir, bundle)
         spent = sum(h["epoch_seconds"] for h in trainer.history)
     elif cfg.time_budget:
         steps, per_step = plan_steps(trainer, cfg.time_budget, len(bundle.val) if bundle.val else 0)
@@ -132,16 +134,40 @@ def build_trainer(bundle: DataBundle, cfg: TrainConfig, device, dtype, run_dir: 
     return trainer
 
 
+def _load_state(trainer: Trainer, state: dict, run_dir: Path | None, bundle: DataBundle) -> None:
+    try:
+        trainer.load_state_dict(state)
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        why = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise CheckpointError(f"{Path(run_dir or '.') / CHECKPOINT_NAME} does not belong to this run "
+                              f"({trainer.recipe.model} on {bundle.data}): {why}. Restore the run's own checkpoint, "
+                              "or start a new run with another --out") from e
+
+
 def read_run_file(run_dir: Path) -> dict:
+    """run.json of a run folder, checked: {"data": str, "config": dict, "recipe": dict}; ConfigError otherwise."""
     run_file = Path(run_dir) / RUN_FILE
     if not run_file.is_file():
         raise ConfigError(f"{run_dir} is not a sortnet run folder (no {RUN_FILE}); give the folder `train --out` made")
-    return json.loads(run_file.read_text())
+    try:
+        saved = json.loads(run_file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(f"{run_file} is unreadable or not valid JSON ({e}); this run cannot be resumed, "
+                          "start a new one") from e
+    shape = {"data": str, "config": dict, "recipe": dict}
+    if not isinstance(saved, dict) or any(not isinstance(saved.get(k), t) for k, t in shape.items()):
+        raise ConfigError(f"{run_file} is not a sortnet run file (needs data, config and recipe); this run "
+                          "cannot be resumed, start a new one")
+    try:
+        Recipe(**saved["recipe"])
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{run_file} holds a recipe this sortnet cannot read ({e}); start a new run") from e
+    return saved
 
 
 def write_run_file(run_dir: Path, data: str, cfg: TrainConfig, recipe: Recipe) -> None:
     payload = {"data": data, "config": cfg.to_dict(), "recipe": recipe.to_dict()}
-    atomic_write_text(Path(run_dir) / RUN_FILE, json.dumps(payload, indent=2))
+    atomic_write_text(Path(run_dir) / RUN_FILE, dumps(payload, indent=2))
 
 
 def _announce(cfg: TrainConfig, bundle: DataBundle, trainer: Trainer, device, dtype, run_dir, resumed: bool) -> None:
@@ -152,9 +178,10 @@ def _announce(cfg: TrainConfig, bundle: DataBundle, trainer: Trainer, device, dt
         print(f"resuming {run_dir} after epoch {trainer.epoch}/{recipe.epochs}", flush=True)
     counts = f"{len(bundle.train)} train / {len(bundle.val) if bundle.val else 0} val / " \
              f"{len(bundle.test) if bundle.test else 0} test"
-    print(f"data: {bundle.source}  {len(bundle.classes)} classes  {counts}  {p.img_size}px x{p.channels}", flush=True)
+    print(terminal_safe(f"data: {bundle.source}  {len(bundle.classes)} classes  {counts}  {p.img_size}px "
+                        f"x{p.channels}"), flush=True)
     for note in bundle.notes + trainer.notes:
-        print(f"  {note}", flush=True)
+        print(terminal_safe(f"  {note}"), flush=True)  # notes name folders and classes from the disk
     prec = "fp32" if dtype is None else str(dtype).removeprefix("torch.")
     where = f"  run dir {run_dir}" if run_dir is not None else ""
     print(f"model: {recipe.model}  {recipe.epochs} epochs  batch {recipe.batch_size}  {recipe.optimizer} "

@@ -30,7 +30,8 @@ def prepare(data: str, **settings) -> DataBundle:
     dup_groups = check_data(cfg, str(data))
     bundle = load_data(str(data), img_size=img_size, channels=cfg.channels, val_fraction=cfg.val_fraction,
                        seed=cfg.seed, data_root=cfg.data_root, download=cfg.download, progress=cfg.progress,
-                       group_by=cfg.group_by, dup_groups=dup_groups, max_memory=cfg.max_memory)
+                       group_by=cfg.group_by, dup_groups=dup_groups, max_memory=cfg.max_memory,
+                       follow_links=cfg.follow_links)
     bundle.data = str(data)
     bundle.settings = {k: getattr(cfg, k) for k in DATA_SETTINGS}
     return bundle
@@ -48,10 +49,10 @@ def check_data(cfg: TrainConfig, data: str) -> dict | None:
 
     if not cfg.check or builtin_name(data) is not None or not Path(data).expanduser().exists():
         return None  # built-ins are known good; a missing path gets load_data's full error message
-    result = run_check(data, progress=cfg.progress)
+    result = run_check(data, progress=cfg.progress, follow_links=cfg.follow_links)
     if cfg.progress:
         for line in brief_lines(result.report)[: 1 + MAX_CHECK_LINES]:
-            print(line, flush=True)
+            print(line, flush=True)  # brief_lines escapes names and paths for the terminal
     if result.fatal:
         raise DataError(f"cannot train on {data}: {'; '.join(result.fatal)} (run `sortnet check {data}` for details)")
     return result.dup_ids if cfg.dedup_split else None

@@ -6,27 +6,17 @@ Usage:
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from sortnet.config import ConfigError, TrainConfig
 from sortnet.models.registry import validate_arch
 from sortnet.training.callbacks import Callback
-from sortnet.training.checkpoint import CHECKPOINT_NAME
-from sortnet.training.finish import MODEL_FILE
 from sortnet.training.fit import fit, read_run_file
 from sortnet.training.prepare import prepare
+from sortnet.training.rundir import (MODEL_FILE, check_new_run_dir, default_run_dir, make_run_dir,
+                                     remove_unfinished)
 
-__all__ = ["train", "default_run_dir", "MODEL_FILE"]
-
-
-def default_run_dir(data: str, root: str = "runs") -> Path:
-    """runs/<data name>, or runs/<data name>-2, -3 ... when taken (never overwrites a run)."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(str(data).rstrip("/")).name or "data").strip("-") or "data"
-    candidate, n = Path(root) / name, 2
-    while candidate.exists():
-        candidate, n = Path(root) / f"{name}-{n}", n + 1
-    return candidate
+__all__ = ["train", "default_run_dir", "check_new_run_dir", "MODEL_FILE"]
 
 
 def train(data: str | None = None, *, out: str | None = None, resume: str | None = None,
@@ -43,8 +33,11 @@ def train(data: str | None = None, *, out: str | None = None, resume: str | None
     if cfg.model != "auto":
         validate_arch(cfg.model)
     run_dir = Path(out) if out else default_run_dir(data)
-    if (run_dir / CHECKPOINT_NAME).exists() or (run_dir / MODEL_FILE).exists():
-        raise ConfigError(f"{run_dir} already holds a run; use --resume {run_dir} or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    bundle = prepare(data, **settings)
-    return fit(bundle, out=run_dir, callbacks=callbacks, **settings)
+    check_new_run_dir(run_dir, str(data))
+    created = make_run_dir(run_dir)
+    try:
+        bundle = prepare(data, **settings)
+        return fit(bundle, out=run_dir, callbacks=callbacks, **settings)
+    except BaseException:
+        remove_unfinished(run_dir, created)  # no empty or half-made run folder after a failure
+        raise

@@ -23,11 +23,16 @@ from torch import nn
 from sortnet.data.dataset import ImageSet
 from sortnet.data.mapped import as_rows, is_on_disk
 from sortnet.device import autocast_context
+from sortnet.errors import SortnetError
 from sortnet.infer.batch import TTA, predict_logits
 from sortnet.training.augment import alternating_flip_mask, flip_batch, random_resized_crop, random_translate
 from sortnet.training.callbacks import Callback
 from sortnet.training.recipe import Recipe
 from sortnet.training.schedule import lr_multiplier
+
+
+class DivergedError(SortnetError):
+    """The training loss became NaN or infinite: the run stops before anything non-finite is saved."""
 
 
 def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -114,6 +119,7 @@ class Trainer:
             self.x = torch.as_tensor(train_set.images).to(device)
         self.y = torch.as_tensor(train_set.labels).to(device)
         self.balance = balance
+        self.classes = list(train_set.classes)  # stored in checkpoints: a resume must be on the same classes
         counts = torch.bincount(self.y.cpu(), minlength=len(train_set.classes)).double()
         # weights: n / (K * count) per class (1 for balanced data); sampler: P(image) proportional to 1/count
         self.class_weights = (counts.sum() / (len(counts) * counts.clamp(min=1))).float().to(device) \
@@ -145,9 +151,13 @@ class Trainer:
             "history": self.history,
             "best": self.best,
             "torch_rng": torch.get_rng_state(),
+            "classes": self.classes,
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Raises KeyError / RuntimeError / ValueError for a state from another model or dataset."""
+        if state.get("classes", self.classes) != self.classes:
+            raise ValueError(f"its {len(state['classes'])} classes differ from this data's {len(self.classes)}")
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])  # restores the schedule's length too
@@ -222,6 +232,8 @@ class Trainer:
                 break  # the time budget ended the schedule inside this epoch
             xb = self.augment(raw, idx, gen)
             loss, ok = self.train_step(xb, self.y[idx])
+            if not math.isfinite(loss):
+                raise DivergedError(self._diverged(loss))
             loss_sum, correct, seen = loss_sum + loss * len(idx), correct + ok, seen + len(idx)
             logs = {"loss": loss, "accuracy": ok / len(idx), "size": len(idx)}
             for cb in self.callbacks:
@@ -232,6 +244,13 @@ class Trainer:
         seen = max(seen, 1)
         return {"loss": loss_sum / seen, "accuracy": correct / seen, "epoch_seconds": elapsed,
                 "images_per_second": seen / max(elapsed, 1e-9), "lr": self.opt.param_groups[0]["lr"]}
+
+    def _diverged(self, loss: float) -> str:
+        lr = self.recipe.lr
+        hint = ", or --precision fp32" if self.dtype == torch.float16 else ""
+        return (f"training diverged: the loss became {loss} at step {self.step} (epoch {self.epoch + 1}) with peak "
+                f"learning rate {lr:g}. Nothing non-finite was saved. Try a lower learning rate, e.g. "
+                f"--lr {lr / 10:g}{hint}")
 
     def _batches(self, perm: torch.Tensor):
         """(index, uint8 pixels) per step; streamed sets fetch the next batch in a thread meanwhile."""

@@ -1,0 +1,76 @@
+"""The run folder: its file names, the rules for a new one, and the clean-up after a run that failed early.
+
+Imports nothing heavy (no torch), so the CLI can refuse a bad --out in milliseconds.
+
+Rules for a new run folder (`train --out`, default runs/<data name>): it is new or an empty folder (a
+user's files are never overwritten), not a file, and not inside the data folder (its files would be read
+as data by the next run). A run that fails before its first checkpoint removes what it wrote and the
+folders it made; after a checkpoint the folder stays, for --resume.
+
+Usage:
+    run_dir = Path(out) if out else default_run_dir(data)
+    check_new_run_dir(run_dir, data)                      # ConfigError with what to do
+    created = make_run_dir(run_dir)
+    try: ... except BaseException: remove_unfinished(run_dir, created); raise
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from sortnet.config import ConfigError
+
+RUN_FILE = "run.json"
+MODEL_FILE = "model.safetensors"
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_FILE = "metrics.json"
+TENSORBOARD_DIR = "tensorboard"
+
+
+def default_run_dir(data: str, root: str = "runs") -> Path:
+    """runs/<data name>, or runs/<data name>-2, -3 ... when taken (never overwrites a run)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(str(data).rstrip("/")).name or "data").strip("-") or "data"
+    candidate, n = Path(root) / name, 2
+    while candidate.exists():
+        candidate, n = Path(root) / f"{name}-{n}", n + 1
+    return candidate
+
+
+def check_new_run_dir(run_dir: Path, data: str) -> None:
+    """ConfigError unless run_dir is new or an empty folder outside the data folder."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is a file, not a folder; give a new folder for the run")
+    if (run_dir / CHECKPOINT_NAME).exists() or (run_dir / MODEL_FILE).exists():
+        raise ConfigError(f"{run_dir} already holds a run; use --resume {run_dir} or choose another --out")
+    present = sorted(p.name for p in run_dir.iterdir()) if run_dir.exists() else []
+    if present:
+        raise ConfigError(f"--out {run_dir} already holds other files ({', '.join(present[:3])}"
+                          f"{', ...' if len(present) > 3 else ''}); runs are written only into new or empty "
+                          "folders so nothing of yours is overwritten: choose another --out")
+    data_dir = Path(str(data)).expanduser()
+    if data_dir.is_dir() and run_dir.resolve().is_relative_to(data_dir.resolve()):
+        raise ConfigError(f"run folder {run_dir} is inside the data folder {data}: its files would be read as "
+                          "data next time; give an --out outside the data folder")
+
+
+def make_run_dir(run_dir: Path) -> list[Path]:
+    """Create run_dir (and missing parents); returns the folders this call created, deepest first."""
+    created = [d for d in (Path(run_dir), *Path(run_dir).parents) if not d.exists()]
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def remove_unfinished(run_dir: Path, created: list[Path]) -> None:
+    """After a failure before the first checkpoint: remove what the run wrote and the folders it made."""
+    run_dir = Path(run_dir)
+    if (run_dir / CHECKPOINT_NAME).exists():
+        return  # resumable (or worth inspecting): the folder stays as it is
+    (run_dir / RUN_FILE).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)  # event files this run wrote
+    for folder in created:  # deepest first; a folder someone else wrote into is kept
+        try:
+            folder.rmdir()
+        except OSError:
+            break
