@@ -3,16 +3,16 @@
 1. Multi-image: R concurrent requests, each 16 PNGs of 6300 x 6300 px (each image just under the 40 MP
    per-image limit, ~0.1 MB compressed: a small request that asks for ~1.9 GB of decoded RGB pixels).
    Then R concurrent requests of ONE such image (allowed) to see whether memory goes back afterwards.
-2. Slow clients: S connections trickle their headers one byte a second, S more send headers and then
-   trickle the body; meanwhile ordinary requests are timed. Reports their status codes and latency, and
-   how many slow connections the server still holds after the deadlines.
+2. Slow clients (on a fresh server): S connections trickle their headers one byte a second, S more send
+   headers and then trickle the body; meanwhile ordinary requests are timed. Reports their status codes and
+   latency, and when the server answered or closed the slow connections (never: it still holds them).
 
 Starts the real CLI (`sortnet serve MODEL --host 127.0.0.1`) in a subprocess; `--src DIR` puts another
 sortnet source tree first on PYTHONPATH (e.g. an older checkout, to measure before/after a change).
 RSS is read from /proc/<pid>/status (VmRSS now, VmHWM peak). Only 127.0.0.1 is ever contacted.
 
 Usage:
-    python benchmarks/bench_attack.py [--model M] [--src DIR] [--requests 2] [--slow 40] [--json out.json]
+    python benchmarks/bench_attack.py [--model M] [--src DIR] [--requests 2] [--slow 80] [--json out.json]
 """
 from __future__ import annotations
 
@@ -64,11 +64,12 @@ def tiny_model(folder: Path) -> Path:
     """A 28 px grey 3-class linear model file (random init: the attack does not care what it predicts)."""
     from sortnet.data.preprocess import Preprocessing
     from sortnet.modelfile import save_model
+    from sortnet.modelmeta import ModelMeta
     from sortnet.models.registry import create_model
 
     prep = Preprocessing(img_size=28, channels=1, mean=(0.5,), std=(0.25,))
     model = create_model("linear", 1, 3, 28, prep.mean, prep.std)
-    meta = {"classes": ["a", "b", "c"], "preprocessing": prep.to_dict(), "arch": "linear"}
+    meta = ModelMeta(classes=["a", "b", "c"], preprocessing=prep, arch="linear")
     return save_model(folder / "model.safetensors", model.eval(), meta)
 
 
@@ -106,41 +107,51 @@ async def post_images(url: str, images: list[bytes], n: int) -> tuple[list[int],
     return codes, round(time.perf_counter() - t0, 2)
 
 
-def multi_image_attack(url: str, pid: int, requests: int) -> dict:
+def multi_image_attack(url: str, pid: int, requests: int, settle: float) -> dict:
+    """RSS 1 s after the answers and again `settle` s later (work abandoned at a timeout may still run)."""
     big = big_png()
     out = {"png_bytes_each": len(big), "before": proc_status(pid)}
-    codes, seconds = asyncio.run(post_images(url, [big] * 16, requests))
-    time.sleep(1.0)
-    out["attack"] = {"codes": codes, "seconds": seconds, "after": proc_status(pid)}
-    codes, seconds = asyncio.run(post_images(url, [big], requests))  # allowed: one big image per request
-    time.sleep(1.0)
-    out["one_big_image_each"] = {"codes": codes, "seconds": seconds, "after": proc_status(pid)}
+    for name, images in (("attack", [big] * 16), ("one_big_image_each", [big])):  # the second is allowed
+        codes, seconds = asyncio.run(post_images(url, images, requests))
+        time.sleep(1.0)
+        out[name] = {"codes": codes, "seconds": seconds, "after_1s": proc_status(pid)}
+        time.sleep(settle)
+        out[name][f"after_{settle:g}s"] = proc_status(pid)
     return out
 
 
-async def slow_connection(port: int, head: bytes, trickle: bytes, closed: list, seconds: float) -> None:
-    """Send `head` at once, then `trickle` one byte a second; records whether the server closed first."""
+async def slow_connection(port: int, head: bytes, trickle: bytes, seconds: float) -> dict:
+    """Send `head` at once, then `trickle` one byte a second for up to `seconds`.
+
+    Returns when the server answered (status line) and when it closed the connection (None: still open).
+    """
+    out: dict = {"status": None, "answered_s": None, "closed_s": None}
     reader, writer = await asyncio.open_connection(HOST, port)
     writer.write(head)
     t0 = time.monotonic()
+
+    def seen(data: bytes) -> None:
+        if data and out["status"] is None:
+            out["status"], out["answered_s"] = data.split(b"\r\n")[0].decode(errors="replace"), \
+                round(time.monotonic() - t0, 1)
+        if not data:
+            out["closed_s"] = round(time.monotonic() - t0, 1)
+
     try:
         for b in trickle:
-            if time.monotonic() - t0 > seconds:
+            if time.monotonic() - t0 > seconds or out["closed_s"] is not None:
                 break
             writer.write(bytes([b]))
             await writer.drain()
             try:
-                if await asyncio.wait_for(reader.read(1024), 1.0) == b"" or reader.at_eof():
-                    closed.append(round(time.monotonic() - t0, 1))
-                    return
+                seen(await asyncio.wait_for(reader.read(1024), 1.0))
             except asyncio.TimeoutError:
                 pass  # still open, nothing sent back yet
-        if reader.at_eof():
-            closed.append(round(time.monotonic() - t0, 1))
     except (ConnectionError, OSError):
-        closed.append(round(time.monotonic() - t0, 1))
+        out["closed_s"] = out["closed_s"] or round(time.monotonic() - t0, 1)
     finally:
         writer.close()
+    return out
 
 
 async def timed_requests(url: str, n: int, delay: float) -> list[tuple]:
@@ -158,27 +169,34 @@ async def timed_requests(url: str, n: int, delay: float) -> list[tuple]:
     return out
 
 
+def _summary(conns: list[dict]) -> dict:
+    closed = sorted(c["closed_s"] for c in conns if c["closed_s"] is not None)
+    answered = sorted(c["answered_s"] for c in conns if c["answered_s"] is not None)
+    statuses: dict = {}
+    for c in conns:
+        statuses[c["status"] or "no answer"] = statuses.get(c["status"] or "no answer", 0) + 1
+    return {"closed_by_server": len(closed), "closed_after_s_median": closed[len(closed) // 2] if closed else None,
+            "answered": len(answered), "answered_after_s_median": answered[len(answered) // 2] if answered else None,
+            "answers": statuses}
+
+
 def slow_client_attack(url: str, port: int, pid: int, slow: int, seconds: float) -> dict:
     head_only = b"POST /predict HTTP/1.1\r\nHost: x\r\n"
     header_trickle = b"X-Slow: " + b"a" * 200
     body_head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n"
                  + small_png()[:40])
-    closed_h: list = []
-    closed_b: list = []
 
     async def run():
-        tasks = [slow_connection(port, head_only, header_trickle, closed_h, seconds) for _ in range(slow)]
-        tasks += [slow_connection(port, body_head, b"x" * 200, closed_b, seconds) for _ in range(slow)]
+        slow_h = [slow_connection(port, head_only, header_trickle, seconds) for _ in range(slow)]
+        slow_b = [slow_connection(port, body_head, b"x" * 200, seconds) for _ in range(slow)]
         normal = asyncio.ensure_future(timed_requests(url, 10, 2.0))
-        await asyncio.gather(*tasks)
-        return await normal
+        results = await asyncio.gather(*slow_h, *slow_b)
+        return results[:slow], results[slow:], await normal
 
     before = proc_status(pid)
-    normal = asyncio.run(run())
+    heads, bodies, normal = asyncio.run(run())
     return {"slow_each_kind": slow, "seconds": seconds, "before": before, "after": proc_status(pid),
-            "slow_header_conns_closed_by_server": len(closed_h), "closed_after_s_headers": sorted(closed_h)[:3],
-            "slow_body_conns_closed_by_server": len(closed_b), "closed_after_s_bodies": sorted(closed_b)[:3],
-            "normal_requests": normal}
+            "slow_headers": _summary(heads), "slow_bodies": _summary(bodies), "normal_requests": normal}
 
 
 def main() -> int:
@@ -186,22 +204,28 @@ def main() -> int:
     ap.add_argument("--model", help="model file (default: a tiny generated one)")
     ap.add_argument("--src", help="sortnet source tree to run the server from (PYTHONPATH), e.g. an old checkout")
     ap.add_argument("--requests", type=int, default=2, help="concurrent attack requests [default: 2]")
-    ap.add_argument("--slow", type=int, default=40, help="slow connections of each kind [default: 40]")
+    ap.add_argument("--slow", type=int, default=80, help="slow connections of each kind; more than the server's "
+                                                         "2 workers + 64 queue slots [default: 80]")
+    ap.add_argument("--settle", type=float, default=20.0, help="seconds before the second RSS reading [20]")
     ap.add_argument("--seconds", type=float, default=30.0, help="how long slow clients keep trickling [30]")
     ap.add_argument("--json", help="write the results here too")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(args.model) if args.model else tiny_model(Path(tmp))
-        port = free_port()
-        server = start_server(model, port, args.src)
-        url = f"http://{HOST}:{port}"
-        try:
-            results = {"src": args.src or "this checkout", "idle": proc_status(server.pid)}
-            results["multi_image"] = multi_image_attack(url, server.pid, args.requests)
-            results["slow_clients"] = slow_client_attack(url, port, server.pid, args.slow, args.seconds)
-        finally:
-            server.terminate()
-            server.wait(20)
+        results = {"src": args.src or "this checkout"}
+        for name in ("multi_image", "slow_clients"):  # a fresh server for each: no backlog carried over
+            port = free_port()
+            server = start_server(model, port, args.src)
+            url = f"http://{HOST}:{port}"
+            try:
+                results[name] = {"idle": proc_status(server.pid)}
+                if name == "multi_image":
+                    results[name].update(multi_image_attack(url, server.pid, args.requests, args.settle))
+                else:
+                    results[name].update(slow_client_attack(url, port, server.pid, args.slow, args.seconds))
+            finally:
+                server.terminate()
+                server.wait(20)
     print(json.dumps(results, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
