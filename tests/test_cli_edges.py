@@ -79,6 +79,9 @@ def test_device_cuda_without_gpu_is_one_line(model, tmp_path):
     proc = run_cli_bounded("predict", model, tmp_path / "pics", "--device", "cuda")
     _one_line_error(proc, "sortnet predict: error:", "no CUDA GPU", "--device cpu")
     _one_line_error(run_cli_bounded("predict", model, tmp_path / "pics", "--device", "tpu"), "not")
+    proc = run_cli_bounded("train", tmp_path / "pics", "--device", "cuda", "--out", tmp_path / "run")
+    _one_line_error(proc, "sortnet train: error:", "no CUDA GPU")
+    assert not (tmp_path / "run").exists()  # refused before any data is read or folder made
 
 
 def test_terminal_safe_escapes_controls_only():

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sortnet.config import ConfigError, TrainConfig
+from sortnet.device import resolve_device
 from sortnet.models.registry import validate_arch
 from sortnet.training.callbacks import Callback
 from sortnet.training.fit import fit, read_run_file
@@ -30,6 +31,7 @@ def train(data: str | None = None, *, out: str | None = None, resume: str | None
     if data is None:
         raise ConfigError("train needs DATA (a folder or a built-in dataset name) or resume=RUN_DIR")
     cfg = TrainConfig.from_dict(settings)  # bad settings fail before any data is read
+    resolve_device(cfg.device)  # as does --device cuda on a machine without a GPU
     if cfg.model != "auto":
         validate_arch(cfg.model)
     run_dir = Path(out) if out else default_run_dir(data)
