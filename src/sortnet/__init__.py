@@ -10,6 +10,9 @@ Usage:
     sortnet.list_models(); sortnet.list_datasets()
     report = sortnet.check("photos/")                    # data problems: counts, bad files, duplicates
     clf = sortnet.load("runs/photos/model.safetensors")
+    sortnet.ladder("photos/", time_budget="5m")          # linear -> mlp -> CNN -> pretrained: one table
+    sortnet.curve("photos/")                             # accuracy vs training-set size
+    sortnet.ensemble(["a.safetensors", "b.safetensors"], out="ens.safetensors")
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from sortnet.version import __version__  # noqa: F401 - sortnet.__version__
 
 # list_models / list_datasets, not models / datasets: those names are the sortnet.models package.
 __all__ = ["train", "prepare", "fit", "Callback", "EarlyStopping", "check", "evaluate", "predict", "load", "list_models", "list_datasets", "Classifier",
-           "Prediction", "Predictor", "TrainConfig"]
+           "Prediction", "Predictor", "TrainConfig", "ladder", "curve", "ensemble"]
 
 
 def train(data=None, **kwargs):
@@ -76,6 +79,29 @@ def load(path):
     from sortnet.classifier import Classifier
 
     return Classifier.load(path)
+
+
+def ladder(data, *, time_budget="10m", rungs=None, out=None, **settings) -> dict:
+    """The model ladder (linear -> mlp -> CNN -> pretrained head -> fine-tuned) on one split within time_budget:
+    {"rows": one dict per rung (accuracy, macro_f1, train_seconds, parameters, latency_ms, file_mb, ...),
+    "out": folder with ladder.csv/json/png and each rung's model file}."""
+    from sortnet.compare.ladder import ladder as _ladder
+
+    return _ladder(data, time_budget=time_budget, rungs=rungs, out=out, **settings)
+
+
+def curve(data, *, fractions=None, seeds: int = 2, out=None, **settings) -> dict:
+    """Learning curve: {"points" (mean/std accuracy per training-set fraction), "runs", "verdict", "out"}."""
+    from sortnet.compare.curve import curve as _curve
+
+    return _curve(data, fractions=fractions, seeds=seeds, out=out, **settings)
+
+
+def ensemble(models, *, out, weights: str = "equal") -> "Classifier":
+    """Combine model files (same classes) into one ensemble file at `out`; returns it loaded as a Classifier."""
+    from sortnet.ensemble.build import make_ensemble
+
+    return load(make_ensemble(list(models), out, weights)["path"])
 
 
 def list_models() -> list[dict]:

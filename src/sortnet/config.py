@@ -52,6 +52,7 @@ class TrainConfig:
     max_memory: str = "auto"  # decoded pixels allowed in RAM before streaming from disk: auto | 512M | 2G | 0
     check: bool = True  # check the data first (cached; prints warnings, stops on fatal problems)
     follow_links: bool = False  # follow symbolic links that lead out of the data folder (skipped and listed otherwise)
+    ensemble: int = 1  # train() only: this many models (seeds seed..seed+N-1) sharing the budget, saved as one
 
     def __post_init__(self) -> None:
         if isinstance(self.time_budget, str):
@@ -86,6 +87,7 @@ class TrainConfig:
         _check_number("val_fraction", self.val_fraction, low=0, high=1, high_open=True)
         _check_number("seed", self.seed, low=0, high=2**32 - 1, integer=True)
         _check_number("time_budget", self.time_budget, low=0, low_open=True, hint="seconds, e.g. 60s or 10m")
+        _check_number("ensemble", self.ensemble, low=1, high=64, integer=True, hint="models in the ensemble")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -29,7 +29,6 @@ from safetensors.torch import save as st_save
 from sortnet.atomic import atomic_write_bytes
 from sortnet.jsonsafe import dumps
 from sortnet.modelmeta import FORMAT_VERSION, ModelFileError, ModelMeta
-from sortnet.models.base import SortnetModel
 from sortnet.models.registry import create_model
 from sortnet.version import __version__
 
@@ -59,15 +58,20 @@ def _text_digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def model_tensors(model: SortnetModel) -> dict[str, torch.Tensor]:
+def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """state_dict as contiguous CPU tensors (safetensors refuses shared or strided storage)."""
     return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
 
 
-def build_model(meta: ModelMeta, device: str | torch.device | None = None) -> SortnetModel:
-    """The (untrained) model meta describes; device "meta" builds shapes only, allocating nothing."""
+def build_model(meta: ModelMeta, device: str | torch.device | None = None) -> torch.nn.Module:
+    """The (untrained) model meta describes: a SortnetModel, or an EnsembleModel of them when meta.ensemble is
+    set (sortnet/ensemble/). Device "meta" builds shapes only, allocating nothing."""
     prep = meta.preprocessing
     with torch.device(device or "cpu"):
+        if meta.ensemble is not None:
+            from sortnet.ensemble.model import ensemble_from_meta
+
+            return ensemble_from_meta(meta)
         return create_model(meta.arch, prep.channels, meta.num_classes, prep.img_size, prep.mean, prep.std)
 
 
@@ -77,7 +81,7 @@ def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
             if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
-def save_model(path: str | os.PathLike, model: SortnetModel, meta: ModelMeta) -> Path:
+def save_model(path: str | os.PathLike, model: torch.nn.Module, meta: ModelMeta) -> Path:
     """Write weights + metadata atomically (current format, this sortnet's version, checksums).
 
     Never writes NaN/infinite weights (ModelFileError: a diverged run), nor bare NaN in the metadata JSON.
@@ -178,7 +182,7 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise ModelFileError(f"{path}: weights are unreadable ({e}); the file may be truncated.") from e
 
 
-def load_model(path: str | os.PathLike, verify: bool = True) -> tuple[SortnetModel, ModelMeta]:
+def load_model(path: str | os.PathLike, verify: bool = True) -> tuple[torch.nn.Module, ModelMeta]:
     """Rebuild the model from the file alone (no training code, no pickle); eval mode, CPU."""
     path = Path(path)
     meta = read_metadata(path)

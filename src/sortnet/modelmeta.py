@@ -12,7 +12,9 @@ Stored layout (format_version 2; version 1 = the same without "provenance", with
      "recipe": {...} | null, "metrics": {...}, "data": "photos/" | null,
      "provenance": {"sortnet_version", "created", "weights_source": {"name", "source", "sha256"} | null},
      "weights_sha256": "..."}
-ONNX exports add "quantization" and "exported_tta"; other unknown top-level keys are kept in `extra`.
+ONNX exports add "quantization" and "exported_tta"; an ensemble (arch "ensemble") adds "ensemble": {"members":
+[each member's metadata, validated by this same reader], "weights", "weighting", "sources"}; other unknown
+top-level keys are kept in `extra`.
 
 Usage:
     meta = ModelMeta(classes=["cat", "dog"], preprocessing=prep, arch="cnn-small", tta=TTA(flip=True))
@@ -36,10 +38,12 @@ MAX_CLASSES = 100_000
 MAX_NAME_CHARS = 1_000  # per class name
 MAX_ARCH_CHARS = 10_000  # a layer spec string
 MAX_TTA_SHIFT = 64  # px
+MAX_MEMBERS = 64  # models in one ensemble
+WEIGHTINGS = ("equal", "val")
 BACKGROUNDS = (None, "dark", "light")
 _PREP_FIELDS = ("img_size", "channels", "mean", "std", "resize", "background")
 _KNOWN = ("format_version", "classes", "preprocessing", "arch", "tta", "config", "recipe", "metrics", "data",
-          "provenance", "sortnet_version", "weights_sha256", "quantization", "exported_tta")
+          "provenance", "sortnet_version", "weights_sha256", "quantization", "exported_tta", "ensemble")
 
 
 class ModelFileError(SortnetError):
@@ -59,6 +63,20 @@ class Provenance:
 
 
 @dataclass
+class EnsembleSpec:
+    """An ensemble's members (each a full ModelMeta, never an ensemble itself) and their weights (sum 1)."""
+
+    members: list["ModelMeta"]
+    weights: list[float]
+    weighting: str = "equal"  # equal | val (each member's validation accuracy)
+    sources: list[str | None] = field(default_factory=list)  # the member files it was built from
+
+    def to_dict(self) -> dict:
+        return {"members": [m.to_dict() for m in self.members], "weights": list(self.weights),
+                "weighting": self.weighting, "sources": list(self.sources)}
+
+
+@dataclass
 class ModelMeta:
     classes: list[str]
     preprocessing: Preprocessing
@@ -73,6 +91,7 @@ class ModelMeta:
     weights_sha256: str | None = None  # set by save_model
     quantization: dict | None = None  # ONNX int8 exports: the accuracy report
     exported_tta: TTA | None = None  # ONNX/TorchScript exports: the TTA inside the graph
+    ensemble: EnsembleSpec | None = None  # set for ensembles (arch "ensemble"; see sortnet/ensemble/)
     extra: dict = field(default_factory=dict)  # unknown top-level keys, kept as they were
 
     @property
@@ -100,6 +119,8 @@ class ModelMeta:
             d["quantization"] = self.quantization
         if self.exported_tta is not None:
             d["exported_tta"] = self.exported_tta.to_dict()
+        if self.ensemble is not None:
+            d["ensemble"] = self.ensemble.to_dict()
         return d
 
     @classmethod
@@ -113,7 +134,8 @@ class ModelMeta:
         if not _is_int(version) or not 1 <= version <= FORMAT_VERSION:
             raise ModelFileError(f"{where} has model format {version!r}; this sortnet reads 1..{FORMAT_VERSION}. "
                                  "Upgrade sortnet (or re-export the model).")
-        return cls(classes=check.classes(d.get("classes")), preprocessing=check.preprocessing(d.get("preprocessing")),
+        classes = check.classes(d.get("classes"))
+        return cls(classes=classes, preprocessing=check.preprocessing(d.get("preprocessing")),
                    arch=check.text("arch", d.get("arch"), MAX_ARCH_CHARS),
                    tta=check.tta("tta", d.get("tta")), config=check.optional_object("config", d.get("config")),
                    recipe=check.optional_object("recipe", d.get("recipe")),
@@ -123,6 +145,7 @@ class ModelMeta:
                                                                               d.get("weights_sha256")),
                    quantization=check.optional_object("quantization", d.get("quantization")),
                    exported_tta=check.tta("exported_tta", d.get("exported_tta")),
+                   ensemble=check.ensemble(d.get("ensemble"), classes),
                    extra={k: v for k, v in d.items() if k not in _KNOWN})
 
 
@@ -221,3 +244,30 @@ class _Checker:
                                                              value.get("sortnet_version")),
                           created=self.optional_text("provenance.created", value.get("created")),
                           weights_source=source)
+
+    def ensemble(self, value, classes: list[str]) -> EnsembleSpec | None:
+        """Members validated by ModelMeta.from_dict itself; same classes; one finite weight >= 0 each."""
+        if value is None:
+            return None
+        if not isinstance(value, dict) or set(value) - {"members", "weights", "weighting", "sources"}:
+            raise self.fail("ensemble", "null or an object with fields members, weights, weighting, sources", value)
+        members = value.get("members")
+        if not isinstance(members, list) or not 1 <= len(members) <= MAX_MEMBERS:
+            raise self.fail("ensemble.members", f"a list of 1..{MAX_MEMBERS} member metadata objects", members)
+        metas = [ModelMeta.from_dict(m, where=f"{self.where} (ensemble member {i})") for i, m in enumerate(members)]
+        if any(m.ensemble is not None for m in metas):
+            raise self.fail("ensemble.members", "plain models (an ensemble does not hold ensembles)", "an ensemble")
+        if any(m.classes != classes for m in metas):
+            raise self.fail("ensemble.members", "models of the ensemble's classes, in its order", "other classes")
+        weights = value.get("weights")
+        if (not isinstance(weights, list) or len(weights) != len(metas) or not all(map(_is_number, weights))
+                or min(weights) < 0 or sum(weights) <= 0):
+            raise self.fail("ensemble.weights", f"{len(metas)} finite numbers >= 0 with a positive sum", weights)
+        weighting = value.get("weighting", "equal")
+        if weighting not in WEIGHTINGS:
+            raise self.fail("ensemble.weighting", " or ".join(WEIGHTINGS), weighting)
+        sources = value.get("sources") or [None] * len(metas)
+        if not isinstance(sources, list) or len(sources) != len(metas):
+            raise self.fail("ensemble.sources", f"a list of {len(metas)} paths or nulls", sources)
+        return EnsembleSpec(metas, [float(w) for w in weights], weighting,
+                            [self.optional_text("ensemble.sources", x) for x in sources])

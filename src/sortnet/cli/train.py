@@ -43,6 +43,8 @@ TRAIN_HELP = {
                "(class-balanced sampling) | weights (class-weighted loss) | none",
     "max_memory": "decoded images allowed in RAM before training streams them from an on-disk cache "
                   "(auto = min(25%% of available RAM, 1G); e.g. 4G, or 0 to always stream)",
+    "ensemble": "train N models (seeds SEED..SEED+N-1) on one prepared split, each with 1/N of --time-budget; "
+                "RUN_DIR/model.safetensors is their ensemble (averaged probabilities), RUN_DIR/member-K/ each member",
     "check": "check the data first (cached: counts, unreadable files, duplicates, leakage; see `sortnet check`)",
     "follow_links": "follow symbolic links that lead out of the data folder (by default they are skipped and "
                     "listed; links inside it are followed, each real folder once)",

@@ -77,7 +77,11 @@ def _fit_config(bundle: DataBundle, settings: dict) -> TrainConfig:
         given = ", ".join(f"{k}={settings[k]!r} (bundle: {bundle.settings[k]!r})" for k in conflicts)
         raise ConfigError(f"fit() got data settings that differ from the prepared bundle: {given}; "
                           f"call sortnet.prepare again with them")
-    return TrainConfig.from_dict({**bundle.settings, **settings})
+    cfg = TrainConfig.from_dict({**bundle.settings, **settings})
+    if cfg.ensemble != 1:
+        raise ConfigError("fit() trains one model; for an ensemble use sortnet.train(data, ensemble=N) or "
+                          "combine fitted models with sortnet.ensemble(...)")
+    return cfg
 
 
 def _train(trainer: Trainer, run_dir: Path | None) -> None:

@@ -14,7 +14,7 @@ from sortnet.models.registry import validate_arch
 from sortnet.training.callbacks import Callback
 from sortnet.training.fit import fit, read_run_file
 from sortnet.training.prepare import prepare
-from sortnet.training.rundir import (MODEL_FILE, check_new_run_dir, default_run_dir, make_run_dir,
+from sortnet.training.rundir import (MODEL_FILE, RUN_FILE, check_new_run_dir, default_run_dir, make_run_dir,
                                      remove_unfinished)
 
 __all__ = ["train", "default_run_dir", "check_new_run_dir", "MODEL_FILE"]
@@ -24,6 +24,9 @@ def train(data: str | None = None, *, out: str | None = None, resume: str | None
           callbacks: list[Callback] | None = None, **settings):
     """Train a classifier on a folder or built-in dataset; see TrainConfig for every setting."""
     if resume is not None:
+        if (Path(resume) / "member-1").is_dir() and not (Path(resume) / RUN_FILE).exists():
+            raise ConfigError(f"{resume} is an ensemble run: resume each unfinished member with --resume "
+                              f"{resume}/member-K, then combine them with `sortnet ensemble`")
         saved = read_run_file(Path(resume))
         overrides = {k: v for k, v in settings.items() if k in ("progress", "device")}
         bundle = prepare(saved["data"], **dict(saved["config"], **overrides))
@@ -38,6 +41,10 @@ def train(data: str | None = None, *, out: str | None = None, resume: str | None
     check_new_run_dir(run_dir, str(data))
     created = make_run_dir(run_dir)
     try:
+        if cfg.ensemble > 1:
+            from sortnet.ensemble.train import train_ensemble
+
+            return train_ensemble(data, run_dir, settings, callbacks)
         bundle = prepare(data, **settings)
         return fit(bundle, out=run_dir, callbacks=callbacks, **settings)
     except BaseException:

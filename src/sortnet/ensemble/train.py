@@ -1,0 +1,93 @@
+"""`sortnet train DATA --ensemble N`: N models (seeds seed .. seed+N-1) on one prepared split, one ensemble.
+
+The data is prepared once; each member is an ordinary run folder RUN/member-<k>/ (its own model file,
+checkpoint, metrics; resumable alone) trained with its share of --time-budget (what is left, split evenly
+among the members still to train). RUN/model.safetensors is their ensemble (equal weights), evaluated on
+the validation and test splits; metrics.json holds every member's numbers, the ensemble's, and its gain.
+
+Usage:
+    clf = train_ensemble("fashion-mnist", "runs/fm-ens", {"ensemble": 3, "time_budget": 600})
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sortnet.atomic import atomic_write_text
+from sortnet.config import TrainConfig
+from sortnet.ensemble.build import ensemble_from_members
+from sortnet.evaluation.metrics import compute_metrics
+from sortnet.infer.batch import predict_logits
+from sortnet.modelfile import save_model
+
+FINAL_RESERVE = 0.05  # of the budget, kept for evaluating the ensemble at the end
+MEMBER_PREFIX = "member-"
+
+
+def _ensemble_metrics(model, bundle) -> dict:
+    out = {}
+    for split in ("val", "test"):
+        data = getattr(bundle, split)
+        if data is not None and len(data):
+            logits = predict_logits(model, data.images, torch.device("cpu"), batch_size=256)
+            out[split] = compute_metrics(data.labels, torch.softmax(logits, 1).numpy(), bundle.classes)
+    return out
+
+
+def _summary(members: list, ens: dict) -> dict:
+    rows = {}
+    for split in ("val", "test"):
+        accs = [c.metrics[split]["accuracy"] for c in members if split in c.metrics]
+        if split in ens and accs:
+            rows[split] = {"members": [round(a, 4) for a in accs], "best_member": round(max(accs), 4),
+                           "ensemble": round(ens[split]["accuracy"], 4),
+                           "gain_points": round(100 * (ens[split]["accuracy"] - max(accs)), 2)}
+    return rows
+
+
+def train_ensemble(data: str, run_dir: Path, settings: dict, callbacks=None):
+    """Prepare once, fit `settings["ensemble"]` members, write RUN/model.safetensors (their ensemble)."""
+    from sortnet.classifier import Classifier
+    from sortnet.training.fit import fit
+    from sortnet.training.prepare import prepare
+
+    started = time.perf_counter()
+    cfg = TrainConfig.from_dict(settings)
+    count = cfg.ensemble
+    bundle = prepare(data, **settings)
+    members = []
+    for k in range(count):
+        budget = None
+        if cfg.time_budget:
+            left = cfg.time_budget * (1 - FINAL_RESERVE) - (time.perf_counter() - started)
+            budget = max(2.0, left / (count - k))
+        if cfg.progress:
+            print(f"\n== ensemble member {k + 1}/{count}: seed {cfg.seed + k}"
+                  + (f", {budget:.0f} s" if budget else "") + " ==", flush=True)
+        member_settings = dict(settings, ensemble=1, seed=cfg.seed + k, time_budget=budget)
+        member_dir = run_dir / f"{MEMBER_PREFIX}{k + 1}"
+        member_dir.mkdir(parents=True, exist_ok=True)
+        members.append(fit(bundle, out=member_dir, callbacks=callbacks, **member_settings))
+    names = [str(run_dir / f"{MEMBER_PREFIX}{k + 1}" / "model.safetensors") for k in range(count)]
+    model, meta = ensemble_from_members([(c.model, c.meta) for c in members], "equal", names)
+    metrics = _ensemble_metrics(model, bundle)
+    meta = meta.replace(metrics={k: {"accuracy": v["accuracy"]} for k, v in metrics.items()}, config=cfg.to_dict())
+    path = save_model(run_dir / "model.safetensors", model, meta)
+    summary = _summary(members, metrics)
+    atomic_write_text(run_dir / "metrics.json", json.dumps(
+        {"ensemble": {**metrics, "summary": summary}, "members": [c.metrics for c in members],
+         "seconds": round(time.perf_counter() - started, 1)}, indent=2, default=_plain))
+    if cfg.progress:
+        for split, s in summary.items():
+            print(f"ensemble of {count}: {split} accuracy {s['ensemble']:.4f} (members {s['members']}, "
+                  f"{s['gain_points']:+.2f} points over the best)", flush=True)
+        print(f"model file: {path}", flush=True)
+    return Classifier(model, meta, run_dir, {**metrics, "summary": summary})
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else str(value)
