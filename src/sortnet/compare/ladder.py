@@ -30,7 +30,11 @@ from sortnet.errors import SortnetError
 EVAL_IMAGES = 2000  # held-out rows every rung is scored on (stratified; the whole split when smaller)
 END_RESERVE_S = 4.0  # table, plot and files at the end
 MIN_FIT_S = 3.0  # a rung never gets less training time than this
-FIRST_OVERHEAD = (5.0, 0.1)  # a rung's non-training time before any was measured: 5 s + 10% of its share
+# A rung's time outside training, estimated from its network's measured forward speed: fixed costs (model
+# build, planning, saving, the latency measurement with its in-memory ONNX export) plus forward passes for
+# step planning (~8 steps of forward + backward) and the final validation (2 views), with a safety factor.
+FIXED_OVERHEAD_S = 6.0
+OVERHEAD_SAFETY = 1.5
 # Forward passes per training image a rung's share must pay for, when its rows are made again at another
 # size (a pretrained net at 224 px on a large small-image set): features of a few augmented views for a
 # frozen backbone; several epochs of forward + backward (~3 forwards each) for full fine-tuning.
@@ -62,7 +66,6 @@ class Ladder:
         self.fit_settings, self.progress = fit_settings, progress
         self.seed = int(bundle.settings.get("seed", 0))
         self.val_rows = stratified_rows(bundle.val.labels, eval_images, self.seed)
-        self.overheads: dict[tuple, float] = {}  # measured non-training seconds per input kind
         self.bundles: dict[tuple, DataBundle] = {}
 
     def remaining(self) -> float:
@@ -100,8 +103,7 @@ class Ladder:
         bundle = self.bundle_for(plan, share)
         key = (bundle.preprocessing.img_size, bundle.preprocessing.channels)
         share = max(MIN_FIT_S, share - (time.perf_counter() - t0))
-        overhead = self.overheads.get(key, FIRST_OVERHEAD[0] + FIRST_OVERHEAD[1] * share)
-        fit_budget = max(MIN_FIT_S, share - overhead)
+        fit_budget = max(MIN_FIT_S, share - self.overhead(plan.arch, bundle))
         self.say(f"\n== rung {plan.rung.name}: {plan.arch}, {len(bundle.train)} train images at "
                  f"{key[0]} px, {fit_budget:.0f} s of training ==")
         row = base_row(plan, bundle)
@@ -112,9 +114,14 @@ class Ladder:
             self.say(f"  rung {plan.rung.name} failed: {e}")
         wall = time.perf_counter() - t0
         row["wall_seconds"] = round(wall, 1)
-        if "train_seconds" in row:
-            self.overheads[key] = max(0.0, wall - row["train_seconds"])
         return row
+
+    def overhead(self, arch: str, bundle: DataBundle) -> float:
+        """Estimated seconds of the rung outside training (see FIXED_OVERHEAD_S)."""
+        p = bundle.preprocessing
+        ips = forward_images_per_second(arch, p.img_size, p.channels, len(bundle.classes))
+        forwards = 2 * len(bundle.val) + 8 * 3 * min(len(bundle.train), 256)
+        return FIXED_OVERHEAD_S + OVERHEAD_SAFETY * forwards / ips
 
     def train_and_measure(self, plan: RungPlan, bundle: DataBundle, fit_budget: float) -> dict:
         from sortnet.training.fit import fit
