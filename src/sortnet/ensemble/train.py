@@ -1,8 +1,9 @@
 """`sortnet train DATA --ensemble N`: N models (seeds seed .. seed+N-1) on one prepared split, one ensemble.
 
 The data is prepared once; each member is an ordinary run folder RUN/member-<k>/ (its own model file,
-checkpoint, metrics; resumable alone) trained with its share of --time-budget (what is left, split evenly
-among the members still to train). RUN/model.safetensors is their ensemble (equal weights), evaluated on
+checkpoint, metrics; resumable alone) trained with its share of --time-budget, which covers the whole
+command: what is left, split evenly among the members still to train, less their measured time outside
+training and the final evaluation (see _member_budget). RUN/model.safetensors is their ensemble (equal weights), evaluated on
 the validation and test splits; metrics.json holds every member's numbers, the ensemble's, and its gain.
 
 Usage:
@@ -24,7 +25,8 @@ from sortnet.evaluation.metrics import compute_metrics
 from sortnet.infer.batch import predict_logits
 from sortnet.modelfile import save_model
 
-FINAL_RESERVE = 0.05  # of the budget, kept for evaluating the ensemble at the end
+FIRST_OVERHEAD = 0.15  # share of a member's time expected outside training before one was measured
+FINAL_EVAL = 0.6  # the final ensemble evaluation, per member, as a share of one member's non-training time
 MEMBER_PREFIX = "member-"
 
 
@@ -49,6 +51,19 @@ def _summary(members: list, ens: dict) -> dict:
     return rows
 
 
+def _member_budget(total: float | None, started: float, count: int, k: int, overheads: list[float]) -> float | None:
+    """Training seconds for member k: what is left of the whole budget, less the time each remaining member
+    spends outside training (planning, its evaluation and files: measured on the members so far) and the
+    ensemble's own evaluation at the end (about FINAL_EVAL x a member's evaluation for each member)."""
+    if not total:
+        return None
+    left = total - (time.perf_counter() - started)
+    per_member = left / (count - k)
+    overhead = sum(overheads) / len(overheads) if overheads else FIRST_OVERHEAD * per_member
+    final = FINAL_EVAL * overhead * count
+    return max(2.0, (left - final) / (count - k) - overhead)
+
+
 def train_ensemble(data: str, run_dir: Path, settings: dict, callbacks=None):
     """Prepare once, fit `settings["ensemble"]` members, write RUN/model.safetensors (their ensemble)."""
     from sortnet.classifier import Classifier
@@ -59,19 +74,18 @@ def train_ensemble(data: str, run_dir: Path, settings: dict, callbacks=None):
     cfg = TrainConfig.from_dict(settings)
     count = cfg.ensemble
     bundle = prepare(data, **settings)
-    members = []
+    members, overheads = [], []
     for k in range(count):
-        budget = None
-        if cfg.time_budget:
-            left = cfg.time_budget * (1 - FINAL_RESERVE) - (time.perf_counter() - started)
-            budget = max(2.0, left / (count - k))
+        budget = _member_budget(cfg.time_budget, started, count, k, overheads)
         if cfg.progress:
             print(f"\n== ensemble member {k + 1}/{count}: seed {cfg.seed + k}"
-                  + (f", {budget:.0f} s" if budget else "") + " ==", flush=True)
+                  + (f", {budget:.0f} s of training" if budget else "") + " ==", flush=True)
         member_settings = dict(settings, ensemble=1, seed=cfg.seed + k, time_budget=budget)
         member_dir = run_dir / f"{MEMBER_PREFIX}{k + 1}"
         member_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
         members.append(fit(bundle, out=member_dir, callbacks=callbacks, **member_settings))
+        overheads.append(max(0.0, time.perf_counter() - t0 - members[-1].metrics["train_seconds"]))
     names = [str(run_dir / f"{MEMBER_PREFIX}{k + 1}" / "model.safetensors") for k in range(count)]
     model, meta = ensemble_from_members([(c.model, c.meta) for c in members], "equal", names)
     metrics = _ensemble_metrics(model, bundle)
