@@ -35,6 +35,7 @@ MIN_FIT_S = 3.0  # a rung never gets less training time than this
 # step planning (~8 steps of forward + backward) and the final validation (2 views), with a safety factor.
 FIXED_OVERHEAD_S = 6.0
 OVERHEAD_SAFETY = 1.5
+MIN_OVERHEAD_SHARE, MAX_OVERHEAD_SHARE = 0.15, 0.4  # the estimate kept within these shares of a rung's time
 # Forward passes per training image a rung's share must pay for, when its rows are made again at another
 # size (a pretrained net at 224 px on a large small-image set): features of a few augmented views for a
 # frozen backbone; several epochs of forward + backward (~3 forwards each) for full fine-tuning.
@@ -103,7 +104,8 @@ class Ladder:
         bundle = self.bundle_for(plan, share)
         key = (bundle.preprocessing.img_size, bundle.preprocessing.channels)
         share = max(MIN_FIT_S, share - (time.perf_counter() - t0))
-        fit_budget = max(MIN_FIT_S, share - self.overhead(plan.arch, bundle))
+        overhead = min(MAX_OVERHEAD_SHARE * share, max(MIN_OVERHEAD_SHARE * share, self.overhead(plan.arch, bundle)))
+        fit_budget = max(MIN_FIT_S, share - overhead)
         self.say(f"\n== rung {plan.rung.name}: {plan.arch}, {len(bundle.train)} train images at "
                  f"{key[0]} px, {fit_budget:.0f} s of training ==")
         row = base_row(plan, bundle)
@@ -146,19 +148,24 @@ def base_row(plan: RungPlan, bundle: DataBundle | None) -> dict:
     return row
 
 
-def forward_images_per_second(arch: str, img_size: int, channels: int, classes: int, batch: int = 8) -> float:
-    """Measured inference throughput of a randomly initialised `arch` (same cost as trained) on this CPU."""
+def forward_images_per_second(arch: str, img_size: int, channels: int, classes: int, batch: int = 32,
+                              repeats: int = 3) -> float:
+    """Measured inference throughput of a randomly initialised `arch` (same cost as trained) on this CPU:
+    the best of `repeats` timed batches (one slow call on a busy machine must not decide a plan)."""
     import torch
 
     from sortnet.models.registry import create_model
 
     model = create_model(arch, channels, classes, img_size, (0.5,) * channels, (0.25,) * channels).eval()
     x = torch.randint(0, 256, (batch, channels, img_size, img_size), dtype=torch.uint8)
+    best = math.inf
     with torch.no_grad():
         model(x)  # warm-up
-        t0 = time.perf_counter()
-        model(x)
-    return batch / max(time.perf_counter() - t0, 1e-6)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(x)
+            best = min(best, time.perf_counter() - t0)
+    return batch / max(best, 1e-6)
 
 
 def default_out(data: str) -> Path:
