@@ -47,6 +47,7 @@ class TrainConfig:
     balance: str = "auto"  # auto | sampler | weights | none: class-imbalance handling
     max_memory: str = "auto"  # decoded pixels allowed in RAM before streaming from disk: auto | 512M | 2G | 0
     check: bool = True  # check the data first (cached; prints warnings, stops on fatal problems)
+    report: bool = True  # write RUN_DIR/report.html at the end (sortnet report; only when there is a run folder)
 
     def __post_init__(self) -> None:
         if isinstance(self.time_budget, str):

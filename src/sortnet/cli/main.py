@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sortnet.cli import check, datasets, evaluate, export, models, predict, serve, train
+from sortnet.cli import check, datasets, evaluate, export, models, predict, report, serve, train
 from sortnet.errors import USER_ERRORS
 from sortnet.version import __version__
 
 # Order = order in `sortnet --help`. A new verb: a module with register(sub) and run(args), listed here.
-VERBS = (train, check, evaluate, predict, export, serve, models, datasets)
+VERBS = (train, check, evaluate, report, predict, export, serve, models, datasets)
 
 
 def build_parser() -> argparse.ArgumentParser:

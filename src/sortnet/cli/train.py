@@ -43,6 +43,8 @@ TRAIN_HELP = {
     "max_memory": "decoded images allowed in RAM before training streams them from an on-disk cache "
                   "(auto = min(25%% of available RAM, 1G); e.g. 4G, or 0 to always stream)",
     "check": "check the data first (cached: counts, unreadable files, duplicates, leakage; see `sortnet check`)",
+    "report": "write RUN_DIR/report.html at the end: curves, metrics, confusion matrix, top losses, weights, "
+              "dreams (see `sortnet report`)",
 }
 
 
@@ -69,7 +71,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a model on a folder or built-in dataset",
                        description="Train a classifier. Writes RUN_DIR/model.safetensors, checkpoint.pt, "
-                                   "metrics.json and TensorBoard logs.")
+                                   "metrics.json, TensorBoard logs and report.html (see `sortnet report`).")
     add_train_args(p)
     p.set_defaults(func=run)
 

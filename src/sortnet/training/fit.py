@@ -2,7 +2,7 @@
 
 One builder (`build_trainer`) assembles new and resumed runs alike: model, recipe, Trainer, the standard
 callbacks (progress bar; with a run folder also TensorBoard and checkpoints; with a budget the time keeper)
-and the user's callbacks. fit() leaves the process as it found it: torch's global RNG and thread count are
+and the user's callbacks. With a run folder the run ends with RUN_DIR/report.html (report=False skips it). fit() leaves the process as it found it: torch's global RNG and thread count are
 restored afterwards.
 
 Usage:
@@ -28,7 +28,7 @@ from sortnet.models.registry import create_model, input_normalization, model_def
 from sortnet.training.budget import TimeBudget, plan_steps
 from sortnet.training.callbacks import Callback, CheckpointSaver, ProgressBar, TensorBoardLogger
 from sortnet.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from sortnet.training.finish import finish_run
+from sortnet.training.finish import MODEL_FILE, finish_run
 from sortnet.training.recipe import Recipe, resolve_recipe
 from sortnet.training.trainer import Trainer, resolve_balance
 
@@ -65,6 +65,10 @@ def fit(bundle: DataBundle, *, out: str | Path | None = None, callbacks: list[Ca
         _announce(cfg, bundle, trainer, device, dtype, run_dir, resumed=resume)
         _train(trainer, run_dir)
         result = finish_run(trainer, bundle, cfg, run_dir)
+        if run_dir is not None and cfg.report:
+            from sortnet.reporting.after_training import report_after_training
+
+            report_after_training(result, bundle, run_dir / MODEL_FILE, progress=cfg.progress, check=cfg.check)
     return Classifier.from_training(result)
 
 
