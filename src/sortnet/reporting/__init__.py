@@ -17,16 +17,10 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-REPORT_FILE = "report.html"
-IMAGES_DIR = "report_images"
+from sortnet.reporting.layout import IMAGES_DIR, REPORT_FILE, report_path_for
 
 __all__ = ["report", "make_report", "report_path_for", "REPORT_FILE", "IMAGES_DIR", "ReportOptions",
            "ReportResult", "ReportInputs", "ReportError"]
-
-
-def report_path_for(model_path: str | Path) -> Path:
-    """Where the report of a model file lives by default: report.html beside it."""
-    return Path(model_path).parent / REPORT_FILE
 
 
 def make_report(model, data: str, out: str | Path | None = None, *, device: str = "cpu", tta: bool = True,

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from sortnet.atomic import atomic_write_bytes, atomic_write_text
 from sortnet.version import __version__
-from sortnet.reporting import IMAGES_DIR, REPORT_FILE
+from sortnet.reporting.layout import IMAGES_DIR, REPORT_FILE
 from sortnet.reporting import sections as sec
 from sortnet.reporting.collect import ReportInputs
 from sortnet.reporting.html import Section, render_page

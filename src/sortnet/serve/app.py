@@ -149,7 +149,7 @@ def serve_model(model: str, *, host: str = "127.0.0.1", port: int = 8000, runtim
     limits.workers = limits.workers or usable_cores()
     threads = max(1, usable_cores() // limits.workers)  # workers x threads = cores: no oversubscription under load
     predictor = Predictor.from_file(model, runtime=runtime, threads=threads, invert=invert, tta=tta)
-    from sortnet.reporting import report_path_for
+    from sortnet.reporting.layout import report_path_for
 
     app = create_app(predictor, limits, report=report_path_for(model))
     if host not in ("127.0.0.1", "localhost", "::1"):

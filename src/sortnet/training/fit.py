@@ -2,13 +2,13 @@
 
 One builder (`build_trainer`) assembles new and resumed runs alike: model, recipe, Trainer, the standard
 callbacks (progress bar; with a run folder also TensorBoard and checkpoints; with a budget the time keeper)
-and the user's callbacks. With a run folder the run ends with RUN_DIR/report.html (report=False skips it). fit() leaves the process as it found it: torch's global RNG and thread count are
-restored afterwards.
+and the user's callbacks. With a run folder the run ends with RUN_DIR/report.html (report=False skips it).
+fit() leaves the process as it found it: torch's global RNG and thread count are restored afterwards.
 
 Usage:
     bundle = sortnet.prepare("photos/")
     clf = sortnet.fit(bundle, model="cnn-small", epochs=5, callbacks=[EarlyStopping(patience=2)])
-    clf = sortnet.fit(bundle, out="runs/photos", time_budget="2m")      # + model file, checkpoints, logs
+    clf = sortnet.fit(bundle, out="runs/photos", time_budget="2m")      # + model file, checkpoints, logs, report
 """
 from __future__ import annotations
 
