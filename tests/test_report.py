@@ -187,9 +187,28 @@ def test_report_in_chromium_loads_every_image_and_fetches_nothing(linear_run, tm
             ids = page.eval_on_selector_all("section", "s => s.map(x => x.id)")
             shot = tmp_path / "report.png"
             page.screenshot(path=str(shot), full_page=True)
+            served_title = _serve_page_report_link(browser, run)
         finally:
             browser.close()
     assert ids == SECTIONS
     assert len(widths) == len(list((run / IMAGES_DIR).glob("*.png"))) and all(w > 0 for w in widths), widths
     assert not blocked and all(u.startswith(("file://", "data:")) for u in requests), requests
     assert Image.open(shot).size[0] == 1200 and shot.stat().st_size > 10_000
+    assert served_title.startswith("sortnet report")
+
+
+def _serve_page_report_link(browser, run: Path) -> str:
+    """`sortnet serve`'s page for the run's model shows a report link; following it opens the report."""
+    pytest.importorskip("fastapi")
+    from modelkit import running_server
+
+    from sortnet.infer.predictor import Predictor
+    from sortnet.serve.app import create_app
+
+    app = create_app(Predictor.from_file(run / "model.safetensors"), report=run / REPORT_FILE)
+    with running_server(app) as url:
+        page = browser.new_page()
+        page.goto(url + "/", timeout=15_000)
+        page.locator("#report-link").click(timeout=10_000)
+        page.wait_for_url(url + "/report", timeout=10_000)
+        return page.title()

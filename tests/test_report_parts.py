@@ -12,6 +12,7 @@ from sklearn import metrics as skm
 
 from sortnet.models.registry import create_model
 from sortnet.reporting.calibration import expected_calibration_error, reliability_bins
+from sortnet.reporting.charts import curves_png, history_series
 from sortnet.reporting.dreams import class_dreams, gaussian_blur
 from sortnet.reporting.gradcam import find_target_layer, grad_cam
 from sortnet.reporting.html import Figure, Section, Table, render_page
@@ -185,6 +186,18 @@ def test_dreams_are_seeded_and_time_bounded():
     c = class_dreams(model, (0.3,), (0.25,), steps=10**6, seconds=0.3, seed=3, img_size=16, progress=False)
     assert time.perf_counter() - t0 < 5 and 1 <= c.steps_done < 10**6
     assert all(p.requires_grad for p in model.head.parameters())  # parameters' flags restored
+
+
+def test_curves_read_todays_and_older_history_keys():
+    new = [{"epoch": 1, "loss": 2.0, "accuracy": 0.5, "val_accuracy": 0.6, "lr": 0.1},
+           {"epoch": 2, "loss": 1.0, "accuracy": 0.7, "val_accuracy": 0.8, "lr": 0.0}]
+    old = [{"epoch": 1, "train_loss": 2.0, "train_acc": 0.5, "val_acc": 0.6, "lr": 0.1}]
+    assert history_series(new, ("accuracy", "train_acc"))[1].tolist() == [0.5, 0.7]
+    x, y = history_series(old, ("val_accuracy", "val_acc"))
+    assert x.tolist() == [1.0] and y.tolist() == [0.6]
+    x, y = history_series(new, ("val_loss",))  # absent key: nothing drawn
+    assert len(x) == len(y) == 0
+    assert curves_png([]) is None and curves_png(new)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_html_escapes_text_and_fetches_nothing():
