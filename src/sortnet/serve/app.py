@@ -4,8 +4,9 @@ Endpoints: POST /predict (multipart `file`, or several `files`, or raw image byt
 GET /model (classes, input size, metrics); GET /health; GET / (drop/pick images or use the camera);
 GET /report (the model's `sortnet report` page, when report.html lies beside the model file; the page
 links it); GET /docs and /openapi.json (OpenAPI). The model (and its report) is chosen at start-up: no
-endpoint loads a model or a file from a path or URL. Limits: body bytes (413 before decoding), pixels (400), non-images (400, generic text),
-workers + bounded queue (503 at once when full), a request timeout (503).
+endpoint loads a model or a file from a path or URL. Limits: body bytes (413 before decoding), pixels
+(400), non-images (400, generic text), workers + bounded queue (503 at once when full), a request
+timeout (503).
 
 Usage:
     sortnet serve runs/x/model.safetensors [--host 127.0.0.1] [--port 8000]
