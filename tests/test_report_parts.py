@@ -200,6 +200,23 @@ def test_curves_read_todays_and_older_history_keys():
     assert curves_png([]) is None and curves_png(new)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_options_zero_turns_parts_off_and_negative_is_refused():
+    from sortnet.data.preprocess import Preprocessing
+    from sortnet.modelmeta import ModelMeta
+    from sortnet.reporting.build import ReportOptions
+    from sortnet.reporting.collect import ReportError, ReportInputs
+    from sortnet.reporting.sections import samples_section, top_losses_section
+
+    with pytest.raises(ReportError, match="samples_per_class must be >= 0"):
+        ReportOptions(samples_per_class=-1)
+    y, probs = _random_probs(3, 12, 5)
+    meta = ModelMeta(classes=["a", "b", "c"], preprocessing=Preprocessing(8, 1, (0.3,), (0.25,)), arch="linear")
+    inputs = ReportInputs(_model("linear", 1, 8), meta, np.zeros((12, 1, 8, 8), np.uint8), y, probs)
+    assert top_losses_section(inputs, 0).paragraphs == ["Turned off (--top-losses 0)."]
+    assert samples_section(inputs, 0, seed=0).figures == []
+    assert len(samples_section(inputs, 2, seed=0).figures) == 1
+
+
 def test_html_escapes_text_and_fetches_nothing():
     evil = '<img src=x onerror="alert(1)">&'
     page = render_page(f"report {evil}", [Section("s1", evil, paragraphs=[evil], items=[evil],

@@ -37,6 +37,13 @@ class ReportOptions:
     check: bool = True  # run the (cached) data check on folders for the summary
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        from sortnet.reporting.collect import ReportError
+
+        for name in ("top_losses", "samples_per_class", "dream_steps", "dream_seconds"):
+            if getattr(self, name) < 0:
+                raise ReportError(f"{name} must be >= 0 (0 turns that part off), got {getattr(self, name)}")
+
 
 @dataclass
 class ReportResult:

@@ -127,7 +127,7 @@ def top_losses_section(inputs: ReportInputs, count: int, cols: int = 8) -> Secti
     s = Section("top-losses", "5. Top losses")
     idx = top_losses(inputs.labels, inputs.probs, count)
     if len(idx) == 0:
-        s.paragraphs.append("No misclassified images.")
+        s.paragraphs.append("No misclassified images." if count > 0 else "Turned off (--top-losses 0).")
         return s
     classes, pred = inputs.classes, inputs.predicted[idx]
     cams = grad_cam(inputs.model, inputs.images[idx], pred)
@@ -148,6 +148,9 @@ def top_losses_section(inputs: ReportInputs, count: int, cols: int = 8) -> Secti
 
 def samples_section(inputs: ReportInputs, per_kind: int, seed: int) -> Section:
     s = Section("samples", "7. Sample predictions")
+    if per_kind <= 0:
+        s.paragraphs.append("Turned off (--samples 0).")
+        return s
     picks = samples_per_class(inputs.labels, inputs.probs, per_kind, seed)
     shown = sorted(picks)[:SAMPLE_CLASSES_SHOWN]
     classes, cols = inputs.classes, 2 * per_kind
