@@ -13,14 +13,16 @@ Usage:
     sortnet.ladder("photos/", time_budget="5m")          # linear -> mlp -> CNN -> pretrained: one table
     sortnet.curve("photos/")                             # accuracy vs training-set size
     sortnet.ensemble(["a.safetensors", "b.safetensors"], out="ens.safetensors")
+    sortnet.report(clf, "photos/")                       # RUN_DIR/report.html: curves, failures, weights, dreams
 """
 from __future__ import annotations
 
 from sortnet.version import __version__  # noqa: F401 - sortnet.__version__
 
 # list_models / list_datasets, not models / datasets: those names are the sortnet.models package.
-__all__ = ["train", "prepare", "fit", "Callback", "EarlyStopping", "check", "evaluate", "predict", "load", "list_models", "list_datasets", "Classifier",
-           "Prediction", "Predictor", "TrainConfig", "ladder", "curve", "ensemble"]
+__all__ = ["train", "prepare", "fit", "Callback", "EarlyStopping", "check", "evaluate", "predict", "report", "load",
+           "list_models", "list_datasets", "Classifier", "Prediction", "Predictor", "TrainConfig", "ladder", "curve",
+           "ensemble"]
 
 
 def train(data=None, **kwargs):
@@ -72,6 +74,14 @@ def predict(model, paths, top_k: int = 3, invert: str = "auto", device: str = "c
     items = paths if isinstance(paths, (list, tuple)) else [paths]
     options = {"invert": invert, "device": device, "tta": tta, **({"runtime": runtime} if runtime else {})}
     return as_predictor(model, **options).predict_paths(list(items), top_k, follow_links=follow_links)
+
+
+def report(model, data, out=None, **kwargs):
+    """Write OUT/report.html (default: beside the model file) for a model file or Classifier on a folder or
+    built-in dataset's test split; returns its path. Options: see `sortnet report --help`."""
+    from sortnet.reporting import report as _report
+
+    return _report(model, data, out, **kwargs)
 
 
 def load(path):

@@ -53,6 +53,7 @@ class TrainConfig:
     check: bool = True  # check the data first (cached; prints warnings, stops on fatal problems)
     follow_links: bool = False  # follow symbolic links that lead out of the data folder (skipped and listed otherwise)
     ensemble: int = 1  # train() only: this many models (seeds seed..seed+N-1) sharing the budget, saved as one
+    report: bool = True  # write RUN_DIR/report.html at the end (sortnet report; only when there is a run folder)
 
     def __post_init__(self) -> None:
         if isinstance(self.time_budget, str):

@@ -48,6 +48,8 @@ TRAIN_HELP = {
     "check": "check the data first (cached: counts, unreadable files, duplicates, leakage; see `sortnet check`)",
     "follow_links": "follow symbolic links that lead out of the data folder (by default they are skipped and "
                     "listed; links inside it are followed, each real folder once)",
+    "report": "write RUN_DIR/report.html at the end: curves, metrics, confusion matrix, top losses, weights, "
+              "dreams (see `sortnet report`)",
 }
 
 
@@ -74,7 +76,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a model on a folder or built-in dataset",
                        description="Train a classifier. Writes RUN_DIR/model.safetensors, checkpoint.pt, "
-                                   "metrics.json and TensorBoard logs.")
+                                   "metrics.json, TensorBoard logs and report.html (see `sortnet report`).")
     add_train_args(p)
     p.set_defaults(func=run)
 

@@ -2,9 +2,10 @@
 
 Endpoints: POST /predict (multipart `file`, or several `files`, or raw image bytes) -> top-k classes;
 GET /model (classes, input size, metrics); GET /health; GET / (drop/pick images or use the camera);
-GET /docs and /openapi.json (OpenAPI). The model is chosen at start-up: no endpoint loads a model from a
-path or URL. Limits: body bytes (413 before decoding), body read deadline (408, before a worker slot is
-taken), header deadline and connection cap (uvicorn, serve/deadlines.py), pixels per image (400) and per
+GET /report (the model's `sortnet report` page, when report.html lies beside the model file; the page
+links it); GET /docs and /openapi.json (OpenAPI). The model (and its report) is chosen at start-up: no
+endpoint loads a model or a file from a path or URL. Limits: body bytes (413 before decoding), body read
+deadline (408, before a worker slot is taken), header deadline and connection cap (uvicorn, serve/deadlines.py), pixels per image (400) and per
 request (413) read from the headers before decoding, decoded pixels across in-flight requests (503),
 non-images (400, generic text), workers + bounded queue (503 at once when full), a request timeout (503).
 Each image is decoded, shrunk to the model's input and dropped before the next one is decoded, and
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -121,13 +123,18 @@ def _busy() -> JSONResponse:
                         status_code=503, headers={"Retry-After": "1"})
 
 
-def create_app(predictor, limits: ServeLimits | None = None) -> FastAPI:
-    """The FastAPI app serving `predictor` (a sortnet Predictor, fixed for the app's lifetime)."""
+def create_app(predictor, limits: ServeLimits | None = None, report: str | Path | None = None) -> FastAPI:
+    """The FastAPI app serving `predictor` (a sortnet Predictor, fixed for the app's lifetime).
+
+    report: a `sortnet report` HTML file served at GET /report (fixed at start-up, like the model).
+    """
     limits = limits or ServeLimits()
     if limits.workers <= 0:
         limits.workers = usable_cores()
     gate, budget = Gate(limits.workers, limits.queue), PixelBudget(limits.max_total_pixels)
     info = _model_info(predictor, limits)
+    report_file = Path(report) if report is not None and Path(report).is_file() else None
+    info["report"] = "report" if report_file else None  # relative URL, so the page works behind a path prefix
     app = FastAPI(title="sortnet", version=str(info["sortnet_version"] or ""),
                   description="Image classifier: POST an image to /predict for its top classes.")
     app.state.gate, app.state.budget, app.state.predictor, app.state.limits = gate, budget, predictor, limits
@@ -136,6 +143,12 @@ def create_app(predictor, limits: ServeLimits | None = None) -> FastAPI:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
         return HTMLResponse(PAGE_HTML)
+
+    @app.get("/report", response_class=HTMLResponse, include_in_schema=False)
+    def report_page() -> HTMLResponse:
+        if report_file is None or not report_file.is_file():
+            raise HTTPException(404, "no report for this model; make one with `sortnet report MODEL DATA`")
+        return HTMLResponse(report_file.read_text(encoding="utf-8"))
 
     @app.get("/health")
     def health() -> dict:
@@ -192,7 +205,9 @@ def serve_model(model: str, *, host: str = "127.0.0.1", port: int = 8000, runtim
     limits.workers = limits.workers or usable_cores()
     threads = max(1, usable_cores() // limits.workers)  # workers x threads = cores: no oversubscription under load
     predictor = Predictor.from_file(model, runtime=runtime, threads=threads, invert=invert, tta=tta)
-    app = create_app(predictor, limits)
+    from sortnet.reporting.layout import report_path_for
+
+    app = create_app(predictor, limits, report=report_path_for(model))
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {host}: anyone who can reach this machine can use the model", flush=True)
     print(f"sortnet serve: {len(predictor.classes)} classes, runtime {predictor.runtime}; "

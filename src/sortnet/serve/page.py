@@ -133,6 +133,10 @@ fetch("model").then((r) => r.json()).then((m) => {
   const acc = m.metrics && m.metrics.test ? ", test accuracy " + (100 * m.metrics.test.accuracy).toFixed(1) + "%" : "";
   $("info").textContent = m.num_classes + " classes (" + m.classes.slice(0, 12).join(", ") +
     (m.classes.length > 12 ? ", ..." : "") + "), " + m.input.img_size + " px" + acc + ", " + m.runtime;
+  if (m.report) {
+    const link = document.createElement("a"); link.id = "report-link"; link.href = m.report;
+    link.textContent = "model report"; $("info").append(" \u00b7 ", link);
+  }
 }).catch(() => { $("info").textContent = "model info unavailable"; });
 </script>
 </body>

@@ -1,7 +1,8 @@
 """The end of a run: held-out metrics (with TTA), the model file, metrics.json and the closing summary.
 
 Usage:
-    result = finish_run(trainer, bundle, cfg, run_dir)   # {"model", "meta": ModelMeta, "run_dir", "metrics", "skipped"}
+    result = finish_run(trainer, bundle, cfg, run_dir)
+    # {"model", "meta": ModelMeta, "run_dir", "metrics", "skipped", "probs": {split: float [N, K]} (for the report)}
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def finish_run(trainer: Trainer, bundle: DataBundle, cfg: TrainConfig, run_dir: 
     metrics = {"train_seconds": round(train_seconds, 2), "epochs": trainer.epoch, "best": trainer.best,
                "history": trainer.history}
     tta = trainer.tta()
+    held_out_probs = {}  # split -> float [N, K], kept for the report (same predictions as the metrics)
     for split in ("val", "test"):
         data_set = getattr(bundle, split)
         if data_set is not None and len(data_set):
@@ -38,6 +40,7 @@ def finish_run(trainer: Trainer, bundle: DataBundle, cfg: TrainConfig, run_dir: 
                                     batch_size=eval_batch_size(data_set.images))
             probs = torch.softmax(logits, 1).numpy()
             metrics[split] = compute_metrics(data_set.labels, probs, bundle.classes)
+            held_out_probs[split] = probs
     model = trainer.model
     prep = bundle.preprocessing
     mean, std = input_normalization(trainer.recipe.model, prep.mean, prep.std)
@@ -56,7 +59,8 @@ def finish_run(trainer: Trainer, bundle: DataBundle, cfg: TrainConfig, run_dir: 
         model_path = save_model(Path(run_dir) / MODEL_FILE, model, meta)
         atomic_write_text(Path(run_dir) / METRICS_FILE, dumps({**metrics, "skipped_files": skipped}, indent=2))
     _final_summary(cfg, metrics, bundle, model_path, train_seconds)
-    return {"model": model, "meta": meta, "run_dir": run_dir, "metrics": metrics, "skipped": skipped}
+    return {"model": model, "meta": meta, "run_dir": run_dir, "metrics": metrics, "skipped": skipped,
+            "probs": held_out_probs}
 
 
 def _final_summary(cfg: TrainConfig, metrics: dict, bundle: DataBundle, model_path: Path | None,

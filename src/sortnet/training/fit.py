@@ -2,13 +2,13 @@
 
 One builder (`build_trainer`) assembles new and resumed runs alike: model, recipe, Trainer, the standard
 callbacks (progress bar; with a run folder also TensorBoard and checkpoints; with a budget the time keeper)
-and the user's callbacks. fit() leaves the process as it found it: torch's global RNG and thread count are
-restored afterwards.
+and the user's callbacks. With a run folder the run ends with RUN_DIR/report.html (report=False skips it).
+fit() leaves the process as it found it: torch's global RNG and thread count are restored afterwards.
 
 Usage:
     bundle = sortnet.prepare("photos/")
     clf = sortnet.fit(bundle, model="cnn-small", epochs=5, callbacks=[EarlyStopping(patience=2)])
-    clf = sortnet.fit(bundle, out="runs/photos", time_budget="2m")      # + model file, checkpoints, logs
+    clf = sortnet.fit(bundle, out="runs/photos", time_budget="2m")      # + model file, checkpoints, logs, report
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from sortnet.training.callbacks import Callback, CheckpointSaver, ProgressBar, T
 from sortnet.training.checkpoint import CheckpointError, load_checkpoint
 from sortnet.training.finish import finish_run
 from sortnet.training.recipe import Recipe, resolve_recipe
-from sortnet.training.rundir import CHECKPOINT_NAME, RUN_FILE
+from sortnet.training.rundir import CHECKPOINT_NAME, MODEL_FILE, RUN_FILE
 from sortnet.training.trainer import Trainer, resolve_balance
 
 WHITEN_SAMPLE = 5000  # images used to estimate patch statistics for whitening init
@@ -67,6 +67,10 @@ def fit(bundle: DataBundle, *, out: str | Path | None = None, callbacks: list[Ca
         _announce(cfg, bundle, trainer, device, dtype, run_dir, resumed=resume)
         _train(trainer, run_dir)
         result = finish_run(trainer, bundle, cfg, run_dir)
+        if run_dir is not None and cfg.report:
+            from sortnet.reporting.after_training import report_after_training
+
+            report_after_training(result, bundle, run_dir / MODEL_FILE, progress=cfg.progress, check=cfg.check)
     return Classifier.from_training(result)
 
 

@@ -1,0 +1,17 @@
+"""Where a report goes: DIR/report.html, its PNGs in DIR/report_images/, and by default DIR = the model's folder.
+
+Usage:
+    from sortnet.reporting.layout import REPORT_FILE, report_path_for
+    report_path_for("runs/fm/model.safetensors")      # runs/fm/report.html
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+REPORT_FILE = "report.html"
+IMAGES_DIR = "report_images"
+
+
+def report_path_for(model_path: str | Path) -> Path:
+    """Where the report of a model file lives by default: report.html beside it."""
+    return Path(model_path).parent / REPORT_FILE

@@ -1,0 +1,98 @@
+"""The report's summary: the data (counts, data-check warnings), the model (parameters, FLOPs, file size),
+the training (settings, recipe, time) and where each number came from.
+
+FLOPs are counted, not estimated: one forward pass of one image under torch.utils.flop_counter's
+FlopCounterMode (matrix multiplies and convolutions, 2 FLOPs per multiply-add); test-time
+augmentation runs that many forward passes per image (`tta_views`).
+
+Usage:
+    s = model_summary(model, meta, img_size=28, model_path=path)   # {"parameters": ..., "flops_per_image": ...}
+    s = data_summary("photos/", labels, classes, skipped)          # counts + `sortnet check` warnings
+    s = training_summary(meta, run_dir)                           # settings, recipe, seconds, history
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from sortnet.infer.batch import tta_views
+from sortnet.modelmeta import ModelMeta
+
+SETTINGS = ("model", "epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "label_smoothing",
+            "augment", "tta", "img_size", "channels", "val_fraction", "seed", "time_budget", "balance", "precision")
+
+
+def count_flops(model: torch.nn.Module, channels: int, img_size: int) -> int:
+    """FLOPs of one forward pass on one image [1, C, S, S] (model in eval mode, CPU)."""
+    x = torch.zeros(1, channels, img_size, img_size)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.eval()(x)
+    return int(counter.get_total_flops())
+
+
+def model_summary(model: torch.nn.Module, meta: ModelMeta, img_size: int, channels: int,
+                  model_path: str | os.PathLike | None = None) -> dict:
+    params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    views = len(tta_views(torch.zeros(1, channels, img_size, img_size), meta.tta))
+    out = {"arch": meta.arch, "parameters": int(params), "trainable_parameters": int(trainable),
+           "flops_per_image": count_flops(model, channels, img_size), "tta_views": views,
+           "input": f"{img_size}x{img_size} px, {channels} channel{'s' if channels > 1 else ''}",
+           "classes": meta.num_classes, "sortnet_version": meta.provenance.sortnet_version}
+    if model_path is not None and Path(model_path).is_file():
+        out["file"] = str(model_path)
+        out["file_bytes"] = Path(model_path).stat().st_size
+    return out
+
+
+def _is_checkable(data: str) -> bool:
+    from sortnet.data.builtin import builtin_name
+
+    is_builtin = builtin_name(str(data)) is not None and not any(sep in str(data) for sep in ("/", os.sep))
+    return not is_builtin and Path(data).expanduser().exists()
+
+
+def data_summary(data: str, labels: np.ndarray, classes: list[str], skipped: list[dict],
+                 check: bool = True, progress: bool = False, split: str | None = None) -> dict:
+    """Counts of the evaluated images per class; for folders and CSVs also `sortnet check`'s counts and warnings."""
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=len(classes))
+    out = {"source": str(data), "split": split, "images": int(len(labels)), "classes": len(classes),
+           "per_class": {c: int(n) for c, n in zip(classes, counts)}, "skipped": list(skipped), "check": None}
+    if check and _is_checkable(str(data)):
+        from sortnet.data.check import run_check
+
+        r = run_check(str(data), progress=progress).report
+        table = {split_name: {c: e["readable"] for c, e in per.items()} for split_name, per in r["classes"].items()}
+        out["check"] = {"files": r["files"], "readable": r["readable"], "counts": table,
+                        "warnings": list(r["warnings"]), "fatal": list(r["fatal"])}
+    return out
+
+
+def read_run_folder(run_dir: str | os.PathLike | None) -> dict:
+    """metrics.json and run.json of a training run folder ({} for what is missing or unreadable)."""
+    out: dict = {}
+    if run_dir is None:
+        return out
+    for name in ("metrics.json", "run.json"):
+        path = Path(run_dir) / name
+        try:
+            out[name] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def training_summary(meta: ModelMeta, run: dict) -> dict:
+    """Settings and recipe (from the model file), time, epochs and per-epoch history (from the run folder)."""
+    metrics = run.get("metrics.json", {})
+    config = meta.config or run.get("run.json", {}).get("config") or {}
+    recipe = meta.recipe or run.get("run.json", {}).get("recipe") or {}
+    return {"data": meta.data, "settings": {k: config[k] for k in SETTINGS if k in config},
+            "recipe": dict(recipe), "seconds": metrics.get("train_seconds"), "epochs": metrics.get("epochs"),
+            "best": metrics.get("best"), "history": list(metrics.get("history", [])),
+            "final": {k: meta.metrics[k] for k in ("val", "test") if k in meta.metrics}}
