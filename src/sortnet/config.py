@@ -47,6 +47,11 @@ class TrainConfig:
     balance: str = "auto"  # auto | sampler | weights | none: class-imbalance handling
     max_memory: str = "auto"  # decoded pixels allowed in RAM before streaming from disk: auto | 512M | 2G | 0
     check: bool = True  # check the data first (cached; prints warnings, stops on fatal problems)
+    # ImageNet weights: None = auto (photos get the bundled pretrained backbone; a model's own default),
+    # True = --pretrained, False = --no-pretrained (random init)
+    pretrained: bool | None = None
+    weights: str | None = None  # a local weights file used instead of a download (air-gapped machines)
+    finetune: str = "auto"  # pretrained models: auto | head (frozen backbone, cached features) | full
 
     def __post_init__(self) -> None:
         if isinstance(self.time_budget, str):
@@ -59,6 +64,11 @@ class TrainConfig:
         _check_choice("balance", self.balance, ("auto", "sampler", "weights", "none"))
         if str(self.max_memory).strip().lower() != "auto":
             parse_size(self.max_memory, "max_memory")
+        _check_choice("finetune", self.finetune, ("auto", "head", "full"))
+        if self.pretrained not in (None, True, False):
+            raise ConfigError(f"pretrained must be true, false or None (auto), got {self.pretrained!r}")
+        if self.weights is not None and self.pretrained is False:
+            raise ConfigError("--weights gives pretrained weights; it cannot be combined with --no-pretrained")
         if self.group_by is not None:
             try:
                 re.compile(self.group_by)

@@ -42,6 +42,11 @@ class Recipe:
     tta_flip: bool
     tta_shift: int
     total_steps: int | None = None  # set by --time-budget: may end inside an epoch
+    pretrained: bool = False  # the body starts from ImageNet weights (sortnet.models.pretrained)
+    finetune: str = "none"  # pretrained: "head" (frozen body, cached features) | "full" (then all layers)
+    views: int = 0  # head: views per training image whose features are cached (orig, flip, crops)
+    layer_lr: list[float] | None = None  # lr multipliers of consecutive body chunks (early -> late); head: 1
+    bn_frozen: bool = False  # BatchNorm running statistics kept (eval mode) while training
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,9 +81,12 @@ def _augmentation(cfg: TrainConfig, bundle: DataBundle) -> tuple[bool, int, bool
 def resolve_recipe(cfg: TrainConfig, bundle: DataBundle, device: torch.device,
                    length: float | None = None) -> Recipe:
     """length: planned passes over the data when a time budget decides it (else the epochs chosen here)."""
+    from sortnet.training.choice import resolve_choice
+
     size = bundle.preprocessing.img_size
-    arch = cfg.model if cfg.model != "auto" else auto_model(size, device)
-    d = model_defaults(arch)
+    choice = resolve_choice(cfg, bundle, device)
+    arch = choice.arch
+    d = model_defaults(arch, choice.pretrained)
     n_train = len(bundle.train)
     batch = d.batch_small if size <= SMALL_IMAGE_PX else d.batch_large
     # small sets: at least ~8 steps per epoch, and a power of two >= 16
@@ -106,6 +114,7 @@ def resolve_recipe(cfg: TrainConfig, bundle: DataBundle, device: torch.device,
         rrc=rrc,
         tta_flip=cfg.tta and flip,
         tta_shift=1 if cfg.tta and translate > 0 else 0,
+        pretrained=choice.pretrained,
     )
     return fit_to_length(recipe, cfg, float(length if length is not None else recipe.epochs))
 
