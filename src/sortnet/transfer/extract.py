@@ -17,7 +17,6 @@ Usage:
 from __future__ import annotations
 
 import io
-import os
 import time
 import warnings
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sortnet.atomic import atomic_write_bytes
+from sortnet.parallel import usable_cores
 from sortnet.training.augment import random_resized_crop
 
 EVAL_VIEWS = ("orig", "flip")
@@ -67,13 +67,6 @@ class FeatureGraph(nn.Module):
         return self.body(self.normalize(x))
 
 
-def _cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
 def _export(graph: FeatureGraph, example: torch.Tensor, cache_file: Path | None) -> bytes | None:
     """The ONNX graph (from cache_file when there; the export takes ~5-10 s on 2 cores), None if it fails."""
     if cache_file is not None and cache_file.is_file():
@@ -105,7 +98,7 @@ def _onnx_session(graph: FeatureGraph, example: torch.Tensor, cache_file: Path |
         return None
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads, opts.inter_op_num_threads = _cores(), 1
+    opts.intra_op_num_threads, opts.inter_op_num_threads = usable_cores(), 1
     # no busy-waiting between operators: on a shared machine spinning threads steal the cores the work
     # needs (EfficientNet-Lite0 at load 10 on 2 cores: 14.8 img/s without spinning, 8.9 with)
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")

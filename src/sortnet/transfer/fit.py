@@ -24,7 +24,7 @@ import torch
 
 from sortnet.atomic import atomic_write_text
 from sortnet.models.pretrained import load_pretrained
-from sortnet.models.registry import input_normalization
+from sortnet.models.registry import create_model, input_normalization
 from sortnet.transfer.extract import FeatureExtractor, train_views
 from sortnet.transfer.featcache import backbone_key, cached_features, features_dir
 from sortnet.transfer.finetune import LAYER_LR, choose_finetune, finetune_recipe
@@ -113,7 +113,6 @@ def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, cal
                    reason: str = "") -> dict:
     """Train recipe.model from its pretrained weights on bundle; the finish_model result dict."""
     from sortnet.training.finish import finish_model
-    from sortnet.training.fit import build_model
 
     t0 = time.perf_counter()
     log = _Log(cfg.progress)
@@ -121,7 +120,8 @@ def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, cal
     def budget_left():
         return None if not cfg.time_budget else cfg.time_budget - (time.perf_counter() - t0)
 
-    model = build_model(recipe.model, bundle, pretrained=True)
+    prep = _model_prep(bundle, recipe)
+    model = create_model(recipe.model, prep.channels, len(bundle.classes), prep.img_size, prep.mean, prep.std)
     origin = load_pretrained(model, recipe.model, bundle.preprocessing.img_size, cfg.weights, cfg.progress)
     if state is not None:
         mode, why = "full", "resumed"
