@@ -95,3 +95,25 @@ def test_cli_train_predict_export_int8_evaluate(photos, tmp_path) -> None:
     out = run_cli("export", model, "--format", "onnx", "--quantize", "int8", "--calibration", photos).stdout
     assert "int8" in out
     assert "accuracy" in run_cli("evaluate", model, photos).stdout
+
+
+@pytest.mark.slow  # ~30-100 s on a shared 2-core machine (a Trainer epoch, checkpoints, two graph exports)
+def test_full_finetune_from_a_weights_file(photos, tmp_path, capsys) -> None:
+    """--weights FILE (a torchvision-layout state dict), --finetune full: head first, then every layer."""
+    import torch
+    from torchvision.models import resnet18
+
+    import sortnet
+
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet18.pth"
+    torch.save(resnet18(weights=None).state_dict(), weights)
+    clf = sortnet.train(str(photos), out=str(tmp_path / "run"), model="resnet18", weights=str(weights),
+                        img_size=72, finetune="full", epochs=1, batch_size=4, check=False)
+    out = capsys.readouterr().out
+    assert "finetune: full (--finetune full)" in out and "fine-tuning every layer: 1 epoch(s)" in out
+    meta = read_metadata(tmp_path / "run" / "model.safetensors")
+    assert meta.provenance.weights_source["source"] == f"file:{weights.resolve()}"
+    assert meta.recipe["finetune"] == "full" and meta.recipe["layer_lr"] == [0.01, 0.1]
+    assert meta.recipe["bn_frozen"] is True and meta.preprocessing.mean == (0.485, 0.456, 0.406)
+    assert len(clf.metrics["history"]) == 1
