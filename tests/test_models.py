@@ -153,9 +153,3 @@ def test_resnet_stem_depends_on_img_size() -> None:
     big = _make("resnet18", 1, size=96)  # small means <= SMALL_IMAGE_PX (64) everywhere
     assert big.body.conv1.kernel_size == (7, 7) and big.body.conv1.in_channels == 1
     assert big.features(_pixels(1, 1, 96)).shape == (1, 512)
-
-
-def test_pretrained_hook_refuses_for_now() -> None:
-    factory = next(info.factory for info in list_models() if info.name == "resnet18")
-    with pytest.raises(NotImplementedError, match="pretrained"):
-        factory(3, 32, pretrained=True)

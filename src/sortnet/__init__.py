@@ -118,7 +118,8 @@ def list_models() -> list[dict]:
     """Registered model names with descriptions (any layer spec string works too)."""
     from sortnet.models.registry import list_models
 
-    return [{"name": m.name, "description": m.description, "kind": m.kind} for m in list_models()]
+    return [{"name": m.name, "description": m.description, "kind": m.kind,
+             "imagenet_weights": m.defaults.pretrained} for m in list_models()]
 
 
 def list_datasets(data_root: str | None = None) -> list[dict]:

@@ -54,6 +54,11 @@ class TrainConfig:
     follow_links: bool = False  # follow symbolic links that lead out of the data folder (skipped and listed otherwise)
     ensemble: int = 1  # train() only: this many models (seeds seed..seed+N-1) sharing the budget, saved as one
     report: bool = True  # write RUN_DIR/report.html at the end (sortnet report; only when there is a run folder)
+    # ImageNet weights: None = auto (photos get the bundled pretrained backbone; a model's own default),
+    # True = --pretrained, False = --no-pretrained (random init)
+    pretrained: bool | None = None
+    weights: str | None = None  # a local weights file used instead of a download (air-gapped machines)
+    finetune: str = "auto"  # pretrained models: auto | head (frozen backbone, cached features) | full
 
     def __post_init__(self) -> None:
         if isinstance(self.time_budget, str):
@@ -66,6 +71,11 @@ class TrainConfig:
         _check_choice("balance", self.balance, ("auto", "sampler", "weights", "none"))
         if str(self.max_memory).strip().lower() != "auto":
             parse_size(self.max_memory, "max_memory")
+        _check_choice("finetune", self.finetune, ("auto", "head", "full"))
+        if self.pretrained not in (None, True, False):
+            raise ConfigError(f"pretrained must be true, false or None (auto), got {self.pretrained!r}")
+        if self.weights is not None and self.pretrained is False:
+            raise ConfigError("--weights gives pretrained weights; it cannot be combined with --no-pretrained")
         if self.group_by is not None:
             try:
                 re.compile(self.group_by)

@@ -7,7 +7,8 @@ ModelFileError line naming the field. The writer (`to_dict`) gives the JSON stor
 
 Stored layout (format_version 2; version 1 = the same without "provenance", with a top-level
 "sortnet_version"):
-    {"format_version": 2, "classes": [...], "preprocessing": {img_size, channels, mean, std, resize, background},
+    {"format_version": 2, "classes": [...],
+     "preprocessing": {img_size, channels, mean, std, resize, background, crop},
      "arch": "cnn-small" | layer spec, "tta": {"flip", "shift"} | null, "config": {...} | null,
      "recipe": {...} | null, "metrics": {...}, "data": "photos/" | null,
      "provenance": {"sortnet_version", "created", "weights_source": {"name", "source", "sha256"} | null},
@@ -40,8 +41,9 @@ MAX_ARCH_CHARS = 10_000  # a layer spec string
 MAX_TTA_SHIFT = 64  # px
 MAX_MEMBERS = 64  # models in one ensemble
 WEIGHTINGS = ("equal", "val")
+MIN_CROP = 0.2  # Preprocessing.crop: centre-crop fraction of the shorter side
 BACKGROUNDS = (None, "dark", "light")
-_PREP_FIELDS = ("img_size", "channels", "mean", "std", "resize", "background")
+_PREP_FIELDS = ("img_size", "channels", "mean", "std", "resize", "background", "crop")
 _KNOWN = ("format_version", "classes", "preprocessing", "arch", "tta", "config", "recipe", "metrics", "data",
           "provenance", "sortnet_version", "weights_sha256", "quantization", "exported_tta", "ensemble")
 
@@ -215,8 +217,11 @@ class _Checker:
         background = value.get("background")
         if background not in BACKGROUNDS:
             raise self.fail("background", "null, 'dark' or 'light'", background)
+        crop = value.get("crop", 1.0)  # files written before the centre crop existed: the whole shorter side
+        if not _is_number(crop) or not MIN_CROP <= crop <= 1.0:
+            raise self.fail("crop", f"a number in {MIN_CROP}..1", crop)
         return Preprocessing(img_size=size, channels=channels, mean=stats["mean"], std=stats["std"], resize=resize,
-                             background=background)
+                             background=background, crop=float(crop))
 
     def stats(self, name: str, value, channels: int) -> tuple[float, ...]:
         if not isinstance(value, (list, tuple)) or len(value) not in (1, channels) or not all(map(_is_number, value)):

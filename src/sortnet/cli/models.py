@@ -27,4 +27,5 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['name']:<{width}}  {r['description']}")
     print("\nor any layer spec, e.g. --model 'conv32 conv32 maxpool drop0.25 conv64 maxpool flatten dense128 drop0.5'")
+    print("or any timm model when timm is installed, e.g. --model timm:convnext_nano (its ImageNet weights by default)")
     return 0

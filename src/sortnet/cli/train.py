@@ -25,7 +25,8 @@ TRAIN_HELP = {
     "label_smoothing": "label smoothing for the loss (default: 0.1; 0 for runs of <= 6 epochs)",
     "augment": "auto | none | flip | crop | flip+crop | rrc+flip (auto: no flips for digits)",
     "tta": "average flipped/shifted views at evaluation",
-    "img_size": "square input side in px (default: median image size if <= 64, else 128)",
+    "img_size": "square input side in px (default: median image size if <= 64; photos: the pretrained model's "
+                "own size, 224, or 128 from scratch)",
     "channels": "1 (grey) or 3 (colour) (default: from the images)",
     "val_fraction": "fraction of each class held out for validation when there is no val/ folder",
     "seed": "random seed (same seed on CPU -> same result)",
@@ -50,6 +51,11 @@ TRAIN_HELP = {
                     "listed; links inside it are followed, each real folder once)",
     "report": "write RUN_DIR/report.html at the end: curves, metrics, confusion matrix, top losses, weights, "
               "dreams (see `sortnet report`)",
+    "pretrained": "start from ImageNet weights (default: yes for photos, with the bundled efficientnet-lite0; "
+                  "torchvision/timm models download theirs once, then work offline); --no-pretrained: random init",
+    "weights": "local file of pretrained weights (.pth state dict or .safetensors) used instead of a download",
+    "finetune": "pretrained models: head (frozen backbone, features cached, a linear head in seconds) | full "
+                "(then every layer, discriminative learning rates) | auto (by data size, device and --time-budget)",
 }
 
 
@@ -62,7 +68,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly where it stopped")
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
+        if f.type in ("bool", bool, "bool | None"):
             p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default,
                            help=TRAIN_HELP[f.name])
             continue

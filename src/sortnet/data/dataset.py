@@ -80,3 +80,5 @@ class DataBundle:
     notes: list[str] = field(default_factory=list)  # human-readable facts (split used, sizes chosen)
     data: str = ""  # what the user gave: folder, CSV or built-in name (set by sortnet.prepare)
     settings: dict = field(default_factory=dict)  # the data settings it was prepared with (see config.DATA_SETTINGS)
+    # the model prepare chose for model="auto" and why: {"arch", "pretrained", "reason"} (None: chosen by fit)
+    choice: dict | None = None

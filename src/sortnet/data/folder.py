@@ -145,7 +145,7 @@ def check_train_classes(scan: FolderScan) -> list[str]:
     return classes
 
 
-def _even_sample(items: list[str], k: int) -> list[str]:
+def even_sample(items: list[str], k: int) -> list[str]:
     if len(items) <= k:
         return list(items)
     return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, k).round().astype(int))]
@@ -158,7 +158,7 @@ def choose_size_channels(paths: list[str], img_size: int | None, channels: int |
     if img_size is not None and channels is not None:
         return int(img_size), int(channels), notes
     infos = []
-    for path in _even_sample(paths, AUTO_SAMPLE):
+    for path in even_sample(paths, AUTO_SAMPLE):
         try:
             infos.append(probe_image(path, max_pixels))
         except BadImageError:

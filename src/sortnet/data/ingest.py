@@ -51,7 +51,8 @@ class Ingested:
 
 def ingest_key(paths: list[str], prep: Preprocessing, max_pixels: int | None) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([prep.img_size, prep.channels, prep.resize, max_pixels]).encode())
+    h.update(json.dumps([prep.img_size, prep.channels, prep.resize, max_pixels]
+                        + ([prep.crop] if prep.crop != 1.0 else [])).encode())  # old keys stay valid
     for p in paths:
         h.update(json.dumps([os.path.abspath(p), (stat_key(p) or [-1, -1])[:2]]).encode())
     return h.hexdigest()[:24]

@@ -79,11 +79,12 @@ def _decode(listed: ListedFiles, prep: Preprocessing, budget: int, progress: boo
 
 
 def load_listed(listed: ListedFiles, *, source: str, img_size=None, channels=None, progress=True, max_pixels=None,
-                max_memory=None, cache_dir=None) -> tuple[dict[str, ImageSet], Preprocessing, list, list[str]]:
+                max_memory=None, cache_dir=None, crop: float = 1.0
+                ) -> tuple[dict[str, ImageSet], Preprocessing, list, list[str]]:
     """(sets by split, preprocessing without stats, skipped files, notes) for a file list."""
     train_paths = [p for p, s in zip(listed.paths, listed.splits) if s == "train"]
     size, chans, notes = choose_size_channels(train_paths, img_size, channels, max_pixels)
-    prep = Preprocessing(img_size=size, channels=chans)
+    prep = Preprocessing(img_size=size, channels=chans, crop=crop)
     images, kept, skipped, note = _decode(listed, prep, memory_budget(max_memory), progress, max_pixels, cache_dir)
     if note:
         notes.append(note)

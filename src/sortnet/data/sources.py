@@ -91,14 +91,14 @@ def border_background(images: np.ndarray) -> str:
     return "dark" if float(np.median(np.concatenate([r.ravel() for r in rings]))) < 128 else "light"
 
 
-def _fit_preprocessing(train: ImageSet, img_size: int, channels: int) -> Preprocessing:
+def _fit_preprocessing(train: ImageSet, img_size: int, channels: int, crop: float = 1.0) -> Preprocessing:
     images = train.images
     if is_on_disk(images) and len(images) > STATS_SAMPLE_ON_DISK:  # an even sample, not a full pass over disk
         pick = np.linspace(0, len(images) - 1, STATS_SAMPLE_ON_DISK).round().astype(np.int64)
         images = as_rows(images).subset(pick)  # still on disk: channel_stats reads it chunk by chunk
     mean, std = channel_stats(images)
     return Preprocessing(img_size=img_size, channels=channels, mean=mean, std=std,
-                         background=border_background(train.images))
+                         background=border_background(train.images), crop=crop)
 
 
 def _convert_set(s: ImageSet, prep: Preprocessing, progress: bool) -> ImageSet:
@@ -120,11 +120,12 @@ def _split_note(val_fraction: float, seed: int) -> str:
     return f"validation: {val_fraction:.0%} stratified split of train, seed {seed}"
 
 
-def _load_builtin(key: str, img_size, channels, val_fraction, seed, data_root, download, progress) -> DataBundle:
+def _load_builtin(key: str, img_size, channels, val_fraction, seed, data_root, download, progress,
+                  crop: float = 1.0) -> DataBundle:
     arrays = read_builtin(key, data_root=data_root, download=download, progress=progress)
     spec = arrays.spec
     size, chans = int(img_size or spec.img_size), int(channels or spec.channels)
-    prep = Preprocessing(img_size=size, channels=chans)
+    prep = Preprocessing(img_size=size, channels=chans, crop=crop)
     full = _convert_set(arrays.train, prep, progress)
     test = _convert_set(arrays.test, prep, progress)
     train_idx, val_idx = stratified_split(full.labels, val_fraction, seed)
@@ -137,7 +138,7 @@ def _load_builtin(key: str, img_size, channels, val_fraction, seed, data_root, d
         notes.append(f"converted from native {spec.img_size} px x {spec.channels} channel(s) "
                      f"to {size} px x {chans} channel(s)")
     return DataBundle(train=train, val=val, test=test, classes=list(spec.classes),
-                      preprocessing=_fit_preprocessing(train, size, chans), source=f"builtin:{spec.name}",
+                      preprocessing=_fit_preprocessing(train, size, chans, crop), source=f"builtin:{spec.name}",
                       notes=notes)
 
 
@@ -164,7 +165,7 @@ def _split_train(train: ImageSet, val_fraction: float, seed: int, group_by: str 
 
 
 def _load_listed_source(data: str, img_size, channels, val_fraction, seed, progress, max_pixels, group_by,
-                        dup_groups, max_memory, cache_dir, follow_links: bool = False) -> DataBundle:
+                        dup_groups, max_memory, cache_dir, follow_links: bool = False, crop: float = 1.0) -> DataBundle:
     """A label CSV or an image folder (the one way both load): pixels resident when they fit the memory
     budget, else streamed from the on-disk ingest cache (see sortnet.data.listsource)."""
     csv = is_csv_source(data)
@@ -172,7 +173,7 @@ def _load_listed_source(data: str, img_size, channels, val_fraction, seed, progr
     source = source_name(Path(data), "csv" if csv else "folder")
     sets, prep, skipped, notes = load_listed(listed, source=source, img_size=img_size, channels=channels,
                                              progress=progress, max_pixels=max_pixels, max_memory=max_memory,
-                                             cache_dir=cache_dir)
+                                             cache_dir=cache_dir, crop=crop)
     train, val = sets["train"], sets.get("val")
     if val is None:
         train, val, split_notes = _split_train(train, val_fraction, seed, group_by, dup_groups)
@@ -188,7 +189,7 @@ def _load_listed_source(data: str, img_size, channels, val_fraction, seed, progr
     if skipped:
         notes.append(f"skipped {len(skipped)} file(s); see the skipped list")
     return DataBundle(train=train, val=val, test=test, classes=list(listed.classes),
-                      preprocessing=_fit_preprocessing(train, prep.img_size, prep.channels), source=source,
+                      preprocessing=_fit_preprocessing(train, prep.img_size, prep.channels, crop), source=source,
                       skipped=skipped, notes=notes)
 
 
@@ -201,7 +202,7 @@ def load_data(data: str, *, img_size: int | None = None, channels: int | None = 
               seed: int = 0, data_root: str | None = None, download: bool = True, progress: bool = True,
               max_pixels: int | None = None, group_by: str | None = None, dup_groups: dict | None = None,
               max_memory: str | int | None = None, cache_dir: str | None = None,
-              follow_links: bool = False) -> DataBundle:
+              follow_links: bool = False, crop: float = 1.0) -> DataBundle:
     """Train/val/test data from a built-in dataset name, an image folder or a label CSV, with fitted Preprocessing.
 
     img_size/channels None = native size for built-ins, auto-chosen for folders. Raises DataError.
@@ -209,6 +210,7 @@ def load_data(data: str, *, img_size: int | None = None, channels: int | None = 
     dup_groups: {path: cluster id} of duplicate/near-duplicate files, also kept on one side (from `check`);
     max_memory: decoded bytes allowed in RAM ("auto", "2G", ...) before streaming from the on-disk cache.
     follow_links: follow symbolic links that lead out of a data folder (skipped with a reason otherwise).
+    crop: centre-crop fraction of the shorter side (Preprocessing.crop; pretrained nets' evaluation crop).
     """
     if channels is not None and channels not in (1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
@@ -216,11 +218,11 @@ def load_data(data: str, *, img_size: int | None = None, channels: int | None = 
         raise DataError(f"img_size must be {MIN_IMG_SIZE}..{MAX_IMG_SIZE} pixels, got {img_size}")
     key = builtin_name(data)
     if key is not None:
-        return _load_builtin(key, img_size, channels, val_fraction, seed, data_root, download, progress)
+        return _load_builtin(key, img_size, channels, val_fraction, seed, data_root, download, progress, crop)
     if not Path(data).expanduser().exists():
         raise _not_found(str(data))
     return _load_listed_source(str(data), img_size, channels, val_fraction, seed, progress, max_pixels,
-                               group_by, dup_groups, max_memory, cache_dir, follow_links)
+                               group_by, dup_groups, max_memory, cache_dir, follow_links, crop)
 
 
 def _remap_labels(s: ImageSet, classes: list[str], where: str) -> ImageSet:
@@ -250,3 +252,22 @@ def load_eval_data(data: str, prep: Preprocessing, classes: list[str], *, data_r
     images, skipped, _ = read_folder_eval(data, prep, list(classes), progress=progress, max_pixels=max_pixels,
                                           follow_links=follow_links)
     return images, skipped
+
+
+def median_image_side(data: str) -> float | None:
+    """Median shorter side (px) of up to AUTO_SAMPLE training images of a folder or label CSV (headers only);
+    None for built-in names, missing paths and folders without readable images."""
+    from sortnet.data.decode import BadImageError, probe_image
+    from sortnet.data.folder import AUTO_SAMPLE, even_sample
+
+    if builtin_name(str(data)) is not None or not Path(data).expanduser().exists():
+        return None
+    listed = read_csv_source(str(data)) if is_csv_source(str(data)) else listed_from_folder(str(data))
+    sides = []
+    for path in even_sample([p for p, s in zip(listed.paths, listed.splits) if s == "train"], AUTO_SAMPLE):
+        try:
+            info = probe_image(path)
+        except BadImageError:
+            continue
+        sides.append(min(info.width, info.height))
+    return float(np.median(sides)) if sides else None

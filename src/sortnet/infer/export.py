@@ -3,8 +3,9 @@
 The exported graph (sortnet.infer.graph) takes raw uint8 pixels already resized as the model's
 preprocessing says and does the rest itself. Input contract (the resize is NOT in the graph, so it stays
 bit-identical to training): decode the file, apply EXIF orientation, convert to "L" (channels=1) or "RGB"
-(channels=3), scale the shorter side to img_size with Pillow's bilinear filter and centre-crop
-(resize="shorter_center_crop"; "stretch" resizes both sides), i.e. `sortnet.data.preprocess.image_to_array`.
+(channels=3), scale the shorter side to img_size / preprocessing.crop with Pillow's bilinear filter and
+centre-crop img_size (resize="shorter_center_crop"; "stretch" resizes both sides), i.e.
+`sortnet.data.preprocess.image_to_array`.
 The ONNX metadata_props carry everything needed to do that without sortnet: "sortnet" (the full model
 metadata JSON), "sortnet.classes", "sortnet.preprocessing", "sortnet.input" (the contract in words).
 

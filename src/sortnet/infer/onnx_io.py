@@ -20,7 +20,8 @@ INPUT_NAME, OUTPUT_NAMES = "images", ("probabilities", "logits")
 INPUT_CONTRACT = (
     "images: uint8 [batch, C, H, W], pixels 0..255, H = W = preprocessing.img_size, C = preprocessing.channels. "
     "Make them like sortnet.data.preprocess.image_to_array: decode, EXIF-orient, convert to L (C=1) or RGB (C=3), "
-    "shorter side -> img_size with bilinear resize then centre crop (resize='shorter_center_crop'; 'stretch' "
+    "shorter side -> img_size / crop (preprocessing.crop, default 1) with bilinear resize then centre crop to "
+    "img_size (resize='shorter_center_crop'; 'stretch' "
     "resizes both sides). If preprocessing.background is set and an image's 1-px border median is on the other "
     "side of 128, sortnet inverts it (255 - x) first. Normalization and TTA happen inside the graph. "
     "Outputs: probabilities float32 [batch, K] (softmax), logits float32 [batch, K]; K indexes sortnet.classes."

@@ -8,22 +8,25 @@ Usage:
     model = create_model("mlp", in_channels=1, num_classes=10, img_size=28, mean=(0.5,), std=(0.25,))
     model = create_model("conv32 maxpool flatten dense128", 1, 10, 28, (0.5,), (0.25,))
     defaults = model_defaults("cnn-small")       # ModelDefaults(optimizer="sgd", lr=0.1, ...)
+    defaults = model_defaults("resnet18", pretrained=True)   # ImageNet normalization, 224 px, fine-tuning hints
+    model = create_model("timm:resnet18", 3, 10, 224, IMAGENET_MEAN, IMAGENET_STD)   # when timm is installed
     for info in list_models(): print(info.name, info.description)
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 
 from sortnet.config import ConfigError
 from sortnet.models.base import SortnetModel
 from sortnet.models.family import (  # noqa: F401 - re-exported: the registry's public names
     IMAGENET_MEAN, IMAGENET_STD, SMALL_IMAGE_PX, SPEC_DEFAULTS, BodyFactory, ModelDefaults, ModelInfo, REGISTRY,
-    register_model)
+    imagenet_weights, register_model)
 
 
 def _ensure_loaded() -> None:
     # Importing these modules runs their @register_model decorators.
-    from sortnet.models import cnn, simple, tv  # noqa: F401
+    from sortnet.models import cnn, efficientnet_lite, simple, tv  # noqa: F401
 
 
 def list_models() -> list[ModelInfo]:
@@ -42,17 +45,26 @@ def model_info(arch: str) -> ModelInfo | None:
     return REGISTRY.get(arch.strip())
 
 
-def model_defaults(arch: str) -> ModelDefaults:
-    """The family's declared defaults (layer specs get SPEC_DEFAULTS)."""
-    info = model_info(arch)
-    return info.defaults if info is not None else SPEC_DEFAULTS
+def model_defaults(arch: str, pretrained: bool = False) -> ModelDefaults:
+    """The family's declared defaults (layer specs get SPEC_DEFAULTS); pretrained: with when_pretrained applied."""
+    if arch.strip().startswith("timm:"):
+        from sortnet.models.timm_models import timm_defaults
+
+        d = timm_defaults(arch.strip())
+    else:
+        info = model_info(arch)
+        d = info.defaults if info is not None else SPEC_DEFAULTS
+    if pretrained and d.pretrained is None:
+        raise ConfigError(f"model {arch!r} has no pretrained weights; models with ImageNet weights: "
+                          f"{', '.join(m.name for m in list_models() if m.defaults.pretrained)}, timm:NAME")
+    return dataclasses.replace(d, **d.when_pretrained) if pretrained else d
 
 
-def input_normalization(arch: str, data_mean: tuple[float, ...], data_std: tuple[float, ...]
-                        ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def input_normalization(arch: str, data_mean: tuple[float, ...], data_std: tuple[float, ...],
+                        pretrained: bool = False) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(mean, std) the model normalizes its input with: the family's own (e.g. ImageNet's, for pretrained
     weights), else the data's. A grey input to a colour-normalized family gets the channel average."""
-    d = model_defaults(arch)
+    d = model_defaults(arch, pretrained)
     if d.mean is None:
         return tuple(data_mean), tuple(data_std)
     if len(d.mean) != len(data_mean):
@@ -70,7 +82,11 @@ def create_model(
 ) -> SortnetModel:
     """A SortnetModel for a registered name or a layer spec string (see sortnet.models.spec)."""
     arch = validate_arch(arch)
-    if arch in REGISTRY:
+    if arch.startswith("timm:"):
+        from sortnet.models.timm_models import timm_body
+
+        body, num_features, head_dropout = timm_body(arch, in_channels)
+    elif arch in REGISTRY:
         info = REGISTRY[arch]
         if img_size < info.defaults.min_img_size:
             raise ConfigError(f"model {arch!r} needs --img-size >= {info.defaults.min_img_size}, got {img_size}")
@@ -88,6 +104,10 @@ def validate_arch(arch: str) -> str:
     arch = arch.strip()
     if arch in REGISTRY:
         return arch
+    if arch.startswith("timm:"):
+        from sortnet.models.timm_models import check_timm_name
+
+        return check_timm_name(arch)
     from sortnet.models.spec import looks_like_spec, parse_spec
 
     if not looks_like_spec(arch):

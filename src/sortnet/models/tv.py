@@ -1,4 +1,6 @@
-"""torchvision architectures (ResNet-18/50, DenseNet-121, VGG-16) as sortnet bodies, randomly initialized.
+"""torchvision architectures as sortnet bodies: ResNet-18/50, DenseNet-121, VGG-16, MobileNet-V3-Large,
+EfficientNet-B0, ConvNeXt-Tiny. Built randomly initialized; `--pretrained` loads torchvision's ImageNet
+weights afterwards (sortnet.models.pretrained), so rebuilding a saved model never downloads anything.
 
 Each body returns a feature vector; SortnetModel adds the Linear head. Choices:
 - First conv takes in_channels (1 or 3) instead of torchvision's fixed 3.
@@ -9,7 +11,10 @@ Each body returns a feature vector; SortnetModel adds the Linear head. Choices:
   VGG-16 keeps its 13 conv layers but its 4096-wide fc6/fc7 are dropped for a global average pool
   (as CIFAR VGGs do): fc6 alone would be 103M weights (~400 MB) for no gain on small images.
 - ResNets start each residual branch at zero (zero_init_residual), which trains better from scratch.
-- `pretrained=True` is reserved for ImageNet weights (a later issue); nothing is downloaded now.
+- MobileNet-V3-Large, EfficientNet-B0, ConvNeXt-Tiny: only the classifier's final Linear is dropped
+  (features 1280, 1280, 768); no small-input stem (use them at >= 64 px, ideally 224 as trained).
+- With ImageNet weights (`--pretrained`): ImageNet normalization, 224 px; ResNet/DenseNet need the ImageNet
+  stem, so more than SMALL_IMAGE_PX.
 
 Usage:
     model = create_model("resnet18", in_channels=3, num_classes=10, img_size=32, mean=m, std=s)
@@ -25,22 +30,23 @@ from torchvision import models as tvm
 from torchvision.models.vgg import cfgs as vgg_cfgs
 from torchvision.models.vgg import make_layers
 
-from sortnet.models.family import SMALL_IMAGE_PX, ModelDefaults, register_model
+from sortnet.models.family import SMALL_IMAGE_PX, ModelDefaults, imagenet_weights, register_model
 
 # From scratch: SGD-Nesterov lr 0.1 per 256 images, torchvision's reference recipe.
 TORCHVISION = ModelDefaults(min_img_size=16, optimizer="sgd", lr=0.1, weight_decay=5e-4, batch_small=128, batch_large=64)
 
 
-def _check_pretrained(pretrained: bool) -> None:
-    # Hook for the pretrained-weights issue: load tvm.<Arch>_Weights here, then adapt conv1 for 1 channel
-    # by summing its RGB filters. Refused for now so no code path downloads.
-    if pretrained:
-        raise NotImplementedError("pretrained torchvision weights are not supported yet (no downloads)")
+def _tv(arch: str, min_img_size: int = 16, pretrained_min: int = 32) -> ModelDefaults:
+    """TORCHVISION defaults + torchvision's ImageNet weights for arch (their weights API names the file)."""
+    return dataclasses.replace(TORCHVISION, min_img_size=min_img_size,
+                               **imagenet_weights(f"torchvision:{arch}", min_img_size=pretrained_min))
 
 
-def _resnet(ctor: Callable[..., tvm.ResNet], in_channels: int, img_size: int, pretrained: bool):
+STEM_PRETRAINED_MIN = SMALL_IMAGE_PX + 1  # the ImageNet stem is used above SMALL_IMAGE_PX only
+
+
+def _resnet(ctor: Callable[..., tvm.ResNet], in_channels: int, img_size: int):
     """ResNet body: [B, C, H, W] -> [B, fc.in_features]."""
-    _check_pretrained(pretrained)
     net = ctor(weights=None, zero_init_residual=True)
     if img_size <= SMALL_IMAGE_PX:
         net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
@@ -53,9 +59,8 @@ def _resnet(ctor: Callable[..., tvm.ResNet], in_channels: int, img_size: int, pr
     return net, features, 0.0
 
 
-def _densenet121(in_channels: int, img_size: int, pretrained: bool):
+def _densenet121(in_channels: int, img_size: int):
     """DenseNet-121 body: [B, C, H, W] -> [B, 1024]."""
-    _check_pretrained(pretrained)
     net = tvm.densenet121(weights=None)
     if img_size <= SMALL_IMAGE_PX:
         net.features.conv0 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
@@ -87,32 +92,77 @@ class VGGFeatures(nn.Module):
         return self.avgpool(self.features(x)).flatten(1)  # [B, 512]
 
 
-def _vgg16(in_channels: int, img_size: int, pretrained: bool):
+def _vgg16(in_channels: int, img_size: int):
     """VGG-16 conv layers + global average pool: [B, C, H, W] -> [B, 512]. Five 2x2 pools: needs >= 32 px."""
-    _check_pretrained(pretrained)
     net = VGGFeatures(in_channels, "D")  # config "D" = VGG-16
     return net, net.out_features, 0.0
 
 
-@register_model("resnet18", "torchvision ResNet-18 (11M params), random init; CIFAR stem at <= 64 px",
-                "torchvision", TORCHVISION)
-def _resnet18(in_channels: int, img_size: int, pretrained: bool = False):
-    return _resnet(tvm.resnet18, in_channels, img_size, pretrained)
+def _replace_first_conv(net: nn.Module, in_channels: int) -> None:
+    """The first Conv2d rebuilt for in_channels (1 for grey) with torchvision's init; 3 leaves it as is."""
+    name, conv = next((n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d))
+    if conv.in_channels == in_channels:
+        return
+    new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                    conv.groups, conv.bias is not None)
+    nn.init.kaiming_normal_(new.weight, mode="fan_out")
+    if new.bias is not None:
+        nn.init.zeros_(new.bias)
+    net.set_submodule(name, new)
 
 
-@register_model("resnet50", "torchvision ResNet-50 (24M params), random init; CIFAR stem at <= 64 px",
-                "torchvision", TORCHVISION)
-def _resnet50(in_channels: int, img_size: int, pretrained: bool = False):
-    return _resnet(tvm.resnet50, in_channels, img_size, pretrained)
+def _classifier_dropped(ctor: Callable[..., nn.Module], in_channels: int, drop: tuple[int, ...] = ()):
+    """torchvision net whose classifier's final Linear (and the layers `drop` names) are Identity:
+    [B, C, H, W] -> [B, that Linear's in_features]."""
+    net = ctor(weights=None)
+    _replace_first_conv(net, in_channels)
+    last = len(net.classifier) - 1
+    features = net.classifier[last].in_features
+    for i in (*drop, last):
+        net.classifier[i] = nn.Identity()
+    return net, features
 
 
-@register_model("densenet121", "torchvision DenseNet-121 (7M params), random init; CIFAR stem at <= 64 px",
-                "torchvision", TORCHVISION)
-def _densenet121_factory(in_channels: int, img_size: int, pretrained: bool = False):
-    return _densenet121(in_channels, img_size, pretrained)
+@register_model("resnet18", "torchvision ResNet-18 (11M params); CIFAR stem at <= 64 px; --pretrained: ImageNet",
+                "torchvision", _tv("resnet18", pretrained_min=STEM_PRETRAINED_MIN))
+def _resnet18(in_channels: int, img_size: int):
+    return _resnet(tvm.resnet18, in_channels, img_size)
 
 
-@register_model("vgg16", "torchvision VGG-16 conv layers + global average pool (15M params), random init",
-                "torchvision", dataclasses.replace(TORCHVISION, min_img_size=32))
-def _vgg16_factory(in_channels: int, img_size: int, pretrained: bool = False):
-    return _vgg16(in_channels, img_size, pretrained)
+@register_model("resnet50", "torchvision ResNet-50 (24M params); CIFAR stem at <= 64 px; --pretrained: ImageNet",
+                "torchvision", _tv("resnet50", pretrained_min=STEM_PRETRAINED_MIN))
+def _resnet50(in_channels: int, img_size: int):
+    return _resnet(tvm.resnet50, in_channels, img_size)
+
+
+@register_model("densenet121", "torchvision DenseNet-121 (7M params); CIFAR stem at <= 64 px; --pretrained: "
+                "ImageNet", "torchvision", _tv("densenet121", pretrained_min=STEM_PRETRAINED_MIN))
+def _densenet121_factory(in_channels: int, img_size: int):
+    return _densenet121(in_channels, img_size)
+
+
+@register_model("vgg16", "torchvision VGG-16 conv layers + global average pool (15M params); --pretrained: "
+                "ImageNet", "torchvision", _tv("vgg16", min_img_size=32))
+def _vgg16_factory(in_channels: int, img_size: int):
+    return _vgg16(in_channels, img_size)
+
+
+@register_model("mobilenet_v3_large", "torchvision MobileNet-V3-Large (4M params); --pretrained: ImageNet",
+                "torchvision", _tv("mobilenet_v3_large", min_img_size=32))
+def _mobilenet_v3_large(in_channels: int, img_size: int):
+    net, features = _classifier_dropped(tvm.mobilenet_v3_large, in_channels, drop=(2,))  # 2: its dropout
+    return net, features, 0.2  # SortnetModel's head dropout replaces the dropped one
+
+
+@register_model("efficientnet_b0", "torchvision EfficientNet-B0 (4M params); --pretrained: ImageNet",
+                "torchvision", _tv("efficientnet_b0", min_img_size=32))
+def _efficientnet_b0(in_channels: int, img_size: int):
+    net, features = _classifier_dropped(tvm.efficientnet_b0, in_channels, drop=(0,))  # 0: its dropout
+    return net, features, 0.2
+
+
+@register_model("convnext_tiny", "torchvision ConvNeXt-Tiny (28M params); --pretrained: ImageNet",
+                "torchvision", _tv("convnext_tiny", min_img_size=32))
+def _convnext_tiny(in_channels: int, img_size: int):
+    net, features = _classifier_dropped(tvm.convnext_tiny, in_channels)
+    return net, features, 0.0

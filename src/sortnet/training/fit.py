@@ -61,17 +61,29 @@ def fit(bundle: DataBundle, *, out: str | Path | None = None, callbacks: list[Ca
         torch.manual_seed(cfg.seed)
         device = resolve_device(cfg.device)
         dtype = resolve_precision(cfg.precision, device)
-        trainer = build_trainer(bundle, cfg, device, dtype, run_dir, callbacks, state, saved_recipe)
-        if run_dir is not None and not resume:
-            write_run_file(run_dir, bundle.data, cfg, trainer.recipe)
-        _announce(cfg, bundle, trainer, device, dtype, run_dir, resumed=resume)
-        _train(trainer, run_dir)
-        result = finish_run(trainer, bundle, cfg, run_dir)
+        recipe = Recipe(**saved_recipe) if saved_recipe else resolve_recipe(cfg, bundle, device)
+        if recipe.pretrained:  # ImageNet weights: cached features, linear head, optional fine-tuning
+            from sortnet.training.choice import resolve_choice
+            from sortnet.transfer.fit import fit_pretrained
+
+            result = fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir, callbacks, state,
+                                    reason=resolve_choice(cfg, bundle, device).reason)
+        else:
+            result = _fit_from_scratch(bundle, cfg, device, dtype, run_dir, callbacks, state, saved_recipe, resume)
         if run_dir is not None and cfg.report:
             from sortnet.reporting.after_training import report_after_training
 
             report_after_training(result, bundle, run_dir / MODEL_FILE, progress=cfg.progress, check=cfg.check)
     return Classifier.from_training(result)
+
+
+def _fit_from_scratch(bundle, cfg, device, dtype, run_dir, callbacks, state, saved_recipe, resume) -> dict:
+    trainer = build_trainer(bundle, cfg, device, dtype, run_dir, callbacks, state, saved_recipe)
+    if run_dir is not None and not resume:
+        write_run_file(run_dir, bundle.data, cfg, trainer.recipe)
+    _announce(cfg, bundle, trainer, device, dtype, run_dir, resumed=resume)
+    _train(trainer, run_dir)
+    return finish_run(trainer, bundle, cfg, run_dir)
 
 
 def _fit_config(bundle: DataBundle, settings: dict) -> TrainConfig:
@@ -96,12 +108,14 @@ def _train(trainer: Trainer, run_dir: Path | None) -> None:
         raise KeyboardInterrupt(f"training interrupted{hint}") from None
 
 
-def build_model(arch: str, bundle: DataBundle):
-    """The model for arch, normalized as its family declares (else by the data's statistics), data-initialized."""
+def build_model(arch: str, bundle: DataBundle, pretrained: bool = False):
+    """The model for arch, normalized as its family declares (else by the data's statistics), data-initialized.
+
+    pretrained: normalized as its ImageNet weights want (the weights themselves are loaded by the caller)."""
     prep = bundle.preprocessing
-    mean, std = input_normalization(arch, prep.mean, prep.std)
+    mean, std = input_normalization(arch, prep.mean, prep.std, pretrained)
     model = create_model(arch, prep.channels, len(bundle.classes), prep.img_size, mean, std)
-    if model_defaults(arch).data_init:
+    if model_defaults(arch, pretrained).data_init:
         row_bytes = int(np.prod(bundle.train.images.shape[1:]))
         sample = min(WHITEN_SAMPLE, max(256, WHITEN_SAMPLE_BYTES // row_bytes))  # 224 px photos: ~1,300 images
         model.init_from_data(torch.as_tensor(np.asarray(bundle.train.images[:sample])))
@@ -113,7 +127,7 @@ def build_trainer(bundle: DataBundle, cfg: TrainConfig, device, dtype, run_dir: 
                   saved_recipe: dict | None = None) -> Trainer:
     """The one assembly of a run, new (state None) or resumed (state + saved_recipe from its run folder)."""
     recipe = Recipe(**saved_recipe) if saved_recipe else resolve_recipe(cfg, bundle, device)
-    model = build_model(recipe.model, bundle)
+    model = build_model(recipe.model, bundle, recipe.pretrained)
     balance, why = resolve_balance(cfg.balance, list(bundle.train.class_counts().values()))
 
     def make(recipe: Recipe) -> Trainer:

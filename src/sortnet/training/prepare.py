@@ -15,7 +15,8 @@ from pathlib import Path
 from sortnet.config import DATA_SETTINGS, TrainConfig
 from sortnet.data.dataset import DataBundle
 from sortnet.data.sources import load_data
-from sortnet.models.registry import model_defaults, validate_arch
+from sortnet.models.registry import model_defaults
+from sortnet.training.choice import choose_for_data
 
 MAX_CHECK_LINES = 8  # data-check warnings printed before training (`sortnet check` shows all)
 
@@ -23,17 +24,19 @@ MAX_CHECK_LINES = 8  # data-check warnings printed before training (`sortnet che
 def prepare(data: str, **settings) -> DataBundle:
     """Train/val/test data at training resolution; every TrainConfig key is accepted, the data ones are used."""
     cfg = TrainConfig.from_dict(settings)
-    img_size = cfg.img_size
-    if cfg.model != "auto":
-        validate_arch(cfg.model)  # fail before minutes of data loading
-        img_size = img_size or model_defaults(cfg.model).img_size  # e.g. pretrained nets: their training size
+    img_size, crop = cfg.img_size, 1.0
+    choice = choose_for_data(cfg, str(data))  # validates a named model before minutes of data loading
+    if choice is not None:
+        d = model_defaults(choice.arch, choice.pretrained)
+        img_size, crop = img_size or d.img_size, d.crop  # e.g. pretrained nets: their training size and crop
     dup_groups = check_data(cfg, str(data))
     bundle = load_data(str(data), img_size=img_size, channels=cfg.channels, val_fraction=cfg.val_fraction,
                        seed=cfg.seed, data_root=cfg.data_root, download=cfg.download, progress=cfg.progress,
                        group_by=cfg.group_by, dup_groups=dup_groups, max_memory=cfg.max_memory,
-                       follow_links=cfg.follow_links)
+                       follow_links=cfg.follow_links, crop=crop)
     bundle.data = str(data)
     bundle.settings = {k: getattr(cfg, k) for k in DATA_SETTINGS}
+    bundle.choice = choice.to_dict() if choice is not None else None
     return bundle
 
 

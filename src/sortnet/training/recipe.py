@@ -16,6 +16,7 @@ import torch
 from sortnet.config import TrainConfig
 from sortnet.data.dataset import DataBundle
 from sortnet.models.registry import SMALL_IMAGE_PX, ModelDefaults, model_defaults
+from sortnet.training.choice import resolve_choice
 # A run this short (in passes over the data) underfits rather than overfits: regularisation (label
 # smoothing, random shifts) then costs accuracy. Measured on Fashion-MNIST at 20 s and 100 s budgets
 # (1 and 5 epochs): +4.1 and +0.9 points without them; BENCHMARKS.md section 3.
@@ -42,16 +43,14 @@ class Recipe:
     tta_flip: bool
     tta_shift: int
     total_steps: int | None = None  # set by --time-budget: may end inside an epoch
+    pretrained: bool = False  # the body starts from ImageNet weights (sortnet.models.pretrained)
+    finetune: str = "none"  # pretrained: "head" (frozen body, cached features) | "full" (then all layers)
+    views: int = 0  # head: views per training image whose features are cached (orig, flip, crops)
+    layer_lr: list[float] | None = None  # lr multipliers of consecutive body chunks (early -> late); head: 1
+    bn_frozen: bool = False  # BatchNorm running statistics kept (eval mode) while training
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def auto_model(img_size: int, device: torch.device) -> str:
-    if img_size <= SMALL_IMAGE_PX:
-        # The wide net is ~4x the FLOPs; on a CPU the narrow one reaches good accuracy far sooner.
-        return "cnn" if device.type == "cuda" else "cnn-small"
-    return "photo-resnet"
 
 
 def auto_epochs(n_train: int, defaults: ModelDefaults) -> int:
@@ -77,8 +76,9 @@ def resolve_recipe(cfg: TrainConfig, bundle: DataBundle, device: torch.device,
                    length: float | None = None) -> Recipe:
     """length: planned passes over the data when a time budget decides it (else the epochs chosen here)."""
     size = bundle.preprocessing.img_size
-    arch = cfg.model if cfg.model != "auto" else auto_model(size, device)
-    d = model_defaults(arch)
+    choice = resolve_choice(cfg, bundle, device)
+    arch = choice.arch
+    d = model_defaults(arch, choice.pretrained)
     n_train = len(bundle.train)
     batch = d.batch_small if size <= SMALL_IMAGE_PX else d.batch_large
     # small sets: at least ~8 steps per epoch, and a power of two >= 16
@@ -106,6 +106,7 @@ def resolve_recipe(cfg: TrainConfig, bundle: DataBundle, device: torch.device,
         rrc=rrc,
         tta_flip=cfg.tta and flip,
         tta_shift=1 if cfg.tta and translate > 0 else 0,
+        pretrained=choice.pretrained,
     )
     return fit_to_length(recipe, cfg, float(length if length is not None else recipe.epochs))
 

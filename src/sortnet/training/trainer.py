@@ -33,16 +33,29 @@ from sortnet.training.schedule import lr_multiplier
 
 class DivergedError(SortnetError):
     """The training loss became NaN or infinite: the run stops before anything non-finite is saved."""
+def layer_groups(model: nn.Module, multipliers: list[float] | None) -> list[tuple[list[nn.Parameter], float]]:
+    """(parameters, lr multiplier) groups: all at 1, or with multipliers the body's parameters cut into
+    len(multipliers) consecutive chunks in definition order (early layers first) and everything else at 1."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    body = getattr(model, "body", None)
+    if not multipliers or body is None:
+        return [(params, 1.0)]
+    body_params = [p for p in body.parameters() if p.requires_grad]
+    in_body = {id(p) for p in body_params}
+    chunk = -(-len(body_params) // len(multipliers))  # ceil
+    groups = [(body_params[i * chunk:(i + 1) * chunk], float(m)) for i, m in enumerate(multipliers)]
+    return [g for g in groups if g[0]] + [([p for p in params if id(p) not in in_body], 1.0)]
 
 
 def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """No weight decay on biases and norm parameters (1-D tensors): decaying them only hurts."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [
-        {"params": decay, "weight_decay": recipe.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    """No weight decay on biases and norm parameters (1-D tensors): decaying them only hurts.
+    recipe.layer_lr: discriminative learning rates (fine-tuning: early layers change least)."""
+    groups = []
+    for params, mult in layer_groups(model, getattr(recipe, "layer_lr", None)):
+        groups += [{"params": [p for p in params if p.ndim > 1], "weight_decay": recipe.weight_decay,
+                    "lr": recipe.lr * mult},
+                   {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lr": recipe.lr * mult}]
+    groups = [g for g in groups if g["params"]]
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=recipe.lr, momentum=0.9, nesterov=True)
     return torch.optim.AdamW(groups, lr=recipe.lr, betas=(0.9, 0.99))
@@ -219,6 +232,10 @@ class Trainer:
     # ---- epochs ------------------------------------------------------------------------------
     def train_epoch(self) -> dict:
         self.model.train()
+        if self.recipe.bn_frozen:  # fine-tuning small batches: keep the pretrained running statistics
+            for m in self.model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         gen = epoch_generator(self.seed, self.epoch, self.device)
         torch.manual_seed(self.seed * 7919 + self.epoch)  # dropout masks
         if self.sample_weights is not None:  # class-balanced: draw with replacement, rare classes more often

@@ -1,0 +1,83 @@
+"""Fine-tuning a pretrained body, fastai's recipe: the head first, then every layer with discriminative lrs.
+
+Stage 1 (always) is the head on cached features (sortnet.transfer.head): fastai's "frozen epoch", in
+seconds instead of a pass through the body. Stage 2 (`--finetune full`) unfreezes everything:
+- AdamW at half the family's fine-tuning lr (fastai halves it after the frozen stage), one-cycle;
+- discriminative learning rates: the body cut into two chunks at lr/100 and lr/10, the head at lr
+  (fastai's slice(lr/100, lr) over three layer groups): early ImageNet features change least;
+- BatchNorm running statistics frozen (eval mode; their scale/shift still train): batches of 32 photos
+  give noisy statistics that would overwrite ImageNet's (Keras' fine-tuning guide does the same);
+- photo augmentation (random-resized crops, flips), label smoothing only for longer runs.
+
+`choose_finetune` decides `--finetune auto`: a GPU fine-tunes fully; a CPU keeps the head unless a
+--time-budget leaves room for FULL_MIN_EPOCHS passes through the whole network (one training step is
+timed) and there are at least FULL_MIN_IMAGES images; the reason is printed either way.
+
+Usage:
+    mode, why = choose_finetune(cfg, model, bundle, device, budget_left=90.0)
+    recipe = finetune_recipe(recipe, cfg, n_train)
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from sortnet.models.registry import model_defaults
+
+LAYER_LR = [0.01, 0.1]  # body chunks (early -> late) x lr; the head gets 1x
+FULL_MIN_EPOCHS = 3  # a full fine-tune shorter than this rarely beats the head alone
+FULL_MIN_IMAGES = 200  # fewer training images: 3-25M parameters overfit; the head alone is safer
+TRAIN_COST = 3.0  # a training step costs ~3 forward passes (forward + backward)
+
+
+def finetune_epochs(n_train: int) -> int:
+    """Passes for a full fine-tune without a budget: ~30k images seen, within [2, 10] (pretrained nets need few)."""
+    return int(min(10, max(2, math.ceil(30_000 / max(1, n_train)))))
+
+
+def finetune_recipe(recipe, cfg, n_train: int):
+    """The recipe of stage 2 (every layer trains)."""
+    d = model_defaults(recipe.model, pretrained=True)
+    return dataclasses.replace(recipe, finetune="full", lr=cfg.lr if cfg.lr is not None else d.lr / 2,
+                               layer_lr=list(LAYER_LR), bn_frozen=True,
+                               epochs=cfg.epochs or finetune_epochs(n_train))
+
+
+def seconds_per_training_image(model, img_size: int, channels: int, device, batch: int = 8) -> float:
+    """One timed training step (forward + backward) of a copy-free throwaway batch, per image."""
+    x = torch.randint(0, 256, (batch, channels, img_size, img_size), dtype=torch.uint8).float().to(device)
+    y = torch.zeros(batch, dtype=torch.long, device=device)
+    model.to(device).train()
+    t0 = time.perf_counter()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / batch
+
+
+def choose_finetune(cfg, model, bundle, device, budget_left: float | None) -> tuple[str, str]:
+    """("head" | "full", why) for cfg.finetune (auto decides by device, data size and budget)."""
+    if cfg.finetune != "auto":
+        return cfg.finetune, f"--finetune {cfg.finetune}"
+    n = len(bundle.train)
+    if device.type == "cuda":
+        return "full", "GPU: head first, then every layer with discriminative learning rates"
+    if n < FULL_MIN_IMAGES:
+        return "head", f"{n} training images: a linear head on the frozen backbone is safest (--finetune full)"
+    if budget_left is None:
+        return "head", ("CPU, no --time-budget: frozen backbone, linear head on cached features (seconds); "
+                        "--finetune full or a --time-budget fine-tunes every layer")
+    p = bundle.preprocessing
+    per_image = seconds_per_training_image(model, p.img_size, p.channels, device)
+    epoch = per_image * n
+    if budget_left >= FULL_MIN_EPOCHS * epoch:
+        return "full", f"the budget leaves {budget_left:.0f}s, >= {FULL_MIN_EPOCHS} passes at ~{epoch:.0f}s each"
+    return "head", (f"CPU: one pass through every layer takes ~{epoch:.0f}s here, {FULL_MIN_EPOCHS} do not fit the "
+                    f"{budget_left:.0f}s left; frozen backbone + linear head (--finetune full to force)")

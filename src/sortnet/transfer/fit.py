@@ -1,0 +1,217 @@
+"""A run on a pretrained body: cached features -> linear head -> (optionally) full fine-tuning -> model file.
+
+1. The body gets its ImageNet weights (bundled, downloaded once, or --weights FILE); where they came
+   from (name, source, SHA-256) goes into the model file.
+2. Features of every training image (orig + flip views; crop views too when a --time-budget has room)
+   and of val/test (orig + flip = the flip TTA) are read from the feature cache or computed once.
+3. A linear head is fitted on them (seconds) and becomes the model's head.
+4. `--finetune full` (or auto's choice): every layer trains further (sortnet.transfer.finetune).
+Held-out metrics come from the same features (a linear head's averaged logits over views are exactly
+the model file's TTA), so nothing is computed twice.
+
+Usage (sortnet.fit calls it for recipes with pretrained=True):
+    result = fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir, callbacks)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sortnet.atomic import atomic_write_text
+from sortnet.models.pretrained import load_pretrained
+from sortnet.models.registry import create_model, input_normalization
+from sortnet.transfer.extract import FeatureExtractor, train_views
+from sortnet.transfer.featcache import backbone_key, cached_features, features_dir
+from sortnet.transfer.finetune import LAYER_LR, choose_finetune, finetune_recipe
+from sortnet.transfer.head import train_head
+
+EXTRACT_SHARE = 0.4  # with --time-budget: crop views are added while extraction stays within this share
+MAX_VIEWS = 4  # orig, flip, crop1, crop2
+
+
+class _Log:
+    def __init__(self, on: bool) -> None:
+        self.on = on
+
+    def __call__(self, msg: str) -> None:
+        if self.on:
+            print(msg, flush=True)
+
+
+def _model_prep(bundle, recipe):
+    """The bundle's preprocessing with the normalization the pretrained model applies (part of the cache key)."""
+    p = bundle.preprocessing
+    mean, std = input_normalization(recipe.model, p.mean, p.std, pretrained=True)
+    return dataclasses.replace(p, mean=mean, std=std)
+
+
+def _class_weights(cfg, labels: np.ndarray, k: int) -> torch.Tensor | None:
+    from sortnet.training.trainer import resolve_balance
+
+    counts = np.bincount(labels, minlength=k)
+    balance, _ = resolve_balance(cfg.balance, counts)
+    if balance == "none":
+        return None  # "sampler" and "weights" both become loss weights for the head: n / (K * count)
+    return torch.from_numpy((counts.sum() / (k * np.maximum(counts, 1))).astype(np.float32))
+
+
+class _Features:
+    """Cached features of the bundle's splits for one backbone."""
+
+    def __init__(self, model, bundle, recipe, cfg, origin, device, dtype, log: _Log, cache: bool = True) -> None:
+        self.bundle, self.cfg, self.log, self.cache = bundle, cfg, log, cache
+        self.prep = _model_prep(bundle, recipe)
+        self.backbone = {"arch": recipe.model, "weights_sha256": origin.sha256}
+        onnx = features_dir() / f"{backbone_key(self.backbone, self.prep)}.onnx" if cache else None
+        self.extractor = FeatureExtractor(model, device, dtype, onnx_cache=onnx)
+        self.eval_views = ("orig", "flip") if recipe.tta_flip else ("orig",)
+
+    def get(self, split: str, views) -> np.ndarray:
+        data = getattr(self.bundle, split)
+        t0 = time.perf_counter()
+        if not self.cache:  # a fine-tuned body: its features are not worth keeping
+            feats = self.extractor.extract(data.images, views, progress=self.cfg.progress, seed=self.cfg.seed,
+                                           desc=f"{split} features")
+            self.log(f"  {split} features of the fine-tuned body: {len(data)} images x {len(views)} view(s), "
+                     f"{self.extractor.images_per_second:.1f} img/s")
+            return feats
+        feats, hits = cached_features(data, self.extractor, self.backbone, self.prep, views, seed=self.cfg.seed,
+                                      progress=self.cfg.progress, desc=f"{split} features")
+        done = len(views) - len(hits)
+        rate = f", {self.extractor.images_per_second:.1f} img/s, {self.extractor.backend}" if done else ""
+        cached = f"{len(hits)} view(s) from the cache" if hits else "computed"
+        self.log(f"  {split} features: {len(data)} images x {len(views)} view(s) ({', '.join(views)}): {cached} "
+                 f"in {time.perf_counter() - t0:.1f}s{rate}")
+        return feats
+
+
+def _train_views(recipe, cfg, n: int, feats: _Features, budget_left) -> tuple[str, ...]:
+    """orig+flip (orig alone without flips); crops added while a --time-budget's extraction share allows."""
+    if not recipe.flip:
+        return ("orig",)
+    views = train_views(2)
+    left = budget_left()
+    if left is None or feats.extractor.images_per_second <= 0:
+        return views
+    per_view = n / feats.extractor.images_per_second
+    extra = int((EXTRACT_SHARE * cfg.time_budget - 2 * per_view) // per_view)
+    return train_views(min(MAX_VIEWS, 2 + max(0, extra)))
+
+
+@torch.no_grad()
+def _head_logits(feats: np.ndarray, head) -> torch.Tensor:
+    """Logits of the averaged views (= the TTA average of a linear head's logits)."""
+    return torch.from_numpy(feats.mean(0)) @ head.weight.T.cpu() + head.bias.cpu()
+
+
+def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, callbacks=None, state=None,
+                   reason: str = "") -> dict:
+    """Train recipe.model from its pretrained weights on bundle; the finish_model result dict."""
+    from sortnet.training.finish import finish_model
+
+    t0 = time.perf_counter()
+    log = _Log(cfg.progress)
+
+    def budget_left():
+        return None if not cfg.time_budget else cfg.time_budget - (time.perf_counter() - t0)
+
+    prep = _model_prep(bundle, recipe)
+    model = create_model(recipe.model, prep.channels, len(bundle.classes), prep.img_size, prep.mean, prep.std)
+    origin = load_pretrained(model, recipe.model, bundle.preprocessing.img_size, cfg.weights, cfg.progress)
+    if state is not None:
+        mode, why = "full", "resumed"
+    else:
+        mode, why = choose_finetune(cfg, model, bundle, device, budget_left())
+    _announce(log, bundle, recipe, origin, reason, mode, why, device)
+    feats = _Features(model, bundle, recipe, cfg, origin, device, dtype, log)
+    n, k = len(bundle.train), len(bundle.classes)
+    metrics: dict = {"history": [], "epochs": 0, "best": {}}
+    if state is None:
+        train = feats.get("train", train_views(2) if recipe.flip else ("orig",))
+        views = _train_views(recipe, cfg, n, feats, budget_left)
+        if len(views) > train.shape[0]:
+            train = feats.get("train", views)
+        head = train_head(train, bundle.train.labels, k, views=views,
+                          class_weights=_class_weights(cfg, bundle.train.labels, k), seed=cfg.seed)
+        model.head.weight.data.copy_(head.weight)
+        model.head.bias.data.copy_(head.bias)
+        h = head.info
+        log(f"  head: logistic regression on {train.shape[0] * n} feature vectors, L2 {h['lambda']:g} by "
+            f"3-fold CV (held-out accuracy {h['cv_accuracy']:.3f}), {h['seconds']:.1f}s")
+        recipe = dataclasses.replace(recipe, finetune="head", views=len(views), epochs=0)
+        metrics["head"] = h
+    if mode == "full":
+        recipe, trainer = _full_finetune(model, bundle, cfg, recipe, device, dtype, run_dir, callbacks, state,
+                                         budget_left)
+        metrics.update(history=trainer.history, epochs=trainer.epoch, best=trainer.best)
+        model = trainer.model
+        feats = _Features(model, bundle, recipe, cfg, origin, device, dtype, log, cache=False)
+    logits = {s: _head_logits(feats.get(s, feats.eval_views), model.head) for s in ("val", "test")
+              if getattr(bundle, s) is not None and len(getattr(bundle, s))}
+    metrics["train_seconds"] = round(time.perf_counter() - t0, 2)
+    if run_dir is not None:
+        payload = {"data": bundle.data, "config": cfg.to_dict(), "recipe": recipe.to_dict()}
+        atomic_write_text(Path(run_dir) / "run.json", json.dumps(payload, indent=2))
+    from sortnet.infer.batch import TTA
+
+    tta = TTA(flip=recipe.tta_flip, shift=0)
+    return finish_model(model, recipe, tta, bundle, cfg, run_dir, metrics, device=device, dtype=dtype,
+                        logits=logits, weights_source=origin.to_dict())
+
+
+def _full_finetune(model, bundle, cfg, recipe, device, dtype, run_dir, callbacks, state, budget_left):
+    """Stage 2: every layer, discriminative lrs, frozen BN statistics; within what is left of the budget."""
+    import math
+
+    from sortnet.training.budget import TimeBudget, plan_steps
+    from sortnet.training.callbacks import CheckpointSaver, ProgressBar, TensorBoardLogger
+    from sortnet.training.trainer import Trainer, resolve_balance
+
+    if state is None:
+        recipe = finetune_recipe(recipe, cfg, len(bundle.train))
+    balance, _ = resolve_balance(cfg.balance, list(bundle.train.class_counts().values()))
+
+    def make(r):
+        cbs = [ProgressBar(cfg.progress)]
+        if run_dir is not None:
+            cbs += [TensorBoardLogger(Path(run_dir) / "tensorboard"), CheckpointSaver(run_dir)]
+        return Trainer(model, bundle.train, bundle.val, r, device=device, dtype=dtype, seed=cfg.seed,
+                       callbacks=cbs + list(callbacks or []), balance=balance, compile=cfg.compile)
+
+    trainer = make(recipe)
+    left = budget_left()
+    if state is not None:
+        trainer.load_state_dict(state)
+    elif left is not None:
+        steps, _ = plan_steps(trainer, max(1.0, left * 0.85), len(bundle.val) if bundle.val else 0)
+        recipe = dataclasses.replace(recipe, epochs=math.ceil(steps / trainer.steps_per_epoch), total_steps=steps)
+        trainer = make(recipe)
+    if left is not None:
+        trainer.callbacks.insert(1, TimeBudget(max(1.0, left * 0.85)))
+    if cfg.progress:
+        print(f"  fine-tuning every layer: {recipe.epochs} epoch(s), AdamW lr {recipe.lr:g} (body x{', x'.join(f'{m:g}' for m in LAYER_LR)}), "
+              f"BatchNorm statistics frozen", flush=True)
+    if run_dir is not None:
+        payload = {"data": bundle.data, "config": cfg.to_dict(), "recipe": recipe.to_dict()}
+        atomic_write_text(Path(run_dir) / "run.json", json.dumps(payload, indent=2))
+    trainer.fit()
+    return recipe, trainer
+
+
+def _announce(log: _Log, bundle, recipe, origin, reason: str, mode: str, why: str, device) -> None:
+    p = bundle.preprocessing
+    counts = f"{len(bundle.train)} train / {len(bundle.val) if bundle.val else 0} val / " \
+             f"{len(bundle.test) if bundle.test else 0} test"
+    log(f"data: {bundle.source}  {len(bundle.classes)} classes  {counts}  {p.img_size}px x{p.channels}"
+        f"{f' (centre crop {p.crop:g})' if p.crop != 1 else ''}")
+    for note in bundle.notes:
+        log(f"  {note}")
+    log(f"model: {recipe.model} with ImageNet weights: {origin.name} [{origin.source}]")
+    if reason:
+        log(f"  why: {reason}")
+    log(f"  finetune: {mode} ({why})  device {device}")
