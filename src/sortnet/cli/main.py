@@ -13,13 +13,13 @@ import argparse
 import sys
 
 from sortnet.argtypes import OneLineParser
-from sortnet.cli import check, datasets, evaluate, export, models, predict, serve, train
+from sortnet.cli import check, datasets, evaluate, export, models, predict, search, serve, train
 from sortnet.errors import USER_ERRORS
 from sortnet.textsafe import terminal_safe
 from sortnet.version import __version__
 
 # Order = order in `sortnet --help`. A new verb: a module with register(sub) and run(args), listed here.
-VERBS = (train, check, evaluate, predict, export, serve, models, datasets)
+VERBS = (train, search, check, evaluate, predict, export, serve, models, datasets)
 
 
 def build_parser() -> argparse.ArgumentParser:
