@@ -80,7 +80,7 @@ def run_default(data, out: Path, budget: float) -> dict:
     clf = sortnet.train(str(data), out=str(out), time_budget=budget, progress=False)
     m = clf.metrics
     return {"wall_seconds": round(time.perf_counter() - t0, 1), "load_start": load0, "load_end": os.getloadavg()[0],
-            "arch": clf.meta["arch"], "val_accuracy": m["val"]["accuracy"], "test_accuracy": m["test"]["accuracy"],
+            "arch": clf.meta.arch, "val_accuracy": m["val"]["accuracy"], "test_accuracy": m["test"]["accuracy"],
             "epochs": m["epochs"], "train_seconds": m["train_seconds"],
             "latency_ms": round(latency_ms(clf.model, clf.preprocessing.channels, clf.preprocessing.img_size), 4),
             "params": sum(p.numel() for p in clf.model.parameters())}

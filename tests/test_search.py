@@ -18,7 +18,7 @@ optuna = pytest.importorskip("optuna")
 
 import sortnet  # noqa: E402
 from sortnet.cli import main  # noqa: E402
-from sortnet.infer.batch import TTA, predict_logits  # noqa: E402
+from sortnet.infer.batch import predict_logits  # noqa: E402
 from sortnet.models.spec import build_spec_body  # noqa: E402
 from sortnet.nas.config import SearchConfig  # noqa: E402
 from sortnet.nas.genome import MAX_BLOCKS, suggest_genome  # noqa: E402
@@ -88,9 +88,9 @@ def test_search_records_every_trial_once_and_resumes(data, tmp_path):
     clf = sortnet.load(row["model_file"])
     bundle = sortnet.prepare(data, img_size=row["img_size"], progress=False, check=False)
     logits = predict_logits(clf.model, bundle.val.images, torch.device("cpu"), None,
-                            tta=TTA(**clf.meta["tta"]))
+                            tta=clf.meta.tta)
     assert float((logits.argmax(1).numpy() == bundle.val.labels).mean()) == pytest.approx(row["val_accuracy"])
-    assert clf.meta["arch"] == row["spec"]
+    assert clf.meta.arch == row["spec"]
     with pytest.raises(SearchError, match="other settings"):
         sortnet.search(data, out=out, trials=6, **{**TINY, "max_epochs": 3})
 
