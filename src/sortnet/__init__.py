@@ -14,15 +14,16 @@ Usage:
     sortnet.curve("photos/")                             # accuracy vs training-set size
     sortnet.ensemble(["a.safetensors", "b.safetensors"], out="ens.safetensors")
     sortnet.report(clf, "photos/")                       # RUN_DIR/report.html: curves, failures, weights, dreams
+    result = sortnet.search("digits", trials=20)        # Optuna: evolve layer specs + recipes (leaderboard)
 """
 from __future__ import annotations
 
 from sortnet.version import __version__  # noqa: F401 - sortnet.__version__
 
 # list_models / list_datasets, not models / datasets: those names are the sortnet.models package.
-__all__ = ["train", "prepare", "fit", "Callback", "EarlyStopping", "check", "evaluate", "predict", "report", "load",
-           "list_models", "list_datasets", "Classifier", "Prediction", "Predictor", "TrainConfig", "ladder", "curve",
-           "ensemble"]
+__all__ = ["train", "prepare", "fit", "search", "Callback", "EarlyStopping", "check", "evaluate", "predict", "report",
+           "load", "list_models", "list_datasets", "Classifier", "Prediction", "Predictor", "TrainConfig", "ladder",
+           "curve", "ensemble"]
 
 
 def train(data=None, **kwargs):
@@ -44,6 +45,14 @@ def fit(bundle, *, out=None, callbacks=None, **settings):
     from sortnet.training.fit import fit as _fit
 
     return _fit(bundle, out=out, callbacks=callbacks, **settings)
+
+
+def search(data, *, out=None, **settings):
+    """Evolve layer specs and recipes with Optuna (see `sortnet search --help`) -> SearchResult (leaderboard,
+    best model file); settings: trials, time_budget, objectives, sampler, storage, ... (SearchConfig)."""
+    from sortnet.nas.run import search as _search
+
+    return _search(data, out=out, **settings)
 
 
 def check(data, **kwargs) -> dict:

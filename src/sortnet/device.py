@@ -7,6 +7,7 @@ Usage:
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -77,7 +78,8 @@ def all_cores():
 
 
 def use_all_cores() -> None:
-    """Intra-op threads = usable cores (torch sometimes picks fewer inside containers)."""
-    cores = usable_cores()
+    """Intra-op threads = usable cores (torch sometimes picks fewer inside containers), shared evenly by the
+    processes torchrun started on this machine (LOCAL_WORLD_SIZE)."""
+    cores = max(1, usable_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     if torch.get_num_threads() != cores:
         torch.set_num_threads(cores)

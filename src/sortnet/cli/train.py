@@ -7,6 +7,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -66,6 +67,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="run folder for model.safetensors, checkpoint, metrics, TensorBoard logs "
                                  "(default runs/<data name>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly where it stopped")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="data-parallel training in N processes on this machine: runs `torchrun --nproc-per-node N "
+                        "-m sortnet train ...` (gloo on CPUs, nccl on GPUs; see README) [default: 1]")
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool, "bool | None"):
@@ -89,13 +93,20 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    if args.nproc < 1:
+        raise SystemExit("sortnet train: --nproc must be at least 1")
     if not args.resume:
         if not args.data:
             raise SystemExit("sortnet train: give DATA (a folder or built-in dataset) or --resume RUN_DIR")
         from sortnet.training.rundir import check_new_run_dir, default_run_dir
 
         TrainConfig.from_dict(settings)  # bad settings and a bad --out fail in milliseconds, before torch loads
-        check_new_run_dir(Path(args.out) if args.out else default_run_dir(args.data), args.data)
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun rank 0 alone owns the run folder
+            check_new_run_dir(Path(args.out) if args.out else default_run_dir(args.data), args.data)
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # not yet under torchrun: launch it
+        from sortnet.training.distributed import launch
+
+        return launch(args.nproc, as_argv(args))
     from sortnet import train
 
     if args.resume:
@@ -103,3 +114,19 @@ def run(args: argparse.Namespace) -> int:
         return 0
     train(args.data, out=args.out, **settings)
     return 0
+
+
+def as_argv(args: argparse.Namespace) -> list[str]:
+    """The `sortnet train ...` arguments that give these args again (without --nproc): what each rank runs."""
+    argv = ["train"] + ([args.data] if args.data else [])
+    argv += ["--out", args.out] if args.out else []
+    argv += ["--resume", args.resume] if args.resume else []
+    for f in fields(TrainConfig):
+        value, flag = getattr(args, f.name), "--" + f.name.replace("_", "-")
+        if value == f.default:
+            continue
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        else:
+            argv += [flag, str(value)]
+    return argv

@@ -23,10 +23,11 @@ import torch
 from sortnet.atomic import atomic_write_text
 from sortnet.config import DATA_SHAPING, ConfigError, TrainConfig
 from sortnet.data.dataset import DataBundle
-from sortnet.device import all_cores, resolve_device, resolve_precision
+from sortnet.device import all_cores, resolve_precision
 from sortnet.jsonsafe import dumps
 from sortnet.models.registry import create_model, input_normalization, model_defaults
 from sortnet.textsafe import terminal_safe
+from sortnet.training import distributed
 from sortnet.training.budget import TimeBudget, plan_steps
 from sortnet.training.callbacks import Callback, CheckpointSaver, ProgressBar, TensorBoardLogger
 from sortnet.training.checkpoint import CheckpointError, load_checkpoint
@@ -49,31 +50,35 @@ def fit(bundle: DataBundle, *, out: str | Path | None = None, callbacks: list[Ca
     from sortnet.classifier import Classifier
 
     run_dir = Path(out) if out is not None else None
+    distributed.join(settings.get("device", "auto"))  # under torchrun: one process group for the run
     state, saved_recipe = None, None
     if resume:
         if run_dir is None:
             raise ConfigError("fit(resume=True) needs out=RUN_DIR (the folder of the interrupted run)")
-        saved = read_run_file(run_dir)
+        saved = distributed.from_main(lambda: read_run_file(run_dir))  # only rank 0 needs the run folder
         settings = dict(saved["config"], **{k: v for k, v in settings.items() if k in ("progress", "device")})
-        state, saved_recipe = load_checkpoint(run_dir / CHECKPOINT_NAME), saved["recipe"]
+        state = distributed.from_main(lambda: load_checkpoint(run_dir / CHECKPOINT_NAME))
+        saved_recipe = saved["recipe"]
     cfg = _fit_config(bundle, settings)
+    files = run_dir if distributed.is_main() else None  # rank 0 alone writes and prints
+    cfg.progress = cfg.progress and distributed.is_main()
     with torch.random.fork_rng(devices=[]), all_cores():
         torch.manual_seed(cfg.seed)
-        device = resolve_device(cfg.device)
+        device = distributed.join(cfg.device)
         dtype = resolve_precision(cfg.precision, device)
         recipe = Recipe(**saved_recipe) if saved_recipe else resolve_recipe(cfg, bundle, device)
         if recipe.pretrained:  # ImageNet weights: cached features, linear head, optional fine-tuning
             from sortnet.training.choice import resolve_choice
             from sortnet.transfer.fit import fit_pretrained
 
-            result = fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir, callbacks, state,
+            result = fit_pretrained(bundle, cfg, recipe, device, dtype, files, callbacks, state,
                                     reason=resolve_choice(cfg, bundle, device).reason)
         else:
-            result = _fit_from_scratch(bundle, cfg, device, dtype, run_dir, callbacks, state, saved_recipe, resume)
-        if run_dir is not None and cfg.report:
+            result = _fit_from_scratch(bundle, cfg, device, dtype, files, callbacks, state, saved_recipe, resume)
+        if files is not None and cfg.report:  # rank 0 only under torchrun
             from sortnet.reporting.after_training import report_after_training
 
-            report_after_training(result, bundle, run_dir / MODEL_FILE, progress=cfg.progress, check=cfg.check)
+            report_after_training(result, bundle, files / MODEL_FILE, progress=cfg.progress, check=cfg.check)
     return Classifier.from_training(result)
 
 
@@ -143,7 +148,9 @@ def build_trainer(bundle: DataBundle, cfg: TrainConfig, device, dtype, run_dir: 
         _load_state(trainer, state, run_dir, bundle)
         spent = sum(h["epoch_seconds"] for h in trainer.history)
     elif cfg.time_budget:
-        steps, per_step = plan_steps(trainer, cfg.time_budget, len(bundle.val) if bundle.val else 0)
+        # torchrun: rank 0 measures and plans for all (every rank must run the same number of steps)
+        steps, per_step = distributed.from_main(
+            lambda: plan_steps(trainer, cfg.time_budget, len(bundle.val) if bundle.val else 0))
         per_epoch = trainer.steps_per_epoch
         recipe = dataclasses.replace(resolve_recipe(cfg, bundle, device, length=steps / per_epoch),
                                      epochs=math.ceil(steps / per_epoch), total_steps=steps)

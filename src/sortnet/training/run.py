@@ -11,6 +11,7 @@ from pathlib import Path
 from sortnet.config import ConfigError, TrainConfig
 from sortnet.device import resolve_device
 from sortnet.models.registry import validate_arch
+from sortnet.training import distributed
 from sortnet.training.callbacks import Callback
 from sortnet.training.fit import fit, read_run_file
 from sortnet.training.prepare import prepare
@@ -22,12 +23,17 @@ __all__ = ["train", "default_run_dir", "check_new_run_dir", "MODEL_FILE"]
 
 def train(data: str | None = None, *, out: str | None = None, resume: str | None = None,
           callbacks: list[Callback] | None = None, **settings):
-    """Train a classifier on a folder or built-in dataset; see TrainConfig for every setting."""
+    """Train a classifier on a folder or built-in dataset; see TrainConfig for every setting.
+
+    Under torchrun (`sortnet train --nproc N`) every rank calls this; rank 0 alone prints and writes."""
+    if not distributed.is_main():
+        settings = {**settings, "progress": False}  # no data-check lines or decoding bars from other ranks
     if resume is not None:
         if (Path(resume) / "member-1").is_dir() and not (Path(resume) / RUN_FILE).exists():
             raise ConfigError(f"{resume} is an ensemble run: resume each unfinished member with --resume "
                               f"{resume}/member-K, then combine them with `sortnet ensemble`")
-        saved = read_run_file(Path(resume))
+        distributed.join(settings.get("device", "auto"))  # only rank 0 needs the run folder
+        saved = distributed.from_main(lambda: read_run_file(Path(resume)))
         overrides = {k: v for k, v in settings.items() if k in ("progress", "device")}
         bundle = prepare(saved["data"], **dict(saved["config"], **overrides))
         return fit(bundle, out=resume, resume=True, callbacks=callbacks, **overrides)
@@ -38,6 +44,8 @@ def train(data: str | None = None, *, out: str | None = None, resume: str | None
     if cfg.model != "auto":
         validate_arch(cfg.model)
     run_dir = Path(out) if out else default_run_dir(data)
+    if not distributed.is_main():  # rank 0 checks, makes and cleans up the run folder
+        return fit(prepare(data, **settings), out=run_dir, callbacks=callbacks, **settings)
     check_new_run_dir(run_dir, str(data))
     created = make_run_dir(run_dir)
     try:

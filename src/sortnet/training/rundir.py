@@ -28,9 +28,14 @@ METRICS_FILE = "metrics.json"
 TENSORBOARD_DIR = "tensorboard"
 
 
+def data_name(data: str) -> str:
+    """A file-name-safe name for a data folder or built-in dataset ("photos/" -> "photos")."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(str(data).rstrip("/")).name or "data").strip("-") or "data"
+
+
 def default_run_dir(data: str, root: str = "runs") -> Path:
     """runs/<data name>, or runs/<data name>-2, -3 ... when taken (never overwrites a run)."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(str(data).rstrip("/")).name or "data").strip("-") or "data"
+    name = data_name(data)
     candidate, n = Path(root) / name, 2
     while candidate.exists():
         candidate, n = Path(root) / f"{name}-{n}", n + 1

@@ -25,6 +25,7 @@ from sortnet.data.mapped import as_rows, is_on_disk
 from sortnet.device import autocast_context
 from sortnet.errors import SortnetError
 from sortnet.infer.batch import TTA, predict_logits
+from sortnet.training import distributed
 from sortnet.training.augment import alternating_flip_mask, flip_batch, random_resized_crop, random_translate
 from sortnet.training.callbacks import Callback
 from sortnet.training.recipe import Recipe
@@ -121,6 +122,7 @@ class Trainer:
         self.model = model.to(device).to(memory_format=torch.channels_last)
         # the compiled module shares parameters with self.model, which is what gets saved
         self.forward = torch.compile(self.model) if compile else self.model
+        self.ddp = None  # the DistributedDataParallel wrapper under torchrun (set when fit starts)
         self.recipe, self.device, self.dtype, self.seed = recipe, device, dtype, seed
         self.callbacks = list(callbacks or [])
         # Resident uint8 pixels: 1 byte/px, on the GPU when there is one (no loader workers needed);
@@ -219,7 +221,8 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):  # dropout draws here must not change the real run
             model.train()
             for i in range(warmup_steps + steps):
-                idx = torch.randint(0, len(self.y), (self.batch_size,), generator=gen).to(self.device)
+                idx = torch.randint(0, len(self.y), (distributed.local_batch(self.batch_size),),
+                                    generator=gen).to(self.device)
                 t0 = time.perf_counter()
                 self._step(model, opt, sched, self.augment(self.x[idx], idx, gen), self.y[idx])
                 if self.device.type == "cuda":
@@ -255,6 +258,7 @@ class Trainer:
             logs = {"loss": loss, "accuracy": ok / len(idx), "size": len(idx)}
             for cb in self.callbacks:
                 cb.on_batch_end(batch, logs)
+            distributed.agree(self)  # torchrun: every rank stops, and plans, alike
             if self.stop_training:
                 break
         elapsed = time.perf_counter() - t0
@@ -271,7 +275,9 @@ class Trainer:
 
     def _batches(self, perm: torch.Tensor):
         """(index, uint8 pixels) per step; streamed sets fetch the next batch in a thread meanwhile."""
-        slices = [perm[s * self.batch_size : (s + 1) * self.batch_size] for s in range(self.steps_per_epoch)]
+        # torchrun: each rank trains on its own slice of every global batch
+        slices = [distributed.shard(perm[s * self.batch_size : (s + 1) * self.batch_size])
+                  for s in range(self.steps_per_epoch)]
         if not self.streamed:
             yield from ((idx, self.x[idx]) for idx in slices)
             return
@@ -294,6 +300,7 @@ class Trainer:
     def fit(self) -> list[dict]:
         """Train until the planned steps are done or a callback sets stop_training; the history per epoch."""
         self.stop_training = False
+        distributed.wrap_trainer(self)  # torchrun: DDP from here on (a trainer built only to measure never joins)
         for cb in self.callbacks:
             cb.set_trainer(self)
         self._emit("on_train_begin", {"epoch": self.epoch, "step": self.step})
@@ -309,6 +316,7 @@ class Trainer:
             self.epoch += 1
             self.history.append(metrics)
             self._emit("on_epoch_end", self.epoch - 1, metrics)
+            distributed.agree(self)
         self._emit("on_train_end", {"epoch": self.epoch, "step": self.step})
         return self.history
 
