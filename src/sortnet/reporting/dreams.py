@@ -28,9 +28,10 @@ from tqdm.auto import tqdm
 
 from sortnet.models.base import SortnetModel
 
-DECAY = 0.02  # per step: u <- (1 - DECAY) u, the L2 prior as weight decay on the image
+DECAY = 0.03  # per step: u <- (1 - DECAY) u, the L2 prior as weight decay on the image
 LEARNING_RATE = 0.1  # Adam step on normalized pixels (Adam: the step size does not depend on the logit scale)
 BLUR_EVERY = 4  # steps between Gaussian blurs
+BLUR_END = 0.5  # the blur's width shrinks linearly to this fraction of its start (details come in late)
 MAX_BATCH_VALUES = 64 * 3 * 64 * 64  # pixel values optimized at once: all classes at <= 64 px, ~5 at 224 px
 
 
@@ -78,7 +79,7 @@ def _optimize(model, classes: torch.Tensor, shape: tuple[int, int], mean_t, std_
     low, high = _pixel_bounds(mean_t, std_t)
     u = (0.1 * torch.randn(len(classes), c, size, size, generator=g)).requires_grad_(True)
     opt = torch.optim.Adam([u], lr=LEARNING_RATE)
-    jitter, sigma0 = max(1, size // 14), max(0.5, size / 40)
+    jitter, sigma0 = max(1, size // 14), max(1.0, size / 56)  # px: 1 at 28 px, 4 at 224 px
     t0, done = time.perf_counter(), 0
     while done < steps and (done == 0 or time.perf_counter() - t0 < seconds):
         _step(model, u, opt, classes, g, jitter, mean_t, std_t)
@@ -86,7 +87,7 @@ def _optimize(model, classes: torch.Tensor, shape: tuple[int, int], mean_t, std_
         with torch.no_grad():
             u.mul_(1 - DECAY)
             if done % BLUR_EVERY == 0:
-                u.copy_(gaussian_blur(u, sigma0 * (1 - 0.7 * done / steps)))
+                u.copy_(gaussian_blur(u, sigma0 * (1 - (1 - BLUR_END) * done / steps)))
             u.copy_(torch.maximum(torch.minimum(u, high), low))
         bar.update(1)
     return u.detach(), done

@@ -51,7 +51,7 @@ def _filter_figures(inputs: ReportInputs, prep: Preprocessing) -> list[Figure]:
         return [Figure("first_layer_units", captioned_grid(tiles, None, _cols(len(tiles))),
                        f"First-layer weights of the first {len(tiles)} hidden units (red +, blue -).")]
     name, w = found
-    tiles = upscale_nearest(filter_tiles(w[:MAX_FILTERS]), 40)
+    tiles = upscale_nearest(filter_tiles(w[:MAX_FILTERS]), 56)
     whitening = name.endswith("whiten")
     caption = (f"The {len(w)} frozen {w.shape[-1]}x{w.shape[-2]} whitening filters ({name}): eigenvectors of the "
                "training images' patch covariance, strongest first, each followed later by its negative."
