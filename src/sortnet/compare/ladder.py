@@ -35,7 +35,7 @@ MIN_FIT_S = 3.0  # a rung never gets less training time than this
 # step planning (~8 steps of forward + backward) and the final validation (2 views), with a safety factor.
 FIXED_OVERHEAD_S = 6.0
 OVERHEAD_SAFETY = 1.5
-MIN_OVERHEAD_SHARE, MAX_OVERHEAD_SHARE = 0.15, 0.4  # the estimate kept within these shares of a rung's time
+MIN_OVERHEAD_SHARE, MAX_OVERHEAD_SHARE = 0.15, 0.75  # the estimate kept within these shares of a rung's time
 # Forward passes per training image a rung's share must pay for, when its rows are made again at another
 # size (a pretrained net at 224 px on a large small-image set): features of a few augmented views for a
 # frozen backbone; several epochs of forward + backward (~3 forwards each) for full fine-tuning.
@@ -68,6 +68,7 @@ class Ladder:
         self.seed = int(bundle.settings.get("seed", 0))
         self.val_rows = stratified_rows(bundle.val.labels, eval_images, self.seed)
         self.bundles: dict[tuple, DataBundle] = {}
+        self.correction = 1.0  # measured / estimated time outside training, worst rung so far
 
     def remaining(self) -> float:
         return self.budget - (time.perf_counter() - self.started) - END_RESERVE_S
@@ -104,7 +105,8 @@ class Ladder:
         bundle = self.bundle_for(plan, share)
         key = (bundle.preprocessing.img_size, bundle.preprocessing.channels)
         share = max(MIN_FIT_S, share - (time.perf_counter() - t0))
-        overhead = min(MAX_OVERHEAD_SHARE * share, max(MIN_OVERHEAD_SHARE * share, self.overhead(plan.arch, bundle)))
+        estimate = self.overhead(plan.arch, bundle)
+        overhead = min(MAX_OVERHEAD_SHARE * share, max(MIN_OVERHEAD_SHARE * share, estimate * self.correction))
         fit_budget = max(MIN_FIT_S, share - overhead)
         self.say(f"\n== rung {plan.rung.name}: {plan.arch}, {len(bundle.train)} train images at "
                  f"{key[0]} px, {fit_budget:.0f} s of training ==")
@@ -116,6 +118,8 @@ class Ladder:
             self.say(f"  rung {plan.rung.name} failed: {e}")
         wall = time.perf_counter() - t0
         row["wall_seconds"] = round(wall, 1)
+        if row.get("status") == "ok":  # learn how far off the estimate was on this machine, now
+            self.correction = max(self.correction, (wall - row["train_seconds"]) / max(estimate, 1e-3))
         return row
 
     def overhead(self, arch: str, bundle: DataBundle) -> float:
