@@ -12,7 +12,10 @@ One invocation runs, on one machine, in this order:
   5. `sortnet train DATA --no-pretrained --time-budget <the default run's wall time>`: from scratch, same time;
   6. `sortnet export` fp32 and int8 (calibration: DATA) of the default run's model: 1-image latency through
      onnxruntime (median of --latency-repeats), and int8's accuracy change on the held-out images.
-Prints a markdown summary with the machine, CPU flags and load averages; --json writes every number.
+  7. which normalization the weights want (ImageNet's mean/std or TF's (x - 127) / 128), scored by ImageNet's
+     own ant/bee classes on the photos, and the default head's validation accuracy with the whole shorter
+     side vs the ImageNet centre crop (0.875).
+Prints every number as JSON with the machine, CPU flags and load averages; --json writes it to a file too.
 
 Usage:
     python benchmarks/bench_pretrained.py                                 # DATA = <repo>/../shared/data/hymenoptera
@@ -184,6 +187,59 @@ def onnx_latency(model_file: Path, data: Path, env: dict, repeats: int) -> dict:
     return res
 
 
+def normalization_check(data: Path) -> dict:
+    """Which input normalization the EfficientNet-Lite0 weights want: ImageNet's own classifier scored on the
+    photos against ImageNet's "ant" (310) / "bee" (309) classes, per candidate normalization (whole shorter side)."""
+    import numpy as np
+    import torch
+
+    from sortnet.data.sources import load_data
+    from sortnet.models.base import Normalize
+    from sortnet.models.efficientnet_lite import LITE_MEAN, LITE_STD
+    from sortnet.models.pretrained import lite0_state, load_pretrained
+    from sortnet.models.registry import IMAGENET_MEAN, IMAGENET_STD, create_model
+
+    log("normalization: ImageNet classes of the photos under each candidate")
+    bundle = load_data(str(data), img_size=224, progress=False)
+    images = np.concatenate([np.asarray(bundle.train.images), np.asarray(bundle.val.images)])
+    names = bundle.classes
+    truth = np.array([{"ants": 310, "bees": 309}[names[i]] for i in np.concatenate([bundle.train.labels,
+                                                                                    bundle.val.labels])])
+    model = create_model("efficientnet-lite0", 3, 1000, 224, LITE_MEAN, LITE_STD).eval()
+    load_pretrained(model, "efficientnet-lite0", 224)
+    full, _ = lite0_state()
+    model.head.load_state_dict({"weight": full["classifier.weight"], "bias": full["classifier.bias"]})
+    out = {}
+    for name, (mean, std) in {"imagenet_mean_std": (IMAGENET_MEAN, IMAGENET_STD),
+                              "tf_x-127_over_128": (LITE_MEAN, LITE_STD)}.items():
+        model.normalize = Normalize(mean, std)
+        with torch.no_grad():
+            logits = torch.cat([model(torch.as_tensor(images[i:i + 32])) for i in range(0, len(images), 32)])
+        top5 = logits.topk(5, 1).indices.numpy()
+        logp = torch.log_softmax(logits, 1)[torch.arange(len(truth)), torch.as_tensor(truth)]
+        out[name] = {"images": len(truth), "top1": round(float((top5[:, 0] == truth).mean()), 4),
+                     "top5": round(float((top5 == truth[:, None]).any(1).mean()), 4),
+                     "mean_log_p_true": round(float(logp.mean()), 3)}
+    return out
+
+
+def crop_check(data: Path) -> dict:
+    """Validation accuracy of the default head with the whole shorter side (crop 1.0) vs the ImageNet crop."""
+    import sortnet
+    from sortnet.data.sources import load_data
+
+    log("crop: default head with crop 1.0 vs 0.875")
+    out = {}
+    for crop in (1.0, 0.875):
+        bundle = sortnet.prepare(str(data), progress=False, check=False)  # the default choice: crop 0.875
+        if crop != bundle.preprocessing.crop:  # the same run on pixels decoded with the other crop
+            fresh = load_data(str(data), img_size=bundle.preprocessing.img_size, crop=crop, progress=False)
+            bundle.train, bundle.val, bundle.preprocessing = fresh.train, fresh.val, fresh.preprocessing
+        clf = sortnet.fit(bundle, progress=False)
+        out[f"crop_{crop:g}"] = round(float(clf.metrics["val"]["accuracy"]), 4)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -191,7 +247,8 @@ def main() -> int:
     ap.add_argument("--tutorial-minutes", type=float, default=15.0, help="stop the tutorial recipe after this")
     ap.add_argument("--extract-images", type=int, default=64)
     ap.add_argument("--latency-repeats", type=int, default=50)
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: tutorial,scratch,onnx")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: default,tutorial,scratch,onnx,"
+                                               "normalization,crop")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if not args.data.is_dir():
@@ -203,12 +260,17 @@ def main() -> int:
         tmp = Path(tmpdir)
         env = dict(os.environ, SORTNET_CACHE=str(tmp / "cache"), PYTHONUNBUFFERED="1")
         os.environ["SORTNET_CACHE"] = env["SORTNET_CACHE"]
-        results["default"] = default_runs(args.data, tmp, env)
-        results["extraction_img_per_s"] = extraction_rate(args.data, args.extract_images)
+        if "default" not in skip:
+            results["default"] = default_runs(args.data, tmp, env)
+            results["extraction_img_per_s"] = extraction_rate(args.data, args.extract_images)
         if "tutorial" not in skip:
             results["tutorial"] = tutorial_recipe(args.data, args.tutorial_epochs, args.tutorial_minutes)
         if "scratch" not in skip:
             results["scratch"] = scratch_run(args.data, tmp, env, results["default"]["cold_wall_s"])
+        if "normalization" not in skip:
+            results["normalization"] = normalization_check(args.data)
+        if "crop" not in skip:
+            results["crop"] = crop_check(args.data)
         if "onnx" not in skip:
             results["onnx"] = onnx_latency(tmp / "default" / "model.safetensors", args.data, env,
                                            args.latency_repeats)

@@ -154,8 +154,8 @@ LITE0 = ModelDefaults(min_img_size=32, **imagenet_weights("efficientnet-lite0", 
                       pretrained_by_default=True)
 
 
-@register_model("efficientnet-lite0", "EfficientNet-Lite0 (3.4M params), ImageNet weights bundled (work offline): "
-                "the default for colour photos", "pretrained", LITE0)
+@register_model("efficientnet-lite0", "EfficientNet-Lite0 (3.4M params), ImageNet weights bundled (no download): "
+                "the default for photos (> 64 px)", "pretrained", LITE0)
 def _efficientnet_lite0(in_channels: int, img_size: int):
     body = EfficientNetLite(LITE_CONFIGS["efficientnet-lite0"], in_channels)
     return body, body.out_features, LITE_CONFIGS["efficientnet-lite0"].dropout

@@ -8,7 +8,8 @@ the disk), metadata {"view", "backbone"}. The key is a SHA-256 over
   - the view (name, seed, CACHE_VERSION): a run asking for more views reuses the ones already cached,
   - every row: absolute path + size + mtime (image files), or the pixels' hash (sets without files).
 Editing, adding or removing a file, other weights, another size or other views give another key: a stale
-entry is never read. Writes are atomic; a damaged entry is recomputed.
+entry is never read. Writes are atomic; a damaged entry is recomputed. The backbone's exported ONNX graph
+is kept next to them as <backbone_key>.onnx (its export takes seconds; transfer/extract.py reads it back).
 
 Usage:
     feats, hits = cached_features(train_set, extractor, backbone={"arch": ..., "sha256": ...}, prep=prep,

@@ -109,6 +109,24 @@ def _head_logits(feats: np.ndarray, head) -> torch.Tensor:
     return torch.from_numpy(feats.mean(0)) @ head.weight.T.cpu() + head.bias.cpu()
 
 
+def _fit_head(model, feats: _Features, bundle, cfg, recipe, budget_left, log: _Log):
+    """Stage 1: the linear head on cached features becomes model.head; (recipe, head info)."""
+    n, k = len(bundle.train), len(bundle.classes)
+    train = feats.get("train", train_views(2) if recipe.flip else ("orig",))
+    views = _train_views(recipe, cfg, n, feats, budget_left)
+    if len(views) > train.shape[0]:
+        train = feats.get("train", views)  # the cached views are read again, only the crops are new
+    head = train_head(train, bundle.train.labels, k, views=views,
+                      class_weights=_class_weights(cfg, bundle.train.labels, k), seed=cfg.seed)
+    with torch.no_grad():
+        model.head.weight.copy_(head.weight)
+        model.head.bias.copy_(head.bias)
+    h = head.info
+    log(f"  head: logistic regression on {train.shape[0] * n} feature vectors, L2 {h['lambda']:g} by "
+        f"3-fold CV (held-out accuracy {h['cv_accuracy']:.3f}), {h['seconds']:.1f}s")
+    return dataclasses.replace(recipe, finetune="head", views=len(views), epochs=0), h
+
+
 def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, callbacks=None, state=None,
                    reason: str = "") -> dict:
     """Train recipe.model from its pretrained weights on bundle; the finish_model result dict."""
@@ -129,22 +147,9 @@ def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, cal
         mode, why = choose_finetune(cfg, model, bundle, device, budget_left())
     _announce(log, bundle, recipe, origin, reason, mode, why, device)
     feats = _Features(model, bundle, recipe, cfg, origin, device, dtype, log)
-    n, k = len(bundle.train), len(bundle.classes)
     metrics: dict = {"history": [], "epochs": 0, "best": {}}
     if state is None:
-        train = feats.get("train", train_views(2) if recipe.flip else ("orig",))
-        views = _train_views(recipe, cfg, n, feats, budget_left)
-        if len(views) > train.shape[0]:
-            train = feats.get("train", views)
-        head = train_head(train, bundle.train.labels, k, views=views,
-                          class_weights=_class_weights(cfg, bundle.train.labels, k), seed=cfg.seed)
-        model.head.weight.data.copy_(head.weight)
-        model.head.bias.data.copy_(head.bias)
-        h = head.info
-        log(f"  head: logistic regression on {train.shape[0] * n} feature vectors, L2 {h['lambda']:g} by "
-            f"3-fold CV (held-out accuracy {h['cv_accuracy']:.3f}), {h['seconds']:.1f}s")
-        recipe = dataclasses.replace(recipe, finetune="head", views=len(views), epochs=0)
-        metrics["head"] = h
+        recipe, metrics["head"] = _fit_head(model, feats, bundle, cfg, recipe, budget_left, log)
     if mode == "full":
         recipe, trainer = _full_finetune(model, bundle, cfg, recipe, device, dtype, run_dir, callbacks, state,
                                          budget_left)
