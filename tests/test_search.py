@@ -146,3 +146,23 @@ def test_cli_search_and_show(data, tmp_path, capsys):
     assert "--trials N" in capsys.readouterr().err
     assert main(["search", "--show", str(tmp_path)]) == 2
     assert "holds no search study" in capsys.readouterr().err
+
+
+def test_trials_of_dead_local_workers_are_failed_on_reopen(tmp_path):
+    """Journal files have no heartbeat: a RUNNING trial whose process on this host is gone is marked FAIL."""
+    import socket
+    import subprocess
+    import sys
+
+    from sortnet.nas.study import fail_dead_local_trials, make_storage
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    storage = make_storage(None, tmp_path)
+    study = optuna.create_study(study_name="s", storage=storage)
+    gone, alive = study.ask(), study.ask()
+    gone.set_user_attr("worker", f"{socket.gethostname()}:{dead.pid}")
+    alive.set_user_attr("worker", f"{socket.gethostname()}:{__import__('os').getpid()}")
+    assert fail_dead_local_trials(study, storage) == 1
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states == {gone.number: optuna.trial.TrialState.FAIL, alive.number: optuna.trial.TrialState.RUNNING}
