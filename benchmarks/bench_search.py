@@ -56,14 +56,19 @@ def run_search(data, out: Path, budget: float, objectives: str) -> dict:
     trials_by_time = sorted(finished, key=lambda r: r["trial"])
     prep = [r["prepare_seconds"] or 0.0 for r in trials_by_time]
     walls = [r["wall_seconds"] or 0.0 for r in trials_by_time]
+    firsts = {min(r["trial"] for r in trials_by_time if r["img_size"] == size)
+              for size in {r["img_size"] for r in trials_by_time}}  # each image size's first trial
+    later = [r for r in trials_by_time if r["trial"] not in firsts]
     return {
         "wall_seconds": round(wall, 1), "load_start": load0, "load_end": os.getloadavg()[0],
         "trials_finished": len(finished), "trials_complete": len(done),
         "trials_failed": sum(r["state"] == "fail" for r in rows),
         "trials_per_hour": round(len(finished) / wall * 3600, 1),
         "prepare_share_all": round(sum(prep) / max(sum(walls), 1e-9), 4),
-        "prepare_share_after_first": round(sum(prep[1:]) / max(sum(walls[1:]), 1e-9), 4),
-        "prepare_seconds_first": prep[0] if prep else None,
+        "prepare_share_later_trials": round(sum(r["prepare_seconds"] or 0.0 for r in later)
+                                            / max(sum(r["wall_seconds"] or 0.0 for r in later), 1e-9), 4),
+        "prepare_seconds_by_first_trial_of_size": {r["img_size"]: r["prepare_seconds"] for r in trials_by_time
+                                                   if r["trial"] in firsts},
         "best": {k: best.get(k) for k in ("trial", "val_accuracy", "test_accuracy", "latency_ms", "params", "spec",
                                           "img_size", "epochs_run", "lr", "batch_size", "augment")},
         "pareto": [{k: r[k] for k in ("trial", "val_accuracy", "test_accuracy", "latency_ms", "spec")}

@@ -26,7 +26,8 @@ Writes RUN_DIR/leaderboard.csv|json, pareto.png, trials/trial-NNNN.safetensors a
 
 HELP = {
     "trials": "stop once the study holds N finished (complete or pruned) trials, counting every worker's",
-    "time_budget": "this worker searches for this long, e.g. 10m, 1h (no trial starts in the last 5 s)",
+    "time_budget": "this worker searches for this long, e.g. 10m, 1h (no trial starts with less than a quarter of a "
+                   "trial budget left)",
     "trial_budget": "time cap of one trial's training, e.g. 2m (default: time budget / 8 within 20 s..10 m; "
                     "else 2m)",
     "objectives": "accuracy (maximize val accuracy; trials can be pruned) | accuracy,latency (Pareto front of "

@@ -3,9 +3,9 @@
 The worker prepares the data at the data's own size first (the auto image sizes depend on it), opens or
 continues the study (RUN_DIR/study.journal or --storage), then lets Optuna run trials until the study holds
 `trials` finished ones (all workers together; a worker may finish one extra while another counts the last)
-or this worker's time budget is spent (no trial is started with less than MIN_TRIAL_SECONDS left; each trial's
-cap is cut to what is left). After every trial it rewrites the leaderboard files; at the end it also draws
-the Pareto front and copies the best model to RUN_DIR/best.safetensors.
+or this worker's time budget is spent (no trial is started with less than a quarter of a trial budget
+left; each trial's cap is cut to what is left). After every trial it rewrites the leaderboard files; at
+the end it also draws the Pareto front and copies the best model to RUN_DIR/best.safetensors.
 
 Usage:
     result = search("digits", trials=20, objectives="accuracy,latency")
@@ -25,7 +25,7 @@ from sortnet.errors import SortnetError
 from sortnet.nas.config import SearchConfig
 from sortnet.nas.leaderboard import format_table, leaderboard_rows, plot_front, write_leaderboard
 from sortnet.nas.study import SearchError, import_optuna, load_study, open_study
-from sortnet.nas.trial import MIN_TRIAL_SECONDS, TrialObjective
+from sortnet.nas.trial import TrialObjective
 
 TRIAL_ERRORS = (SortnetError, RuntimeError, ValueError)  # a failed trial is recorded; the search goes on
 MIN_AUTO_SIZE = 12  # auto image sizes: the data's side, and its half when at least this
@@ -107,7 +107,7 @@ def _optimize(study, objective: TrialObjective, cfg: SearchConfig, todo: int | N
         if cfg.progress:
             tqdm.write(_trial_line(trial))
         write_leaderboard(leaderboard_rows(study), objective.run_dir)
-        if deadline is not None and deadline - time.monotonic() < MIN_TRIAL_SECONDS:
+        if not objective.worth_starting():
             study.stop()
 
     callbacks = [after_trial]

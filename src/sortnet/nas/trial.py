@@ -23,7 +23,8 @@ from sortnet.nas.latency import latency_ms
 from sortnet.training.budget import TimeBudget
 from sortnet.training.callbacks import Callback
 
-MIN_TRIAL_SECONDS = 5.0  # a worker with less time left than this starts no new trial
+MIN_TRIAL_SHARE = 0.25  # a worker with less than this share of a trial budget left starts no new trial
+MIN_TRIAL_SECONDS = 5.0  # (nor with less than this)
 FINISH_RESERVE = 0.15  # share of a trial's time cap kept for the final evaluation, latency and saving
 
 
@@ -75,6 +76,13 @@ class TrialObjective:
         t0 = time.perf_counter()
         self.bundles[img_size] = prepare(self.data, img_size=img_size, **self.cfg.prepare_settings())
         return self.bundles[img_size], time.perf_counter() - t0, False
+
+    def worth_starting(self) -> bool:
+        """Whether enough of the worker's time is left for a trial that can learn something."""
+        if self.deadline is None:
+            return True
+        left = self.deadline - time.monotonic()
+        return left >= max(MIN_TRIAL_SECONDS, MIN_TRIAL_SHARE * self.cfg.per_trial_seconds())
 
     def time_cap(self, spent: float) -> float:
         """Seconds this trial may still take: its own budget less what it spent, never past the deadline."""
