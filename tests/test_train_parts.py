@@ -8,10 +8,6 @@ from sortnet.data.dataset import DataBundle, ImageSet
 from sortnet.data.preprocess import Preprocessing
 from sortnet.models.registry import create_model
 from sortnet.training.augment import alternating_flip_mask, flip_batch, random_resized_crop, random_translate
-import time
-
-from sortnet.training.budget import TimeBudget, plan_steps
-from sortnet.training.callbacks import Callback
 from sortnet.device import cpu_supports_bf16, resolve_precision
 from sortnet.training.recipe import resolve_recipe
 from sortnet.training.schedule import lr_multiplier
@@ -102,35 +98,6 @@ def test_trainer_learns_and_is_deterministic():
     assert t1.opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # schedule ran to completion
 
 
-def test_time_budget_plans_steps_without_touching_the_run():
-    b = _bundle()
-    t = _trainer(b)
-    before = {k: v.clone() for k, v in t.model.state_dict().items()}
-    steps, per_step = plan_steps(t, budget_seconds=5.0, val_images=len(b.val))
-    assert steps >= 1 and per_step > 0 and steps * per_step <= 5.0
-    assert t.step == 0 and t.epoch == 0
-    for k, v in t.model.state_dict().items():
-        assert torch.equal(v, before[k]), k  # measuring ran on a copy
-
-
-class _SlowMachine(Callback):
-    """Simulates a machine that became slower than planned (another program took the cores)."""
-
-    def on_batch_end(self, batch, logs=None):
-        time.sleep(0.02)
-
-
-def test_time_budget_shortens_schedule_when_behind_and_still_completes_it():
-    b = _bundle()
-    t = _trainer(b, epochs=50)  # far more than fits
-    budget = TimeBudget(budget_seconds=1.5, check_every=5)
-    t.callbacks += [_SlowMachine(), budget]
-    planned = t.total_steps
-    t.fit()
-    assert budget.replans >= 1 and t.step == t.total_steps < planned
-    assert t.opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # decayed to 0 at the new end
-
-
 def test_sub_epoch_budget_ends_inside_first_epoch():
     b = _bundle(n=512)
     t = _trainer(b, epochs=1)
@@ -151,3 +118,32 @@ def test_short_runs_drop_regularisation_unless_asked():
     asked = resolve_recipe(TrainConfig(model="cnn-small", label_smoothing=0.2, augment="flip+crop"), b, cpu,
                            length=1.0)
     assert asked.label_smoothing == 0.2 and asked.translate > 0
+
+
+def test_flips_only_where_mirror_images_keep_their_class():
+    from sklearn.datasets import load_digits
+
+    from conftest import make_image
+    from sortnet.training.mirror import mirror_safe
+
+    digits = load_digits()  # a mirrored 3 is no digit
+    safe, ratio = mirror_safe((digits.images[:, None] * 15.9).astype(np.uint8), digits.target)
+    assert not safe and ratio < 0.5
+    rng = np.random.default_rng(0)  # bars, discs, squares: mirror images are the same shapes
+    labels = np.arange(200) % 4
+    shapes = np.stack([np.asarray(make_image(int(k), size=16, mode="L", rng=rng))[None] for k in labels])
+    assert mirror_safe(shapes, labels)[0]
+    yy, xx = np.mgrid[0:16, 0:16]  # arrows: class = direction, which a mirror swaps
+    left = ((xx >= 3) & (np.abs(yy - 8) <= (xx - 3) / 2)).astype(np.uint8) * 200
+    arrows = np.stack([left if k == 0 else left[:, ::-1] for k in labels % 2])[:, None]
+    noisy = np.clip(arrows + rng.integers(0, 40, arrows.shape), 0, 255).astype(np.uint8)
+    assert not mirror_safe(noisy, labels % 2)[0]
+
+
+def test_small_data_gets_enough_steps_big_data_the_family_batch():
+    from sortnet.training.recipe import small_data_batch
+
+    # 1,150 images: 1150 / 32 steps per epoch = 35.9 -> 32; given 5 epochs, 5 * 1150 / 160 = 35.9 -> 32
+    assert small_data_batch(128, 1150, 5) == 32 and small_data_batch(128, 1150, None) == 32
+    assert small_data_batch(128, 1150, 1) == 16  # one epoch: 1150 / 160 = 7.2 -> the floor of 16
+    assert small_data_batch(128, 48000, 5) == 128 and small_data_batch(64, 48000, None) == 64

@@ -83,3 +83,9 @@ def use_all_cores() -> None:
     cores = max(1, usable_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     if torch.get_num_threads() != cores:
         torch.set_num_threads(cores)
+
+
+def thread_options(cores: int | None = None) -> list[int]:
+    """Thread counts worth timing against each other: all cores, half of them, and one."""
+    cores = cores or usable_cores()
+    return list(dict.fromkeys([cores, max(1, cores // 2), 1]))

@@ -16,6 +16,7 @@ from sortnet.argtypes import OneLineParser
 from sortnet.cli import (check, curve, datasets, ensemble, evaluate, export, ladder, models, predict, report, search,
                          serve, train)
 from sortnet.errors import USER_ERRORS
+from sortnet.omp import prefer_passive_waiting
 from sortnet.textsafe import terminal_safe
 from sortnet.version import __version__
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    prefer_passive_waiting()  # before torch loads: sleeping, not spinning, OpenMP threads (sortnet/omp.py)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -34,7 +34,8 @@ TRAIN_HELP = {
     "device": "auto | cpu | cuda",
     "precision": "auto (bf16 where the CPU/GPU supports it) | fp32 | bf16 | fp16",
     "compile": "torch.compile the model (helps on some GPUs)",
-    "time_budget": "plan a complete schedule that trains within this time, e.g. 60s, 10m",
+    "time_budget": "the whole command (start-up, training, evaluation, model file) within this time, e.g. 20s, "
+                   "10m: the schedule, model size and test-time augmentation are planned to fit it",
     "data_root": "where built-in datasets are read/downloaded (default $SORTNET_DATA or ~/.cache/sortnet/datasets)",
     "download": "download missing built-in datasets (--no-download to stay offline)",
     "progress": "progress bars and messages (--no-progress for quiet runs)",
@@ -108,11 +109,13 @@ def run(args: argparse.Namespace) -> int:
 
         return launch(args.nproc, as_argv(args))
     from sortnet import train
+    from sortnet.training.clock import process_started
 
+    started = process_started()  # --time-budget covers the whole command, from launch to the model file
     if args.resume:
-        train(resume=args.resume, progress=args.progress, device=args.device)
+        train(resume=args.resume, progress=args.progress, device=args.device, started_at=started)
         return 0
-    train(args.data, out=args.out, **settings)
+    train(args.data, out=args.out, started_at=started, **settings)
     return 0
 
 

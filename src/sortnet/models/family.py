@@ -49,6 +49,11 @@ class ModelDefaults:
     epochs_scale: float = 1.0  # x the default number of passes (simple models converge in fewer)
     min_epochs: int = 8
     data_init: bool = False  # needs init_from_data (patch whitening) before training
+    # --time-budget with model auto: models naming the same size_group are one net at several widths; the
+    # planner (training/planner.py) picks the widest that sees >= size_min_images training images within
+    # the budget on this machine (the narrowest takes 0). None: no such group.
+    size_group: str | None = None
+    size_min_images: int = 0
     extra: dict = field(default_factory=dict)  # family-specific hints, documented where they are read
 
 

@@ -60,6 +60,16 @@ def model_defaults(arch: str, pretrained: bool = False) -> ModelDefaults:
     return dataclasses.replace(d, **d.when_pretrained) if pretrained else d
 
 
+def size_group_models(arch: str) -> list[str]:
+    """The models of arch's size group (one net at several widths), smallest (fewest size_min_images) first;
+    [arch] when it has none."""
+    group = model_defaults(arch).size_group
+    if group is None:
+        return [arch]
+    members = [info for info in list_models() if info.defaults.size_group == group]
+    return [info.name for info in sorted(members, key=lambda i: (i.defaults.size_min_images, i.name))]
+
+
 def input_normalization(arch: str, data_mean: tuple[float, ...], data_std: tuple[float, ...],
                         pretrained: bool = False) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(mean, std) the model normalizes its input with: the family's own (e.g. ImageNet's, for pretrained

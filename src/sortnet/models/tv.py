@@ -26,9 +26,6 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torchvision import models as tvm
-from torchvision.models.vgg import cfgs as vgg_cfgs
-from torchvision.models.vgg import make_layers
 
 from sortnet.models.family import SMALL_IMAGE_PX, ModelDefaults, imagenet_weights, register_model
 
@@ -45,7 +42,15 @@ def _tv(arch: str, min_img_size: int = 16, pretrained_min: int = 32) -> ModelDef
 STEM_PRETRAINED_MIN = SMALL_IMAGE_PX + 1  # the ImageNet stem is used above SMALL_IMAGE_PX only
 
 
-def _resnet(ctor: Callable[..., tvm.ResNet], in_channels: int, img_size: int):
+def _tvm():
+    """torchvision.models, imported when a torchvision net is built: importing it loads torch._dynamo
+    (about as long as importing torch), which runs of sortnet's own nets should not pay."""
+    from torchvision import models
+
+    return models
+
+
+def _resnet(ctor: Callable[..., nn.Module], in_channels: int, img_size: int):
     """ResNet body: [B, C, H, W] -> [B, fc.in_features]."""
     net = ctor(weights=None, zero_init_residual=True)
     if img_size <= SMALL_IMAGE_PX:
@@ -61,7 +66,7 @@ def _resnet(ctor: Callable[..., tvm.ResNet], in_channels: int, img_size: int):
 
 def _densenet121(in_channels: int, img_size: int):
     """DenseNet-121 body: [B, C, H, W] -> [B, 1024]."""
-    net = tvm.densenet121(weights=None)
+    net = _tvm().densenet121(weights=None)
     if img_size <= SMALL_IMAGE_PX:
         net.features.conv0 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
         net.features.pool0 = nn.Identity()
@@ -78,6 +83,9 @@ class VGGFeatures(nn.Module):
 
     def __init__(self, in_channels: int, config: str = "D") -> None:
         super().__init__()
+        from torchvision.models.vgg import cfgs as vgg_cfgs
+        from torchvision.models.vgg import make_layers
+
         # make_layers builds only the conv stack; tvm.vgg16() would also allocate fc6 (103M weights, ~2 s).
         self.features = make_layers(vgg_cfgs[config], batch_norm=False)
         self.features[0] = nn.Conv2d(in_channels, 64, kernel_size=3, padding=1)
@@ -126,13 +134,13 @@ def _classifier_dropped(ctor: Callable[..., nn.Module], in_channels: int, drop: 
 @register_model("resnet18", "torchvision ResNet-18 (11M params); CIFAR stem at <= 64 px; --pretrained: ImageNet",
                 "torchvision", _tv("resnet18", pretrained_min=STEM_PRETRAINED_MIN))
 def _resnet18(in_channels: int, img_size: int):
-    return _resnet(tvm.resnet18, in_channels, img_size)
+    return _resnet(_tvm().resnet18, in_channels, img_size)
 
 
 @register_model("resnet50", "torchvision ResNet-50 (24M params); CIFAR stem at <= 64 px; --pretrained: ImageNet",
                 "torchvision", _tv("resnet50", pretrained_min=STEM_PRETRAINED_MIN))
 def _resnet50(in_channels: int, img_size: int):
-    return _resnet(tvm.resnet50, in_channels, img_size)
+    return _resnet(_tvm().resnet50, in_channels, img_size)
 
 
 @register_model("densenet121", "torchvision DenseNet-121 (7M params); CIFAR stem at <= 64 px; --pretrained: "
@@ -150,19 +158,19 @@ def _vgg16_factory(in_channels: int, img_size: int):
 @register_model("mobilenet_v3_large", "torchvision MobileNet-V3-Large (4M params); --pretrained: ImageNet",
                 "torchvision", _tv("mobilenet_v3_large", min_img_size=32))
 def _mobilenet_v3_large(in_channels: int, img_size: int):
-    net, features = _classifier_dropped(tvm.mobilenet_v3_large, in_channels, drop=(2,))  # 2: its dropout
+    net, features = _classifier_dropped(_tvm().mobilenet_v3_large, in_channels, drop=(2,))  # 2: its dropout
     return net, features, 0.2  # SortnetModel's head dropout replaces the dropped one
 
 
 @register_model("efficientnet_b0", "torchvision EfficientNet-B0 (4M params); --pretrained: ImageNet",
                 "torchvision", _tv("efficientnet_b0", min_img_size=32))
 def _efficientnet_b0(in_channels: int, img_size: int):
-    net, features = _classifier_dropped(tvm.efficientnet_b0, in_channels, drop=(0,))  # 0: its dropout
+    net, features = _classifier_dropped(_tvm().efficientnet_b0, in_channels, drop=(0,))  # 0: its dropout
     return net, features, 0.2
 
 
 @register_model("convnext_tiny", "torchvision ConvNeXt-Tiny (28M params); --pretrained: ImageNet",
                 "torchvision", _tv("convnext_tiny", min_img_size=32))
 def _convnext_tiny(in_channels: int, img_size: int):
-    net, features = _classifier_dropped(tvm.convnext_tiny, in_channels)
+    net, features = _classifier_dropped(_tvm().convnext_tiny, in_channels)
     return net, features, 0.0

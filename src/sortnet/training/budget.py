@@ -1,68 +1,145 @@
-"""--time-budget: plan a complete schedule that fits, then keep to it if the machine slows down.
+"""--time-budget's keeper: re-plans the run's length both ways so that the whole command ends on time.
 
-Planning measures real step time through `Trainer.measure_step_seconds` (a throwaway copy of the model);
-the TimeBudget callback re-plans (shortens) the schedule whenever the run falls behind, so training ends
-within the budget at the end of a complete lr decay rather than being cut off mid-schedule. A resumed run
-gets a keeper for what is left of the budget (the seconds already trained are in the run's history).
+The budget is a Deadline (training/clock.py) that covers the whole command. After every step the keeper
+projects the finish from what it has measured in this run — the recent seconds per step, the cost of an
+epoch's end (validation, checkpoint) and the estimated cost of the end of the run (final evaluation and
+saving) — and moves the end of the schedule: earlier when the machine is slower than planned (another
+program took the cores), later when it is faster (the plan was measured while the machine was busy).
+The lr schedule follows without a jump (training/schedule.py), so the run always ends at the end of a
+complete decay, and the budget is used rather than wasted.
 
 Usage:
-    steps, step_seconds = plan_steps(trainer, budget_seconds=60, val_images=len(val))
-    trainer.set_total_steps(steps); trainer.callbacks.append(TimeBudget(60))
+    keeper = TimeBudget(20.0, start=deadline.start, step_seconds=plan.step_seconds,
+                        epoch_end_seconds=plan.epoch_end_seconds, finish_seconds=plan.finish_seconds)
+    trainer.callbacks.append(keeper)
 """
 from __future__ import annotations
 
+import math
 import time
+from collections import deque
 
 from sortnet.training.callbacks import Callback
-from sortnet.training.trainer import Trainer
 
-HEADROOM = 0.93  # fraction of the budget planned for training; the rest absorbs noise and the last validation
-VAL_COST = 1 / 3  # a validation image costs ~1/3 of a training image (forward only)
+STEP_WINDOW = 24  # recent steps whose mean is the step-time estimate (tracks a machine that changes speed)
+EXTEND_MIN_STEPS = 2  # extend only by at least this many steps (no flapping by one step either way)
+MARGIN_FRACTION = 0.02  # of the budget: kept free for measurement noise and the process's exit
+MARGIN_MIN_SECONDS = 0.15
 
 
-def plan_steps(trainer: Trainer, budget_seconds: float, val_images: int = 0) -> tuple[int, float]:
-    """(total optimizer steps, seconds per step incl. amortized validation) fitting the budget."""
-    step = trainer.measure_step_seconds()
-    # validation runs once per epoch: spread its cost over that epoch's steps
-    val_per_step = val_images * VAL_COST * step / trainer.batch_size / trainer.steps_per_epoch
-    per_step = step + val_per_step
-    return max(1, int(HEADROOM * budget_seconds / per_step)), per_step
+def safety_margin(budget_seconds: float) -> float:
+    return max(MARGIN_MIN_SECONDS, MARGIN_FRACTION * budget_seconds)
+
+
+def affordable_steps(seconds: float, step_seconds: float, epoch_end_seconds: float, steps_per_epoch: int,
+                     step: int) -> int:
+    """How many more steps fit in `seconds`, counting an epoch end (validation...) after every epoch that ends.
+
+    The last epoch ends too (its validation runs), so k more steps cost k * step + E(k) * epoch_end where
+    E(k) = epochs finished by step + k, counting the one in progress.
+    """
+    def cost(k: int) -> float:
+        ends = math.ceil((step + k) / steps_per_epoch) - step // steps_per_epoch if k > 0 else 0
+        return k * step_seconds + ends * epoch_end_seconds
+
+    lo, hi = 0, max(0, int(seconds / step_seconds))  # cost is monotone in k: the largest k that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if cost(mid) <= seconds else (lo, mid - 1)
+    return lo
+
+
+def plan_steps(trainer, budget_seconds: float, val_images: int = 0) -> tuple[int, float]:
+    """(steps, seconds per step) of training that fit `budget_seconds`, an epoch end's validation counted:
+    for a phase that budgets itself (fine-tuning after feature extraction, transfer/fit.py). Measured on a
+    copy of the model; whole-command runs are planned by training/planner.py instead."""
+    step = trainer.measure_step_seconds(steps=3, warmup_steps=1)
+    val = val_images * trainer.measure_eval_seconds(repeats=1) if val_images else 0.0
+    left = budget_seconds - safety_margin(budget_seconds)
+    return max(1, affordable_steps(left, step, val, trainer.steps_per_epoch, trainer.step)), step
 
 
 class TimeBudget(Callback):
-    """Shortens the schedule whenever the projected finish passes the budget (never lengthens it).
+    """Moves the end of the run so that it finishes (model file written) by the budget's deadline.
 
-    spent: seconds of this budget already used before this process (a resumed run).
+    start: time.monotonic() at which the budget's clock started (None: when training begins).
+    spent: seconds of this budget used before this process (a resumed run).
+    step_seconds / epoch_end_seconds / finish_seconds: the planner's estimates, replaced by measurements
+    (steps, epoch ends) as the run goes; finish_seconds is what the end of the run needs after the last step.
     """
 
-    def __init__(self, budget_seconds: float, check_every: int = 10, spent: float = 0.0) -> None:
-        self.budget, self.check_every, self.spent = budget_seconds, check_every, spent
-        self.t0, self.start_step, self.batches = 0.0, 0, 0
-        self.replans = 0
+    def __init__(self, budget_seconds: float, check_every: int = 1, spent: float = 0.0, start: float | None = None,
+                 step_seconds: float | None = None, epoch_end_seconds: float = 0.0, finish_seconds: float = 0.0,
+                 margin: float | None = None) -> None:
+        self.budget, self.check_every, self.spent, self.start = budget_seconds, check_every, spent, start
+        self.step_seconds, self.epoch_end_seconds, self.finish_seconds = step_seconds, epoch_end_seconds, finish_seconds
+        self.margin = safety_margin(budget_seconds) if margin is None else margin
+        self.step_times: deque[float] = deque(maxlen=STEP_WINDOW)
+        self.last_time, self.boundary, self.batches = 0.0, True, 0
+        self.shortened = self.extended = 0
+        self.training_began_at: float | None = None  # time.monotonic() at the start of training
+        self.training_ended_at: float | None = None  # time.monotonic() of the last step
 
     @property
     def remaining(self) -> float:
         return self.budget - self.spent
 
+    @property
+    def replans(self) -> int:
+        return self.shortened + self.extended
+
+    @property
+    def end(self) -> float:
+        """time.monotonic() by which the whole command should be done."""
+        return self.start + self.remaining
+
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self.t0, self.start_step = time.perf_counter(), self.trainer.step
+        if self.start is None:
+            self.start = time.monotonic()
+        self.last_time, self.boundary = time.monotonic(), True
+        self.training_began_at = self.last_time
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.boundary = True  # the next interval holds the epoch end (validation, callbacks), not one step
 
     def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        now = time.monotonic()
+        interval, self.last_time = now - self.last_time, now
+        if self.boundary:
+            if self.step_times and self.trainer.epoch > 0:  # not the run's first step (start-up costs)
+                self.epoch_end_seconds = max(0.0, interval - self.mean_step())
+            self.boundary = False
+        else:
+            self.step_times.append(interval)
         self.batches += 1
         if self.batches % self.check_every == 0:
-            self._replan()
+            self.replan(now)
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self._replan()  # includes the validation time just spent
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.training_ended_at = self.last_time
 
-    def _replan(self) -> None:
-        trainer = self.trainer
-        done = trainer.step - self.start_step
-        if done <= 0:
+    def timeline(self) -> dict:
+        """Seconds after the budget's start at which training began and ended (for metrics.json)."""
+        return {k: round(t - self.start, 2) for k, t in (("training_began", self.training_began_at),
+                                                          ("training_ended", self.training_ended_at)) if t}
+
+    def mean_step(self) -> float:
+        if self.step_times:
+            return sum(self.step_times) / len(self.step_times)
+        return self.step_seconds or 0.0
+
+    def replan(self, now: float | None = None) -> None:
+        """Set the run's end to the last step that lets the run finish by the deadline."""
+        trainer, per_step = self.trainer, self.mean_step()
+        if per_step <= 0:
             return
-        elapsed = time.perf_counter() - self.t0
-        per_step = elapsed / done
-        affordable = int(max(0.0, self.remaining * HEADROOM - elapsed) / per_step)
-        if trainer.step + affordable < trainer.total_steps:
-            trainer.set_total_steps(trainer.step + max(1, affordable))
-            self.replans += 1
+        now = time.monotonic() if now is None else now
+        left = self.end - now - self.finish_seconds - self.margin
+        extra = affordable_steps(left, per_step, self.epoch_end_seconds, trainer.steps_per_epoch, trainer.step)
+        target = trainer.step + max(1, extra)
+        if target < trainer.total_steps:
+            trainer.set_total_steps(target)
+            self.shortened += 1
+        elif target >= trainer.total_steps + EXTEND_MIN_STEPS:
+            trainer.set_total_steps(target)
+            self.extended += 1

@@ -15,32 +15,80 @@ from sortnet.atomic import atomic_write_text
 from sortnet.config import TrainConfig
 from sortnet.data.dataset import DataBundle
 from sortnet.evaluation.metrics import compute_metrics
-from sortnet.infer.batch import TTA, predict_logits
+from sortnet.infer.batch import TTA, predict_logits, tta_views
 from sortnet.jsonsafe import dumps
 from sortnet.modelfile import save_model
 from sortnet.modelmeta import ModelMeta, Provenance
 from sortnet.models.registry import input_normalization
 from sortnet.textsafe import terminal_safe
+from sortnet.training.budget import TimeBudget
+from sortnet.training.clock import Deadline
 from sortnet.training.rundir import METRICS_FILE, MODEL_FILE
 from sortnet.training.trainer import Trainer, eval_batch_size
 
+SAVE_RESERVE_SECONDS = 0.3  # kept for writing the model file and metrics when deciding on TTA
 
 
-def finish_run(trainer: Trainer, bundle: DataBundle, cfg: TrainConfig, run_dir: Path | None) -> dict:
-    """Evaluate on val/test, write the model file and metrics.json into run_dir (when given)."""
+def finish_run(trainer: Trainer, bundle: DataBundle, cfg: TrainConfig, run_dir: Path | None,
+               deadline: Deadline | None = None, reserve_seconds: float = 0.0) -> dict:
+    """Evaluate on val/test, write the model file and metrics.json into run_dir (when given).
+
+    deadline: a time budget's; test-time augmentation is skipped when its views would not fit what is left
+    of it (less reserve_seconds, for what the command does after the model file: the report).
+    """
     train_seconds = sum(h["epoch_seconds"] for h in trainer.history)  # pure training, across resumes
     metrics = {"train_seconds": round(train_seconds, 2), "epochs": trainer.epoch, "best": trainer.best,
                "history": trainer.history}
-    return finish_model(trainer.model, trainer.recipe, trainer.tta(), bundle, cfg, run_dir, metrics,
-                        device=trainer.device, dtype=trainer.dtype)
+    tta, why = final_tta(trainer, bundle, deadline, reserve_seconds)
+    if why:
+        metrics["tta_skipped"] = why
+        if cfg.progress:
+            print(why, flush=True)
+    logits = {split: held_out_logits(trainer, data_set, tta) for split in ("val", "test")
+              if (data_set := getattr(bundle, split)) is not None and len(data_set)}
+    keeper = next((cb for cb in trainer.callbacks if isinstance(cb, TimeBudget)), None)
+    budget = (lambda: {"seconds": deadline.seconds, "used_seconds": round(deadline.elapsed(), 2),
+                       **(keeper.timeline() if keeper is not None else {})}) if deadline is not None else None
+    return finish_model(trainer.model, trainer.recipe, tta, bundle, cfg, run_dir, metrics,
+                        device=trainer.device, dtype=trainer.dtype, logits=logits, budget=budget)
+
+
+def _views(tta: TTA) -> int:
+    return len(tta_views(torch.zeros(1, 1, 8, 8), tta))
+
+
+def final_tta(trainer: Trainer, bundle: DataBundle, deadline: Deadline | None,
+              reserve_seconds: float = 0.0) -> tuple[TTA, str | None]:
+    """The views to evaluate with: the run's TTA, or none when its extra views would pass the deadline."""
+    tta = trainer.tta()
+    views, per_image = _views(tta), trainer.eval_image_seconds
+    if deadline is None or views == 1 or per_image is None:
+        return tta, None
+    n_val = len(bundle.val) if bundle.val is not None else 0
+    n_test = len(bundle.test) if bundle.test is not None else 0
+    extra = per_image * (n_val + n_test) * (views - 1)
+    plain = per_image * n_test  # the last validation pass is reused without TTA
+    if plain + extra + SAVE_RESERVE_SECONDS + reserve_seconds > deadline.remaining():
+        return TTA(), (f"test-time augmentation skipped: its {views - 1} extra views (~{extra:.1f}s) would pass "
+                       f"the time budget")
+    return tta, None
+
+
+def held_out_logits(trainer: Trainer, data_set, tta: TTA) -> torch.Tensor:
+    """Logits for a held-out split; the last validation pass is reused when it saw the final weights."""
+    last = trainer.last_val
+    if data_set is trainer.val_set and _views(tta) == 1 and last is not None and last[0] == trainer.step:
+        return last[1]
+    return trainer.predict(data_set.images, tta)
 
 
 def finish_model(model, recipe, tta: TTA, bundle: DataBundle, cfg: TrainConfig, run_dir: Path | None,
                  metrics: dict, *, device, dtype, logits: dict | None = None,
-                 weights_source: dict | None = None) -> dict:
+                 weights_source: dict | None = None, budget=None) -> dict:
     """finish_run for any trained model. logits: {"val"/"test": float [N, K]} already computed with the TTA
     (e.g. from cached features); other splits are predicted here. weights_source: the pretrained weights'
-    {"name", "source", "sha256", ...}, recorded in the model file's provenance."""
+    {"name", "source", "sha256", ...}, recorded in the model file's provenance. budget: () -> metrics' "budget"
+    entry, asked right after the model file is written (a time budget's whole span ends there)."""
     held_out_probs = {}  # split -> float [N, K], kept for the report (same predictions as the metrics)
     for split in ("val", "test"):
         data_set = getattr(bundle, split)
@@ -68,6 +116,9 @@ def finish_model(model, recipe, tta: TTA, bundle: DataBundle, cfg: TrainConfig, 
     model_path = None
     if run_dir is not None:
         model_path = save_model(Path(run_dir) / MODEL_FILE, model, meta)
+    if budget is not None:  # start-up, training, evaluation and the model file: the budget's span
+        metrics["budget"] = budget()
+    if run_dir is not None:
         atomic_write_text(Path(run_dir) / METRICS_FILE, dumps({**metrics, "skipped_files": skipped}, indent=2))
     _final_summary(cfg, metrics, bundle, model_path, metrics.get("train_seconds", 0.0))
     return {"model": model, "meta": meta, "run_dir": run_dir, "metrics": metrics, "skipped": skipped,
@@ -79,7 +130,9 @@ def _final_summary(cfg: TrainConfig, metrics: dict, bundle: DataBundle, model_pa
     if not cfg.progress:
         return
     parts = [f"{split} accuracy {metrics[split]['accuracy']:.4f}" for split in ("val", "test") if split in metrics]
-    print(f"done in {seconds:.1f}s: " + (", ".join(parts) or "no held-out data"), flush=True)
+    budget = metrics.get("budget")
+    whole = f" (model file at {budget['used_seconds']:.1f}s of a {budget['seconds']:g}s budget)" if budget else ""
+    print(f"done in {seconds:.1f}s of training{whole}: " + (", ".join(parts) or "no held-out data"), flush=True)
     if bundle.skipped:
         print(f"{len(bundle.skipped)} file(s) skipped:", flush=True)
         for s in bundle.skipped:

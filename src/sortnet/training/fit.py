@@ -12,9 +12,8 @@ Usage:
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,31 +22,39 @@ import torch
 from sortnet.atomic import atomic_write_text
 from sortnet.config import DATA_SHAPING, ConfigError, TrainConfig
 from sortnet.data.dataset import DataBundle
-from sortnet.device import all_cores, resolve_precision
+from sortnet.device import all_cores, resolve_precision, thread_options
 from sortnet.jsonsafe import dumps
 from sortnet.models.registry import create_model, input_normalization, model_defaults
 from sortnet.textsafe import terminal_safe
 from sortnet.training import distributed
-from sortnet.training.budget import TimeBudget, plan_steps
+from sortnet.training.budget import TimeBudget
 from sortnet.training.callbacks import Callback, CheckpointSaver, ProgressBar, TensorBoardLogger
 from sortnet.training.checkpoint import CheckpointError, load_checkpoint
+from sortnet.training.clock import Deadline
 from sortnet.training.finish import finish_run
-from sortnet.training.recipe import Recipe, resolve_recipe
+from sortnet.training.planner import measure_costs, plan_budget, tta_view_count
+from sortnet.training.recipe import Recipe, augmentation, resolve_recipe
 from sortnet.training.rundir import CHECKPOINT_NAME, MODEL_FILE, RUN_FILE
+from sortnet.training.threads import ThreadTuner
 from sortnet.training.trainer import Trainer, resolve_balance
 
+# The report after training (RUN_DIR/report.html) beyond its dreams' time bound: figures, HTML, TensorBoard images.
+REPORT_OVERHEAD_SECONDS = 1.5
 WHITEN_SAMPLE = 5000  # images used to estimate patch statistics for whitening init
 WHITEN_SAMPLE_BYTES = 192 << 20  # and at most this many uint8 bytes of them (bounds RAM for large images)
 
 
 def fit(bundle: DataBundle, *, out: str | Path | None = None, callbacks: list[Callback] | None = None,
-        resume: bool = False, **settings):
+        resume: bool = False, started_at: float | None = None, **settings):
     """Train on a prepared bundle; returns a Classifier. out=None trains in memory (no files written).
 
     resume=True continues the run in `out` exactly (its run.json settings are used; only progress and device
-    may be given).
+    may be given). started_at: time.monotonic() at which a time budget's clock started (default: now; the
+    CLI passes the process start so that the budget covers the whole command).
     """
     from sortnet.classifier import Classifier
+
+    started_at = time.monotonic() if started_at is None else started_at
 
     run_dir = Path(out) if out is not None else None
     distributed.join(settings.get("device", "auto"))  # under torchrun: one process group for the run
@@ -74,7 +81,9 @@ def fit(bundle: DataBundle, *, out: str | Path | None = None, callbacks: list[Ca
             result = fit_pretrained(bundle, cfg, recipe, device, dtype, files, callbacks, state,
                                     reason=resolve_choice(cfg, bundle, device).reason)
         else:
-            result = _fit_from_scratch(bundle, cfg, device, dtype, files, callbacks, state, saved_recipe, resume)
+            deadline = Deadline(cfg.time_budget, started_at) if cfg.time_budget else None
+            result = _fit_from_scratch(bundle, cfg, device, dtype, files, callbacks, state, saved_recipe, resume,
+                                       deadline)
         if files is not None and cfg.report:  # rank 0 only under torchrun
             from sortnet.reporting.after_training import report_after_training
 
@@ -82,13 +91,15 @@ def fit(bundle: DataBundle, *, out: str | Path | None = None, callbacks: list[Ca
     return Classifier.from_training(result)
 
 
-def _fit_from_scratch(bundle, cfg, device, dtype, run_dir, callbacks, state, saved_recipe, resume) -> dict:
-    trainer = build_trainer(bundle, cfg, device, dtype, run_dir, callbacks, state, saved_recipe)
+def _fit_from_scratch(bundle, cfg, device, dtype, run_dir, callbacks, state, saved_recipe, resume,
+                      deadline: Deadline | None) -> dict:
+    trainer = build_trainer(bundle, cfg, device, dtype, run_dir, callbacks, state, saved_recipe, deadline)
     if run_dir is not None and not resume:
         write_run_file(run_dir, bundle.data, cfg, trainer.recipe)
     _announce(cfg, bundle, trainer, device, dtype, run_dir, resumed=resume)
     _train(trainer, run_dir)
-    return finish_run(trainer, bundle, cfg, run_dir)
+    return finish_run(trainer, bundle, cfg, run_dir, deadline=_finish_deadline(trainer, deadline),
+                      reserve_seconds=report_reserve_seconds(cfg, run_dir))
 
 
 def _fit_config(bundle: DataBundle, settings: dict) -> TrainConfig:
@@ -129,38 +140,81 @@ def build_model(arch: str, bundle: DataBundle, pretrained: bool = False):
 
 def build_trainer(bundle: DataBundle, cfg: TrainConfig, device, dtype, run_dir: Path | None,
                   user_callbacks: list[Callback] | None = None, state: dict | None = None,
-                  saved_recipe: dict | None = None) -> Trainer:
-    """The one assembly of a run, new (state None) or resumed (state + saved_recipe from its run folder)."""
-    recipe = Recipe(**saved_recipe) if saved_recipe else resolve_recipe(cfg, bundle, device)
-    model = build_model(recipe.model, bundle, recipe.pretrained)
+                  saved_recipe: dict | None = None, deadline: Deadline | None = None) -> Trainer:
+    """The one assembly of a run, new (state None) or resumed (state + saved_recipe from its run folder).
+
+    With a time budget (deadline) a new run is planned to fit it (training/planner.py; under torchrun rank 0
+    plans for all) and kept to it (training/budget.py); on a CPU the thread count is then chosen by
+    measurement (training/threads.py).
+    """
     balance, why = resolve_balance(cfg.balance, list(bundle.train.class_counts().values()))
 
-    def make(recipe: Recipe) -> Trainer:
+    def make(recipe: Recipe, model=None) -> Trainer:
         callbacks: list[Callback] = [ProgressBar(cfg.progress)]
         if run_dir is not None:
             callbacks += [TensorBoardLogger(run_dir / "tensorboard"), CheckpointSaver(run_dir)]
+        model = model if model is not None else build_model(recipe.model, bundle, recipe.pretrained)
         return Trainer(model, bundle.train, bundle.val, recipe, device=device, dtype=dtype, seed=cfg.seed,
                        callbacks=callbacks + list(user_callbacks or []), balance=balance, compile=cfg.compile)
 
-    trainer = make(recipe)
-    trainer.notes = [f"balance: {balance} ({why})"]
-    if state is not None:
-        _load_state(trainer, state, run_dir, bundle)
-        spent = sum(h["epoch_seconds"] for h in trainer.history)
-    elif cfg.time_budget:
-        # torchrun: rank 0 measures and plans for all (every rank must run the same number of steps)
-        steps, per_step = distributed.from_main(
-            lambda: plan_steps(trainer, cfg.time_budget, len(bundle.val) if bundle.val else 0))
-        per_epoch = trainer.steps_per_epoch
-        recipe = dataclasses.replace(resolve_recipe(cfg, bundle, device, length=steps / per_epoch),
-                                     epochs=math.ceil(steps / per_epoch), total_steps=steps)
-        trainer = make(recipe)
-        trainer.notes = [f"balance: {balance} ({why})", f"time budget {cfg.time_budget:g}s: {steps} steps planned "
-                         f"({recipe.epochs} epochs, ~{per_step * 1000:.0f} ms/step)"]
-        spent = 0.0
-    if cfg.time_budget:
-        trainer.callbacks.insert(1, TimeBudget(cfg.time_budget, spent=spent))
+    notes = [f"balance: {balance} ({why})"]
+    if state is None and deadline is not None:
+        after = report_reserve_seconds(cfg, run_dir)
+        trainer, plan = _planned(cfg, bundle, device, deadline, make, run_dir is not None, after)
+        trainer.notes = notes + plan.notes
+        keeper = TimeBudget(cfg.time_budget, start=deadline.start, **plan.keeper_args())
+    else:
+        augment = augmentation(cfg, bundle) if not saved_recipe else None
+        trainer = make(Recipe(**saved_recipe) if saved_recipe else resolve_recipe(cfg, bundle, device,
+                                                                                 augment=augment))
+        trainer.notes = notes + ([augment.note] if augment and augment.note else [])
+        if state is not None:
+            _load_state(trainer, state, run_dir, bundle)
+        if deadline is not None:  # resumed: what is left of the budget, costs measured again on this machine
+            spent = sum(h["epoch_seconds"] for h in trainer.history)
+            costs = distributed.from_main(lambda: measure_costs(trainer, bundle, checkpoints=run_dir is not None))
+            keeper = TimeBudget(cfg.time_budget, spent=spent, start=deadline.start, step_seconds=costs.step,
+                                epoch_end_seconds=costs.epoch_end(),
+                                finish_seconds=costs.finish(tta_view_count(trainer.recipe))
+                                + report_reserve_seconds(cfg, run_dir))
+    if deadline is not None:
+        trainer.callbacks.insert(1, keeper)
+        if device.type == "cpu" and len(thread_options()) > 1:
+            trainer.callbacks.insert(1, ThreadTuner(thread_options()))
     return trainer
+
+
+def _planned(cfg, bundle, device, deadline, make, checkpoints: bool, after: float):
+    """(trainer, plan) of a budgeted new run; under torchrun rank 0 measures and plans, the others follow."""
+    made = {}
+
+    def plan_here():
+        made["trainer"], plan = plan_budget(cfg, bundle, device, deadline, make, checkpoints, after_seconds=after)
+        return plan
+
+    plan = distributed.from_main(plan_here)
+    trainer = made.get("trainer")
+    if trainer is None:  # not rank 0: the same recipe, steps and layout as rank 0's
+        trainer = make(plan.recipe)
+        trainer.set_channels_last(plan.channels_last)
+    return trainer, plan
+
+
+def report_reserve_seconds(cfg: TrainConfig, run_dir: Path | None) -> float:
+    """Seconds the report after training takes (RUN_DIR/report.html): part of a whole-command budget."""
+    if run_dir is None or not cfg.report:
+        return 0.0
+    from sortnet.reporting.after_training import TRAINING_OPTIONS
+
+    return TRAINING_OPTIONS["dream_seconds"] + REPORT_OVERHEAD_SECONDS
+
+
+def _finish_deadline(trainer: Trainer, deadline: Deadline | None) -> Deadline | None:
+    """The deadline the end of the run must meet: what the keeper kept (a resumed run has less left)."""
+    keeper = next((cb for cb in trainer.callbacks if isinstance(cb, TimeBudget)), None)
+    if deadline is None or keeper is None:
+        return deadline
+    return Deadline(keeper.remaining, deadline.start)
 
 
 def _load_state(trainer: Trainer, state: dict, run_dir: Path | None, bundle: DataBundle) -> None:

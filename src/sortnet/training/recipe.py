@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -17,11 +18,17 @@ from sortnet.config import TrainConfig
 from sortnet.data.dataset import DataBundle
 from sortnet.models.registry import SMALL_IMAGE_PX, ModelDefaults, model_defaults
 from sortnet.training.choice import resolve_choice
+from sortnet.training.mirror import mirror_safe
+
 # A run this short (in passes over the data) underfits rather than overfits: regularisation (label
 # smoothing, random shifts) then costs accuracy. Measured on Fashion-MNIST at 20 s and 100 s budgets
 # (1 and 5 epochs): +4.1 and +0.9 points without them; BENCHMARKS.md section 3.
 SHORT_RUN_EPOCHS = 6
 DEFAULT_LABEL_SMOOTHING = 0.1
+# Small data: a short run needs optimizer steps more than big batches. Measured on 1,150 upscaled digits,
+# 5 epochs, cnn-small: batch 128 (44 steps) 93.9%, batch 32 (179 steps) 99.7% (BENCHMARKS.md).
+MIN_STEPS_PER_EPOCH = 32
+MIN_RUN_STEPS = 160
 # Built-in sets of symbols where a mirror image is another symbol (or no symbol): no flips there.
 NO_FLIP_BUILTINS = ("mnist", "digits")
 
@@ -53,36 +60,56 @@ class Recipe:
         return asdict(self)
 
 
+def small_data_batch(batch: int, n_train: int, epochs: int | None) -> int:
+    """The family's batch, made smaller (a power of two >= 16) where the data are few: at least
+    MIN_STEPS_PER_EPOCH steps per epoch and, when the epochs are given, MIN_RUN_STEPS steps in the run."""
+    cap = n_train / MIN_STEPS_PER_EPOCH
+    if epochs:
+        cap = min(cap, epochs * n_train / MIN_RUN_STEPS)
+    return int(min(batch, max(16, 2 ** int(math.log2(max(1.0, cap))))))
+
+
 def auto_epochs(n_train: int, defaults: ModelDefaults) -> int:
     """Enough passes for ~400k images seen (fewer on big sets, more on tiny ones), within [min_epochs, 60]."""
     base = math.ceil(400_000 / max(1, n_train) * defaults.epochs_scale)
     return int(min(60, max(defaults.min_epochs, base)))
 
 
-def _augmentation(cfg: TrainConfig, bundle: DataBundle) -> tuple[bool, int, bool]:
-    """(flip, translate px, random-resized-crop) from cfg.augment, the source and the image size."""
+class Augment(NamedTuple):
+    flip: bool
+    translate: int  # px
+    rrc: bool  # random-resized-crop
+    note: str = ""  # why, when the data decided
+
+
+def augmentation(cfg: TrainConfig, bundle: DataBundle) -> Augment:
+    """Flip, translate px and random-resized-crop from cfg.augment, the source, the image size and the data."""
     size = bundle.preprocessing.img_size
     if cfg.augment != "auto":
         parts = set(cfg.augment.split("+")) - {"none"}
-        return "flip" in parts, (max(1, size // 14) if "crop" in parts else 0), "rrc" in parts
+        return Augment("flip" in parts, (max(1, size // 14) if "crop" in parts else 0), "rrc" in parts)
     builtin = bundle.source.split(":", 1)[1] if bundle.source.startswith("builtin:") else None
-    flip = builtin not in NO_FLIP_BUILTINS
+    flip, note = builtin not in NO_FLIP_BUILTINS, ""
+    if flip:  # other data are asked whether mirror images keep their class (training/mirror.py)
+        flip, ratio = mirror_safe(bundle.train.images, bundle.train.labels)
+        note = "" if flip else (f"no flips: mirrored images lose their class (nearest-class-mean accuracy "
+                                f"x{ratio:.2f} when mirrored)")
     if size > SMALL_IMAGE_PX:
-        return flip, 0, True
-    return flip, max(1, size // 14), False  # 2 px at 28-32 px, as in the CIFAR speed runs
+        return Augment(flip, 0, True, note)
+    return Augment(flip, max(1, size // 14), False, note)  # 2 px at 28-32 px, as in the CIFAR speed runs
 
 
 def resolve_recipe(cfg: TrainConfig, bundle: DataBundle, device: torch.device,
-                   length: float | None = None) -> Recipe:
-    """length: planned passes over the data when a time budget decides it (else the epochs chosen here)."""
+                   length: float | None = None, augment: Augment | None = None) -> Recipe:
+    """length: planned passes over the data when a time budget decides it (else the epochs chosen here);
+    augment: augmentation(cfg, bundle) when the caller already has it (it looks at the data)."""
     size = bundle.preprocessing.img_size
     choice = resolve_choice(cfg, bundle, device)
     arch = choice.arch
     d = model_defaults(arch, choice.pretrained)
     n_train = len(bundle.train)
-    batch = d.batch_small if size <= SMALL_IMAGE_PX else d.batch_large
-    # small sets: at least ~8 steps per epoch, and a power of two >= 16
-    batch = cfg.batch_size or min(batch, max(16, 2 ** int(math.log2(max(16, n_train // 8)))))
+    batch = cfg.batch_size or small_data_batch(d.batch_small if size <= SMALL_IMAGE_PX else d.batch_large,
+                                               n_train, cfg.epochs)
     optimizer = cfg.optimizer if cfg.optimizer != "auto" else d.optimizer
     if cfg.lr is not None:
         lr = cfg.lr
@@ -90,7 +117,7 @@ def resolve_recipe(cfg: TrainConfig, bundle: DataBundle, device: torch.device,
         lr = d.lr * batch / 256 if optimizer == "sgd" else d.lr  # sgd: lr per 256 images, linear scaling
     else:  # the user switched the optimizer: generic peak lrs for it
         lr = 0.05 * batch / 256 if optimizer == "sgd" else 2e-3
-    flip, translate, rrc = _augmentation(cfg, bundle)
+    flip, translate, rrc, _ = augment if augment is not None else augmentation(cfg, bundle)
     recipe = Recipe(
         model=arch,
         epochs=cfg.epochs or auto_epochs(n_train, d),

@@ -6,6 +6,7 @@ Usage:
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from sortnet.config import ConfigError, TrainConfig
@@ -22,10 +23,13 @@ __all__ = ["train", "default_run_dir", "check_new_run_dir", "MODEL_FILE"]
 
 
 def train(data: str | None = None, *, out: str | None = None, resume: str | None = None,
-          callbacks: list[Callback] | None = None, **settings):
+          callbacks: list[Callback] | None = None, started_at: float | None = None, **settings):
     """Train a classifier on a folder or built-in dataset; see TrainConfig for every setting.
 
-    Under torchrun (`sortnet train --nproc N`) every rank calls this; rank 0 alone prints and writes."""
+    Under torchrun (`sortnet train --nproc N`) every rank calls this; rank 0 alone prints and writes.
+    A time budget covers the whole call, data loading included, from `started_at` (a time.monotonic()
+    value; default: now — the CLI passes the process start)."""
+    started_at = time.monotonic() if started_at is None else started_at
     if not distributed.is_main():
         settings = {**settings, "progress": False}  # no data-check lines or decoding bars from other ranks
     if resume is not None:
@@ -36,7 +40,7 @@ def train(data: str | None = None, *, out: str | None = None, resume: str | None
         saved = distributed.from_main(lambda: read_run_file(Path(resume)))
         overrides = {k: v for k, v in settings.items() if k in ("progress", "device")}
         bundle = prepare(saved["data"], **dict(saved["config"], **overrides))
-        return fit(bundle, out=resume, resume=True, callbacks=callbacks, **overrides)
+        return fit(bundle, out=resume, resume=True, callbacks=callbacks, started_at=started_at, **overrides)
     if data is None:
         raise ConfigError("train needs DATA (a folder or a built-in dataset name) or resume=RUN_DIR")
     cfg = TrainConfig.from_dict(settings)  # bad settings fail before any data is read
@@ -45,7 +49,7 @@ def train(data: str | None = None, *, out: str | None = None, resume: str | None
         validate_arch(cfg.model)
     run_dir = Path(out) if out else default_run_dir(data)
     if not distributed.is_main():  # rank 0 checks, makes and cleans up the run folder
-        return fit(prepare(data, **settings), out=run_dir, callbacks=callbacks, **settings)
+        return fit(prepare(data, **settings), out=run_dir, callbacks=callbacks, started_at=started_at, **settings)
     check_new_run_dir(run_dir, str(data))
     created = make_run_dir(run_dir)
     try:
@@ -54,7 +58,7 @@ def train(data: str | None = None, *, out: str | None = None, resume: str | None
 
             return train_ensemble(data, run_dir, settings, callbacks)
         bundle = prepare(data, **settings)
-        return fit(bundle, out=run_dir, callbacks=callbacks, **settings)
+        return fit(bundle, out=run_dir, callbacks=callbacks, started_at=started_at, **settings)
     except BaseException:
         remove_unfinished(run_dir, created)  # no empty or half-made run folder after a failure
         raise

@@ -24,10 +24,11 @@ from sortnet.data.dataset import ImageSet
 from sortnet.data.mapped import as_rows, is_on_disk
 from sortnet.device import autocast_context
 from sortnet.errors import SortnetError
-from sortnet.infer.batch import TTA, predict_logits
+from sortnet.infer.batch import TTA, predict_logits, tta_views
 from sortnet.training import distributed
 from sortnet.training.augment import alternating_flip_mask, flip_batch, random_resized_crop, random_translate
 from sortnet.training.callbacks import Callback
+from sortnet.training.optim import AdamW, LrSchedule, SGDNesterov
 from sortnet.training.recipe import Recipe
 from sortnet.training.schedule import lr_multiplier
 
@@ -48,7 +49,7 @@ def layer_groups(model: nn.Module, multipliers: list[float] | None) -> list[tupl
     return [g for g in groups if g[0]] + [([p for p in params if id(p) not in in_body], 1.0)]
 
 
-def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, recipe: Recipe) -> SGDNesterov | AdamW:
     """No weight decay on biases and norm parameters (1-D tensors): decaying them only hurts.
     recipe.layer_lr: discriminative learning rates (fine-tuning: early layers change least)."""
     groups = []
@@ -58,8 +59,8 @@ def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
                    {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lr": recipe.lr * mult}]
     groups = [g for g in groups if g["params"]]
     if recipe.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=recipe.lr, momentum=0.9, nesterov=True)
-    return torch.optim.AdamW(groups, lr=recipe.lr, betas=(0.9, 0.99))
+        return SGDNesterov(groups, lr=recipe.lr, momentum=0.9)
+    return AdamW(groups, lr=recipe.lr, betas=(0.9, 0.99))
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
@@ -118,8 +119,12 @@ class Trainer:
         callbacks: list[Callback] | None = None,
         balance: str = "none",
         compile: bool = False,
+        channels_last: bool = True,
     ) -> None:
-        self.model = model.to(device).to(memory_format=torch.channels_last)
+        # channels_last (NHWC) is the fast layout for oneDNN convolutions on most CPUs and on GPUs;
+        # the time-budget planner measures it against NCHW per machine kind (training/fastpath.py)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(device).to(memory_format=self.memory_format)
         # the compiled module shares parameters with self.model, which is what gets saved
         self.forward = torch.compile(self.model) if compile else self.model
         self.ddp = None  # the DistributedDataParallel wrapper under torchrun (set when fit starts)
@@ -149,12 +154,14 @@ class Trainer:
             self.total_steps = min(self.total_steps, recipe.total_steps)
         self.opt = build_optimizer(self.model, recipe)
         self.schedule = lr_multiplier(recipe.schedule, self.total_steps, recipe.warmup)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self.schedule)
+        self.sched = LrSchedule(self.opt, self.schedule)
         self.epoch = 0  # completed epochs
         self.history: list[dict] = []
         self.best = {"val_accuracy": -1.0, "epoch": -1}
         self.stop_training = False  # set by a callback to end the run (Keras' model.stop_training)
         self.notes: list[str] = []  # facts about this run's set-up, printed at its start
+        self.eval_image_seconds: float | None = None  # measured forward seconds per image view at evaluation
+        self.last_val: tuple[int, torch.Tensor] | None = None  # (step, logits) of the latest validation pass
 
     # ---- state for checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -192,7 +199,7 @@ class Trainer:
         xb = xb.float()
         if r.rrc:
             xb = random_resized_crop(xb, gen)
-        return xb.contiguous(memory_format=torch.channels_last)
+        return xb.contiguous(memory_format=self.memory_format)
 
     def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[float, int]:
         """One optimizer step of the real run: (loss, correct predictions)."""
@@ -213,9 +220,17 @@ class Trainer:
     def measure_step_seconds(self, steps: int = 6, warmup_steps: int = 2) -> float:
         """Median seconds per training step (augmentation included), taken on a copy of the model and
         optimizer: the run's weights, optimizer state, schedule and RNG are left exactly as they were."""
-        model = copy.deepcopy(self.model)
+        times = self.time_steps(steps, warmup_steps)
+        return times[len(times) // 2]
+
+    def time_steps(self, steps: int, warmup_steps: int = 1, channels_last: bool | None = None) -> list[float]:
+        """Sorted seconds of `steps` training steps on a copy of the model (see measure_step_seconds), in
+        the run's memory layout or the one asked for (channels_last True/False)."""
+        fmt = self.memory_format if channels_last is None else (
+            torch.channels_last if channels_last else torch.contiguous_format)
+        model = copy.deepcopy(self.model).to(memory_format=fmt)
         opt = build_optimizer(model, self.recipe)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        sched = LrSchedule(opt, lambda _: 1.0)
         gen = torch.Generator().manual_seed(12345)
         times = []
         with torch.random.fork_rng(devices=[]):  # dropout draws here must not change the real run
@@ -224,13 +239,32 @@ class Trainer:
                 idx = torch.randint(0, len(self.y), (distributed.local_batch(self.batch_size),),
                                     generator=gen).to(self.device)
                 t0 = time.perf_counter()
-                self._step(model, opt, sched, self.augment(self.x[idx], idx, gen), self.y[idx])
+                xb = self.augment(self.x[idx], idx, gen).contiguous(memory_format=fmt)
+                self._step(model, opt, sched, xb, self.y[idx])
                 if self.device.type == "cuda":
                     torch.cuda.synchronize()
                 if i >= warmup_steps:
                     times.append(time.perf_counter() - t0)
-        times.sort()
-        return times[len(times) // 2]
+        return sorted(times)
+
+    def measure_eval_seconds(self, images=None, repeats: int = 2) -> float:
+        """Seconds per image view of evaluation (forward in the training precision, evaluation batch size),
+        the fastest of `repeats` timed passes over one batch of `images` (default: training images)."""
+        images = self.x if images is None else images
+        n = min(len(images), eval_batch_size(images))
+        if isinstance(images, torch.Tensor | StreamedImages):
+            sample = images[torch.arange(n)].cpu()
+        else:
+            sample = np.asarray(images[:n])
+        times = []
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            predict_logits(self.model, sample, self.device, self.dtype, batch_size=n,
+                           channels_last=self.memory_format == torch.channels_last)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        return min(times[1:]) / max(1, n)  # the first pass builds kernels: not counted
 
     # ---- epochs ------------------------------------------------------------------------------
     def train_epoch(self) -> dict:
@@ -290,8 +324,13 @@ class Trainer:
                 yield idx, raw
 
     def evaluate(self, data: ImageSet, tta: TTA | None = None) -> dict:
-        logits = predict_logits(self.model, data.images, self.device, self.dtype,
-                                batch_size=eval_batch_size(data.images), tta=tta)
+        t0 = time.perf_counter()
+        logits = self.predict(data.images, tta)
+        views = len(tta_views(torch.zeros(1, 1, 8, 8), tta))
+        if len(data.labels):
+            self.eval_image_seconds = (time.perf_counter() - t0) / (len(data.labels) * views)
+        if data is self.val_set and tta is None:
+            self.last_val = (self.step, logits)  # the final evaluation reuses it when no step came after
         labels = torch.as_tensor(data.labels)
         loss = float(F.cross_entropy(logits, labels)) if len(labels) else math.nan
         acc = float((logits.argmax(1) == labels).float().mean()) if len(labels) else math.nan
@@ -334,9 +373,20 @@ class Trainer:
         return math.ceil(self.total_steps / self.steps_per_epoch)
 
     def set_total_steps(self, total: int) -> None:
-        """Change the run's length; the lr schedule follows so it still decays to 0 at the new end."""
+        """Change the run's length (shorter or longer); the lr schedule continues from its current value and
+        still decays to 0 at the new end."""
         self.total_steps = max(self.step + 1, int(total))
-        self.schedule.total_steps = self.total_steps
+        self.schedule.set_total(self.total_steps, self.step)
+
+    def set_channels_last(self, channels_last: bool) -> None:
+        """The memory layout of the model and its batches (before training starts)."""
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+
+    def predict(self, images, tta: TTA | None = None) -> torch.Tensor:
+        """float32 logits [N, K] on the CPU, evaluation batches, training precision and memory layout."""
+        return predict_logits(self.model, images, self.device, self.dtype, batch_size=eval_batch_size(images),
+                              tta=tta, channels_last=self.memory_format == torch.channels_last)
 
     def tta(self) -> TTA:
         return TTA(flip=self.recipe.tta_flip, shift=self.recipe.tta_shift)
