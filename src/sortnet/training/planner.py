@@ -221,4 +221,5 @@ def _length_plan(cfg: TrainConfig, bundle: DataBundle, device: torch.device, dea
     notes.insert(0, f"time budget {deadline.seconds:g}s for the whole command: {deadline.elapsed():.1f}s gone "
                     f"before planning; {steps} steps planned ({steps / spe:.2f} epochs, ~{costs.step * 1000:.0f} "
                     f"ms/step), {costs.epoch_end():.1f}s per epoch end, {costs.finish(views):.1f}s to finish")
-    return BudgetPlan(recipe, steps, costs.step, costs.epoch_end(), costs.finish(views), costs.eval_image, notes)
+    return BudgetPlan(recipe, steps, costs.step, costs.epoch_end(), costs.finish(views), costs.eval_image,
+                      notes=notes)
