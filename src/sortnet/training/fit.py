@@ -38,8 +38,10 @@ from sortnet.training.rundir import CHECKPOINT_NAME, MODEL_FILE, RUN_FILE
 from sortnet.training.threads import ThreadTuner
 from sortnet.training.trainer import Trainer, resolve_balance
 
-# The report after training (RUN_DIR/report.html) beyond its dreams' time bound: figures, HTML, TensorBoard images.
-REPORT_OVERHEAD_SECONDS = 1.5
+# The report after training (RUN_DIR/report.html) beyond its dreams' time bound: figures, HTML, TensorBoard images
+# (measured 18 s in all on a 2-core machine at load average 11, i.e. roughly 4-6 s when idle).
+REPORT_OVERHEAD_SECONDS = 2.5
+REPORT_MAX_SHARE = 0.1  # of a time budget, at most, for the report; else it is skipped (and says how to make it)
 WHITEN_SAMPLE = 5000  # images used to estimate patch statistics for whitening init
 WHITEN_SAMPLE_BYTES = 192 << 20  # and at most this many uint8 bytes of them (bounds RAM for large images)
 
@@ -84,7 +86,7 @@ def fit(bundle: DataBundle, *, out: str | Path | None = None, callbacks: list[Ca
             deadline = Deadline(cfg.time_budget, started_at) if cfg.time_budget else None
             result = _fit_from_scratch(bundle, cfg, device, dtype, files, callbacks, state, saved_recipe, resume,
                                        deadline)
-        if files is not None and cfg.report:  # rank 0 only under torchrun
+        if files is not None and cfg.report and not _report_skipped(cfg, files, bundle.data):  # rank 0 alone
             from sortnet.reporting.after_training import report_after_training
 
             report_after_training(result, bundle, files / MODEL_FILE, progress=cfg.progress, check=cfg.check)
@@ -200,13 +202,30 @@ def _planned(cfg, bundle, device, deadline, make, checkpoints: bool, after: floa
     return trainer, plan
 
 
-def report_reserve_seconds(cfg: TrainConfig, run_dir: Path | None) -> float:
-    """Seconds the report after training takes (RUN_DIR/report.html): part of a whole-command budget."""
-    if run_dir is None or not cfg.report:
-        return 0.0
+def report_seconds() -> float:
+    """What the report after training (RUN_DIR/report.html) is expected to take on a 2-core CPU."""
     from sortnet.reporting.after_training import TRAINING_OPTIONS
 
     return TRAINING_OPTIONS["dream_seconds"] + REPORT_OVERHEAD_SECONDS
+
+
+def report_fits(cfg: TrainConfig) -> bool:
+    """A time budget is the whole command, the report included: it is made only where it is a small share."""
+    return not cfg.time_budget or report_seconds() <= REPORT_MAX_SHARE * cfg.time_budget
+
+
+def report_reserve_seconds(cfg: TrainConfig, run_dir: Path | None) -> float:
+    """Seconds of a whole-command budget kept for the report after the model file."""
+    return report_seconds() if run_dir is not None and cfg.report and report_fits(cfg) else 0.0
+
+
+def _report_skipped(cfg: TrainConfig, run_dir: Path, data: str) -> bool:
+    if report_fits(cfg):
+        return False
+    if cfg.progress:
+        print(terminal_safe(f"report: skipped, ~{report_seconds():.0f}s would not fit a {cfg.time_budget:g}s budget; "
+                            f"make it with: sortnet report {run_dir / MODEL_FILE} {data}"), flush=True)
+    return True
 
 
 def _finish_deadline(trainer: Trainer, deadline: Deadline | None) -> Deadline | None:
