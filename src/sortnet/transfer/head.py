@@ -24,6 +24,7 @@ LAMBDAS = (1.0, 3e-1, 1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4)  # L2 per sample (mean
 FOLDS = 3
 MAX_CV_IMAGES = 3000  # cross-validation on at most this many images (a stratified sample); the final fit uses all
 CV_ITER, FINAL_ITER = 50, 150  # L-BFGS iterations: warm-started CV solves need fewer
+SD_FLOOR = 0.1  # standardization never divides by less than this x the median feature std
 
 
 @dataclass
@@ -43,6 +44,14 @@ def _one_thread():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) per feature, the std floored at SD_FLOOR x its median: a feature that hardly varies in
+    training would otherwise get a huge weight once the scaling is folded into the head, and amplify any noise
+    it carries later (int8 rounding, a new camera)."""
+    sd = x.std(0)
+    return x.mean(0), np.maximum(sd, SD_FLOOR * float(np.median(sd)) + 1e-6)
 
 
 def _solve(x: torch.Tensor, y: torch.Tensor, k: int, lam: float, class_weights: torch.Tensor | None,
@@ -99,7 +108,7 @@ def choose_lambda(feats: np.ndarray, labels: np.ndarray, k: int, views, class_we
         if len(held_rows) == 0 or len(np.unique(labels[train_rows])) < 2:
             continue
         x, y = _stack(feats, train_rows, labels)
-        mu, sd = x.mean(0), x.std(0) + 1e-6
+        mu, sd = _scale(x)
         xt, yt = torch.from_numpy((x - mu) / sd), torch.from_numpy(y)
         xh = torch.from_numpy((_eval_features(feats, views)[held_rows] - mu) / sd)
         yh = torch.from_numpy(labels[held_rows])
@@ -125,7 +134,7 @@ def train_head(feats: np.ndarray, labels: np.ndarray, num_classes: int, *, views
     with _one_thread():
         lam, table = choose_lambda(feats, labels, num_classes, views, class_weights, seed)
         x, y = _stack(feats, np.arange(len(labels)), labels)
-        mu, sd = x.mean(0), x.std(0) + 1e-6
+        mu, sd = _scale(x)
         w, b = _solve(torch.from_numpy((x - mu) / sd), torch.from_numpy(y), num_classes, lam, class_weights)
     mu_t, sd_t = torch.from_numpy(mu), torch.from_numpy(sd)
     weight = w / sd_t  # W (x - mu) / sd + b = (W / sd) x + (b - (W / sd) mu)
