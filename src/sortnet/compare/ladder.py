@@ -89,7 +89,7 @@ class Ladder:
         self.say(f"  {plan.rung.name}: {plan.arch} wants {key[0]} px x{key[1]} (its ModelDefaults): making "
                  f"{len(train_rows)} train + {len(self.val_rows)} val rows again at that size"
                  + ("" if is_native(self.bundle) else " (from the prepared, already resized pixels)"))
-        return resampled_bundle(self.bundle, key[0], key[1], train_rows, self.val_rows, self.progress)
+        return resampled_bundle(self.bundle, key[0], key[1], train_rows, self.val_rows, self.progress, plan.crop)
 
     def affordable(self, plan: RungPlan, share: float, key: tuple) -> int:
         """Training rows whose passes through this rung's network fit its share (>= MIN_PER_CLASS a class)."""

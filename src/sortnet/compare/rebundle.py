@@ -63,14 +63,13 @@ def _remake(s: ImageSet, prep: Preprocessing, desc: str, progress: bool) -> Imag
 
 
 def resampled_bundle(bundle: DataBundle, img_size: int, channels: int, train_rows: np.ndarray | None,
-                     val_rows: np.ndarray | None, progress: bool = True) -> DataBundle:
+                     val_rows: np.ndarray | None, progress: bool = True, crop: float = 1.0) -> DataBundle:
     """The given rows made again at img_size x channels (test split dropped), with their own statistics."""
-    train = _remake(_rows(bundle.train, train_rows), Preprocessing(img_size, channels), f"{img_size} px train",
-                    progress)
-    val = bundle.val and _remake(_rows(bundle.val, val_rows), Preprocessing(img_size, channels),
-                                 f"{img_size} px val", progress)
+    make = Preprocessing(img_size, channels, crop=crop)
+    train = _remake(_rows(bundle.train, train_rows), make, f"{img_size} px train", progress)
+    val = bundle.val and _remake(_rows(bundle.val, val_rows), make, f"{img_size} px val", progress)
     mean, std = channel_stats(train.images)
-    prep = Preprocessing(img_size=img_size, channels=channels, mean=mean, std=std,
+    prep = Preprocessing(img_size=img_size, channels=channels, mean=mean, std=std, crop=crop,
                          background=border_background(train.images))
     note = (f"{len(train)} train / {len(val) if val else 0} val rows made again at {img_size} px x{channels} "
             f"({'decoded from their files' if bundle.train.paths is not None else 'from the native arrays'})")

@@ -48,6 +48,7 @@ class RungPlan:
     settings: dict = field(default_factory=dict)  # extra fit() settings (e.g. finetune)
     img_size: int | None = None  # None: the prepared data's size
     channels: int | None = None
+    crop: float = 1.0  # centre-crop fraction the family was trained/evaluated with (Preprocessing.crop)
     skip: str | None = None  # why this rung does not run
 
 
@@ -86,8 +87,11 @@ def _plan(rung: Rung, prep: "Preprocessing", device: "torch.device") -> RungPlan
         arch, why = pretrained_arch()
         if arch is None:
             return RungPlan(rung, skip=f"pretrained backbone not available: {why}")
-        plan = RungPlan(rung, arch=arch, settings={"finetune": "head" if rung.name == "pretrained-head" else "full"})
-    d = model_defaults(plan.arch)
+        plan = RungPlan(rung, arch=arch, settings={"pretrained": True,
+                                                   "finetune": "head" if rung.name == "pretrained-head" else "full"})
+    # the family's wants with its pretrained weights (224 px, ImageNet normalization and crop) when it uses them
+    d = model_defaults(plan.arch, pretrained=bool(plan.settings.get("pretrained")))
+    plan.crop = getattr(d, "crop", 1.0)
     plan.img_size = d.img_size if d.img_size and d.img_size != prep.img_size else None
     plan.channels = d.channels if d.channels and d.channels != prep.channels else None
     size = plan.img_size or prep.img_size
