@@ -313,3 +313,39 @@ def test_layout_is_measured_once_per_machine_kind_and_remembered(tmp_path, monke
     assert channels_last is False and "measured earlier" in why
     t.set_channels_last(False)
     assert t.augment(t.x[:4], torch.arange(4), torch.Generator()).is_contiguous()
+
+
+def test_thread_trial_in_progress_is_abandoned_before_validation():
+    """A trial that is timing another count when the epoch (or run) ends goes back to the incumbent, so
+    validation and the final evaluation never run on a count that is only being tried."""
+    torch.set_num_threads(2)
+    t = _trainer(_bundle(n=160), model="linear", epochs=1, batch_size=16)  # 5 steps: 1 untimed, 2 on 2, then 1
+    seen = []
+
+    class ThreadsAtEpochEnd(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(torch.get_num_threads())
+
+    tuner = ThreadTuner([2, 1], recheck_seconds=100.0, trial_steps=2)
+    t.callbacks += [tuner, ThreadsAtEpochEnd()]
+    t.fit()
+    assert t.step == t.steps_per_epoch == 5
+    assert tuner.switches >= 2  # it did try 1 thread, then came back
+    assert seen == [2] and torch.get_num_threads() == 2
+
+
+def test_short_budget_run_loads_no_report_or_plotting_code(tmp_path):
+    """Imports count against a whole-command budget: a run whose report is skipped must not load matplotlib
+    (reporting) or torch._dynamo (~1-2 s of a 20 s budget on a 2-core machine)."""
+    import subprocess
+    import sys
+
+    data = make_class_folder(tmp_path, classes=2, per_class=12, size=12)
+    script = ("import sys\nfrom sortnet.cli.main import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+              "    assert not e.code, e.code\nprint(sorted(m for m in ('matplotlib', 'torch._dynamo', 'optuna') "
+              "if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", script, "train", str(data), "--time-budget", "4s", "--out",
+                           str(tmp_path / "run"), "--no-progress"], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout
+    assert (tmp_path / "run" / "model.safetensors").exists() and not (tmp_path / "run" / "report.html").exists()

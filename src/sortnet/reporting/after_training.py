@@ -17,8 +17,7 @@ import numpy as np
 
 from sortnet.reporting.build import ReportOptions, write_report
 from sortnet.reporting.collect import ReportInputs
-
-TRAINING_OPTIONS = {"dream_steps": 100, "dream_seconds": 3.0}  # `sortnet report` defaults: 200 steps, 10 s
+from sortnet.reporting.layout import AFTER_TRAINING_OPTIONS
 
 
 def _held_out(result: dict, bundle) -> tuple[str, object] | None:
@@ -48,7 +47,7 @@ def report_after_training(result: dict, bundle, model_path: str | Path, progress
                           data=str(bundle.data), split=f"{split} split", skipped=list(result.get("skipped", [])),
                           model_path=model_path, run_dir=run_dir)
     try:
-        out = write_report(inputs, run_dir, ReportOptions(progress=progress, check=check, **TRAINING_OPTIONS),
+        out = write_report(inputs, run_dir, ReportOptions(progress=progress, check=check, **AFTER_TRAINING_OPTIONS),
                            tensorboard_dir=run_dir / "tensorboard")
     except Exception as e:  # noqa: BLE001 - the model is saved; a report bug must not turn the run into an error
         print(f"report: failed ({type(e).__name__}: {e}); make it with: sortnet report {model_path} "

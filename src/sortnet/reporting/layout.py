@@ -10,6 +10,8 @@ from pathlib import Path
 
 REPORT_FILE = "report.html"
 IMAGES_DIR = "report_images"
+# the report written after training: fewer, time-bounded dreams than `sortnet report` (200 steps, 10 s)
+AFTER_TRAINING_OPTIONS = {"dream_steps": 100, "dream_seconds": 3.0}
 
 
 def report_path_for(model_path: str | Path) -> Path:

@@ -182,7 +182,7 @@ def build_trainer(bundle: DataBundle, cfg: TrainConfig, device, dtype, run_dir: 
     if deadline is not None:
         trainer.callbacks.insert(1, keeper)
         if device.type == "cpu" and len(thread_options()) > 1:
-            trainer.callbacks.insert(1, ThreadTuner(thread_options()))
+            trainer.callbacks.insert(2, ThreadTuner(thread_options()))  # after the keeper: it sees the final length
     return trainer
 
 
@@ -204,9 +204,9 @@ def _planned(cfg, bundle, device, deadline, make, checkpoints: bool, after: floa
 
 def report_seconds() -> float:
     """What the report after training (RUN_DIR/report.html) is expected to take on a 2-core CPU."""
-    from sortnet.reporting.after_training import TRAINING_OPTIONS
+    from sortnet.reporting.layout import AFTER_TRAINING_OPTIONS  # light: the report's code loads matplotlib
 
-    return TRAINING_OPTIONS["dream_seconds"] + REPORT_OVERHEAD_SECONDS
+    return AFTER_TRAINING_OPTIONS["dream_seconds"] + REPORT_OVERHEAD_SECONDS
 
 
 def report_fits(cfg: TrainConfig) -> bool:

@@ -48,6 +48,10 @@ class ThreadTuner(Callback):
     def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
         now = time.monotonic()
         interval, self.last = now - self.last, now
+        trainer = self.trainer
+        if trainer is not None and (trainer.step >= trainer.total_steps or trainer.step % trainer.steps_per_epoch == 0):
+            self._settle_on_best()  # validation (or the run's end) follows: evaluate with the fastest count known
+            return
         if self.boundary or self.settle > 0:
             self.boundary, self.settle = False, max(0, self.settle - 1)
             return
@@ -61,6 +65,15 @@ class ThreadTuner(Callback):
             slowed = self.chosen_mean is not None and mean > SLOWDOWN * self.chosen_mean
             if len(self.options) > 1 and (slowed or now - self.chosen_at > self.recheck_seconds):
                 self._start_trial(current_mean=mean)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self._settle_on_best()  # the final evaluation runs with the fastest count known
+
+    def _settle_on_best(self) -> None:
+        """Abandon a trial in progress: back to the incumbent (a trial only replaces it when clearly faster)."""
+        if self.queue:
+            self.queue, self.results, self.times = [], {}, []
+            self._switch(self.incumbent)
 
     def _start_trial(self, current_mean: float | None = None) -> None:
         self.incumbent = torch.get_num_threads()
