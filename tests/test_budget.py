@@ -184,6 +184,22 @@ def _fixed_costs(step=0.01, eval_image=1e-4, checkpoint=0.0):
     return measure
 
 
+def test_keeper_scales_the_finish_estimate_when_steps_run_slower_than_planned():
+    """Planned at 10 ms/step with a 0.4 s finish; the steps take ~40 ms (the machine got busy), so the
+    evaluation after training will be slower too: the keeper keeps ~4x the finish free, not 0.4 s."""
+    t = _trainer(_bundle(), model="linear", epochs=100)
+    keeper = TimeBudget(2.0, start=time.monotonic(), step_seconds=0.01, finish_seconds=0.4, margin=0.0)
+    t.callbacks += [Sleep(0.04), keeper]
+    t.fit()
+    ended = keeper.training_ended_at - keeper.start
+    assert ended <= 2.0 - 4 * 0.4 * 0.8 + 0.1  # well before 2.0 - 0.4 = 1.6
+    steady = TimeBudget(2.0, start=time.monotonic(), step_seconds=0.04, finish_seconds=0.4, margin=0.0)
+    t2 = _trainer(_bundle(), model="linear", epochs=100)
+    t2.callbacks += [Sleep(0.04), steady]
+    t2.fit()
+    assert steady.training_ended_at - steady.start >= 2.0 - 0.4 - 0.25  # as planned: only the finish is kept
+
+
 def test_planner_counts_the_time_already_gone_since_the_command_started():
     b = _bundle(test=64)
     cfg, make = _make(b, time_budget=10.0)

@@ -25,6 +25,7 @@ STEP_WINDOW = 24  # recent steps whose mean is the step-time estimate (tracks a 
 EXTEND_MIN_STEPS = 2  # extend only by at least this many steps (no flapping by one step either way)
 MARGIN_FRACTION = 0.02  # of the budget: kept free for measurement noise and the process's exit
 MARGIN_MIN_SECONDS = 0.15
+MAX_SLOWDOWN = 4.0  # bound on the factor applied to the evaluation estimates when steps run slower than planned
 
 
 def safety_margin(budget_seconds: float) -> float:
@@ -77,6 +78,7 @@ class TimeBudget(Callback):
         self.step_times: deque[float] = deque(maxlen=STEP_WINDOW)
         self.last_time, self.boundary, self.batches = 0.0, True, 0
         self.shortened = self.extended = 0
+        self.epoch_end_measured = False  # epoch_end_seconds is this run's own measurement (else the planner's)
         self.training_began_at: float | None = None  # time.monotonic() at the start of training
         self.training_ended_at: float | None = None  # time.monotonic() of the last step
 
@@ -108,6 +110,7 @@ class TimeBudget(Callback):
         if self.boundary:
             if self.step_times and self.trainer.epoch > 0:  # not the run's first step (start-up costs)
                 self.epoch_end_seconds = max(0.0, interval - self.mean_step())
+                self.epoch_end_measured = True
             self.boundary = False
         else:
             self.step_times.append(interval)
@@ -134,8 +137,12 @@ class TimeBudget(Callback):
         if per_step <= 0:
             return
         now = time.monotonic() if now is None else now
-        left = self.end - now - self.finish_seconds - self.margin
-        extra = affordable_steps(left, per_step, self.epoch_end_seconds, trainer.steps_per_epoch, trainer.step)
+        # evaluation slows down with the steps (another program took the cores): the planner's estimates of
+        # what follows training are scaled by how much slower the steps run than when they were measured
+        slower = min(MAX_SLOWDOWN, max(1.0, per_step / self.step_seconds)) if self.step_seconds else 1.0
+        epoch_end = self.epoch_end_seconds * (1.0 if self.epoch_end_measured else slower)
+        left = self.end - now - self.finish_seconds * slower - self.margin
+        extra = affordable_steps(left, per_step, epoch_end, trainer.steps_per_epoch, trainer.step)
         target = trainer.step + max(1, extra)
         if target < trainer.total_steps:
             trainer.set_total_steps(target)
