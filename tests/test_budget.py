@@ -251,6 +251,21 @@ def test_planner_picks_a_wider_net_only_when_the_budget_lets_it_see_enough_image
     assert picks == {"short": "cnn-tiny", "long": "cnn-small"}
 
 
+def test_model_choice_counts_test_time_augmentation_only_where_it_pays():
+    """The images a candidate net sees are counted with the TTA the length plan will keep: views that cost
+    more than TTA_MAX_SHARE of the budget are dropped there, so they must not eat the candidate's budget here."""
+    from sortnet.training.planner import _images_for
+
+    b = _bundle(test=64)
+    cfg, _ = _make(b, time_budget=10.0)
+    recipe = dataclasses.replace(resolve_recipe(cfg, b, CPU), batch_size=100, tta_flip=True, tta_shift=0)
+    costs = Costs(step=0.01, eval_image=0.01, n_val=100, n_test=100, save=0.0, checkpoint=0.0)
+    # 2 views would add 0.01 * 200 = 2 s > 5% of 10 s: dropped. Without them: 10 - 0.2 margin - 1 s finish
+    # = 8.8 s for k steps + an epoch end (1 s) per 100 steps -> 400 steps (4 + 4 s) -> 40,000 images;
+    # counting the views (3 s finish) would have given 300 steps.
+    assert _images_for(costs, recipe, 10_000, Deadline(10.0)) == 40_000
+
+
 def test_model_given_by_the_user_is_kept():
     b = _bundle(test=64)
     cfg, make = _make(b, model="cnn", time_budget=0.5)

@@ -162,11 +162,24 @@ def plan_budget(cfg: TrainConfig, bundle: DataBundle, device: torch.device, dead
     return final, plan
 
 
+def tta_extra_seconds(costs: Costs, views: int) -> float:
+    """Evaluation seconds that test-time augmentation's extra views add (val and test)."""
+    return costs.eval_image * (costs.n_val + costs.n_test) * (views - 1)
+
+
+def tta_pays(costs: Costs, views: int, deadline: Deadline) -> bool:
+    """TTA is kept only while its extra views cost at most TTA_MAX_SHARE of the budget."""
+    return views == 1 or tta_extra_seconds(costs, views) <= TTA_MAX_SHARE * deadline.seconds
+
+
 def _images_for(costs: Costs, recipe: Recipe, n_train: int, deadline: Deadline) -> int:
-    """Training images seen in what is left of the budget at these costs."""
+    """Training images seen in what is left of the budget at these costs (TTA counted only where it pays,
+    as the length plan will decide)."""
     batch = max(1, min(recipe.batch_size, n_train))
     left = deadline.remaining() - safety_margin(deadline.seconds)
-    return _steps_for(costs, tta_view_count(recipe), left, max(1, n_train // batch)) * batch
+    views = tta_view_count(recipe)
+    views = views if tta_pays(costs, views, deadline) else 1
+    return _steps_for(costs, views, left, max(1, n_train // batch)) * batch
 
 
 def _macs_per_image(arch: str, bundle: DataBundle) -> float:
@@ -204,18 +217,19 @@ def _length_plan(cfg: TrainConfig, bundle: DataBundle, device: torch.device, dea
     """Steps, regularisation for that length, and whether test-time augmentation pays."""
     spe = trainer.steps_per_epoch
     left = deadline.remaining() - safety_margin(deadline.seconds)
-    steps = max(1, _steps_for(costs, tta_view_count(recipe), left, spe))
+    views = tta_view_count(recipe)
+    paid = views if tta_pays(costs, views, deadline) else 1
+    steps = max(1, _steps_for(costs, paid, left, spe))
     recipe = resolve_recipe(dataclasses.replace(cfg, model=recipe.model), bundle, device, length=steps / spe,
                             augment=augment)
     notes = []
-    views = tta_view_count(recipe)
-    if views > 1:
-        extra = costs.eval_image * (costs.n_val + costs.n_test) * (views - 1)
-        if extra > TTA_MAX_SHARE * deadline.seconds:
-            recipe = dataclasses.replace(recipe, tta_flip=False, tta_shift=0)
-            notes.append(f"test-time augmentation off: its {views - 1} extra views would take {extra:.1f}s "
-                         f"(> {TTA_MAX_SHARE:.0%} of the budget), better spent training")
-            views = 1
+    views = tta_view_count(recipe)  # the recipe for this length may differ in its TTA
+    if not tta_pays(costs, views, deadline):
+        recipe = dataclasses.replace(recipe, tta_flip=False, tta_shift=0)
+        notes.append(f"test-time augmentation off: its {views - 1} extra views would take "
+                     f"{tta_extra_seconds(costs, views):.1f}s (> {TTA_MAX_SHARE:.0%} of the budget), better spent "
+                     "training")
+        views = 1
     steps = max(1, _steps_for(costs, views, left, spe))
     recipe = dataclasses.replace(recipe, epochs=int(np.ceil(steps / spe)), total_steps=steps)
     notes.insert(0, f"time budget {deadline.seconds:g}s for the whole command: {deadline.elapsed():.1f}s gone "
