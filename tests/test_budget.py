@@ -266,6 +266,23 @@ def test_model_choice_counts_test_time_augmentation_only_where_it_pays():
     assert _images_for(costs, recipe, 10_000, Deadline(10.0)) == 40_000
 
 
+def test_planner_keeps_the_mirror_view_when_only_the_shifted_views_are_too_dear():
+    from sortnet.training.planner import tta_that_pays
+
+    b = _bundle(test=64)
+    cfg, _ = _make(b, time_budget=10.0)
+    full = dataclasses.replace(resolve_recipe(cfg, b, CPU), tta_flip=True, tta_shift=1)
+    assert tta_view_count(full) == 6
+    # 5 extra views x 200 images x 1 ms = 1 s > 5% of 10 s; the mirror alone: 0.2 s -> kept
+    cheap = Costs(step=0.01, eval_image=0.001, n_val=100, n_test=100, save=0.0, checkpoint=0.0)
+    kept, note = tta_that_pays(full, cheap, Deadline(10.0))
+    assert (kept.tta_flip, kept.tta_shift) == (True, 0) and "mirror view kept" in note
+    dear = dataclasses.replace(cheap, eval_image=0.01)  # the mirror alone: 2 s -> off
+    kept, note = tta_that_pays(full, dear, Deadline(10.0))
+    assert (kept.tta_flip, kept.tta_shift) == (False, 0) and "augmentation off" in note
+    assert tta_that_pays(full, cheap, Deadline(1000.0)) == (full, None)  # a long budget keeps all six
+
+
 def test_model_given_by_the_user_is_kept():
     b = _bundle(test=64)
     cfg, make = _make(b, model="cnn", time_budget=0.5)

@@ -172,13 +172,26 @@ def tta_pays(costs: Costs, views: int, deadline: Deadline) -> bool:
     return views == 1 or tta_extra_seconds(costs, views) <= TTA_MAX_SHARE * deadline.seconds
 
 
+def tta_that_pays(recipe: Recipe, costs: Costs, deadline: Deadline) -> tuple[Recipe, str | None]:
+    """The recipe with the most test-time-augmentation views that pay (all of them, the mirror alone, or
+    none), and a note when views were dropped."""
+    views = tta_view_count(recipe)
+    if tta_pays(costs, views, deadline):
+        return recipe, None
+    kept = dataclasses.replace(recipe, tta_shift=0)
+    if not (recipe.tta_flip and tta_pays(costs, tta_view_count(kept), deadline)):
+        kept = dataclasses.replace(recipe, tta_flip=False, tta_shift=0)
+    what = "mirror view kept, shifted views off" if kept.tta_flip else "off"
+    return kept, (f"test-time augmentation {what}: its {views - 1} extra views would take "
+                  f"{tta_extra_seconds(costs, views):.1f}s (> {TTA_MAX_SHARE:.0%} of the budget), better spent training")
+
+
 def _images_for(costs: Costs, recipe: Recipe, n_train: int, deadline: Deadline) -> int:
     """Training images seen in what is left of the budget at these costs (TTA counted only where it pays,
     as the length plan will decide)."""
     batch = max(1, min(recipe.batch_size, n_train))
     left = deadline.remaining() - safety_margin(deadline.seconds)
-    views = tta_view_count(recipe)
-    views = views if tta_pays(costs, views, deadline) else 1
+    views = tta_view_count(tta_that_pays(recipe, costs, deadline)[0])
     return _steps_for(costs, views, left, max(1, n_train // batch)) * batch
 
 
@@ -217,19 +230,12 @@ def _length_plan(cfg: TrainConfig, bundle: DataBundle, device: torch.device, dea
     """Steps, regularisation for that length, and whether test-time augmentation pays."""
     spe = trainer.steps_per_epoch
     left = deadline.remaining() - safety_margin(deadline.seconds)
-    views = tta_view_count(recipe)
-    paid = views if tta_pays(costs, views, deadline) else 1
-    steps = max(1, _steps_for(costs, paid, left, spe))
+    steps = max(1, _steps_for(costs, tta_view_count(tta_that_pays(recipe, costs, deadline)[0]), left, spe))
     recipe = resolve_recipe(dataclasses.replace(cfg, model=recipe.model), bundle, device, length=steps / spe,
                             augment=augment)
-    notes = []
-    views = tta_view_count(recipe)  # the recipe for this length may differ in its TTA
-    if not tta_pays(costs, views, deadline):
-        recipe = dataclasses.replace(recipe, tta_flip=False, tta_shift=0)
-        notes.append(f"test-time augmentation off: its {views - 1} extra views would take "
-                     f"{tta_extra_seconds(costs, views):.1f}s (> {TTA_MAX_SHARE:.0%} of the budget), better spent "
-                     "training")
-        views = 1
+    recipe, note = tta_that_pays(recipe, costs, deadline)  # the recipe for this length may differ in its TTA
+    notes = [note] if note else []
+    views = tta_view_count(recipe)
     steps = max(1, _steps_for(costs, views, left, spe))
     recipe = dataclasses.replace(recipe, epochs=int(np.ceil(steps / spe)), total_steps=steps)
     notes.insert(0, f"time budget {deadline.seconds:g}s for the whole command: {deadline.elapsed():.1f}s gone "
