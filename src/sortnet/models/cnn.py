@@ -140,9 +140,9 @@ WHITENED = ModelDefaults(min_img_size=3, optimizer="sgd", lr=0.1, weight_decay=5
                          data_init=True)
 # The three widths are one size group for --time-budget: the planner picks the widest that sees at least this many
 # training images within the budget on the machine at hand (training/planner.py). Measured on Fashion-MNIST
-# (BENCHMARKS.md): cnn-small costs ~3x cnn-tiny per image on a 2-core AVX2 CPU, and cnn-tiny with 3x the images
-# stayed ahead up to at least 96k cnn-small images (91.7% vs ~92%+); the thresholds sit above that, where the
-# narrow net's capacity starts to limit it.
+# (BENCHMARKS.md section 11, 2-core AVX2 CPU, whole-command budgets): cnn-small costs ~2.5x cnn-tiny per image;
+# at 120 s cnn-tiny (155k images) beat cnn-small (98k) 92.3% to 91.0%, at 300 s cnn-small (180k images) beat
+# cnn-tiny (520k) 93.2% to 92.1%: the threshold sits between, where the narrow net's capacity starts to limit it.
 SIZE_GROUP = "whitened"
 
 
@@ -165,7 +165,7 @@ def _cnn(in_channels: int, img_size: int):
 
 
 @register_model("cnn-small", "Narrower whitened CNN (32/64/128): fastest small-image model on a CPU", "cnn",
-                _width(300_000))
+                _width(150_000))
 def _cnn_small(in_channels: int, img_size: int):
     body = WhitenedCNN(in_channels, (32, 64, 128))
     return body, body.out_features, 0.0
