@@ -48,3 +48,15 @@ def test_report_mentions_every_class():
     text = format_report(m, "x")
     for c in ("cat", "dog", "bird", "accuracy", "confusion matrix"):
         assert c in text
+
+
+def test_report_confusion_matrix_rows_are_real_lines():
+    """The matrix is escaped line by line: its newlines must not become visible '\\x0a' escapes."""
+    y = np.array([0, 1, 2, 1])
+    m = compute_metrics(y, np.eye(3)[y], ["cat", "dog", "bi\x1brd"])
+    lines = format_report(m, "x").splitlines()
+    assert "\\x0a" not in "".join(lines)
+    start = next(i for i, line in enumerate(lines) if line.startswith("confusion matrix"))
+    rows = lines[start + 2 : start + 5]
+    assert [r.split()[-4] for r in rows] == ["0", "1", "2"] and [int(r.split()[-3]) for r in rows] == [1, 0, 0]
+    assert "\x1b" not in "".join(lines)  # a hostile class name is still escaped

@@ -37,5 +37,5 @@ def format_report(m: dict, title: str = "") -> str:
     for c, s in m["per_class"].items():
         lines.append(f"{_short(c, w):<{w}} {s['precision']:>9.4f} {s['recall']:>7.4f} {s['f1']:>7.4f} {s['support']:>8}")
     lines.append("")
-    lines.append(format_confusion(m["confusion_matrix"], m["classes"]))
+    lines.extend(format_confusion(m["confusion_matrix"], m["classes"]).split("\n"))  # one line each, escaped alone
     return "\n".join(terminal_safe(line) for line in lines)  # class names are folder names: no escapes reach the tty
