@@ -6,7 +6,6 @@ otherwise. Never runs `playwright install`: the system Chromium is used.
 """
 from __future__ import annotations
 
-import io
 import os
 
 import pytest

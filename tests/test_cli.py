@@ -5,12 +5,10 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from badfiles import write_bad_files
 from clirun import run_cli
 from conftest import make_class_folder, make_image
-from sortnet.evaluation.metrics import compute_metrics
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,12 @@ Usage:
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sortnet.version import __version__  # noqa: F401 - sortnet.__version__
+
+if TYPE_CHECKING:  # annotations only: `import sortnet` stays light
+    from sortnet.classifier import Classifier
 
 # list_models / list_datasets, not models / datasets: those names are the sortnet.models package.
 __all__ = ["train", "prepare", "fit", "search", "Callback", "EarlyStopping", "check", "evaluate", "predict", "report",

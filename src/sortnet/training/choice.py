@@ -17,9 +17,13 @@ Usage:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from sortnet.config import ConfigError, TrainConfig
 from sortnet.models.registry import SMALL_IMAGE_PX, model_defaults, validate_arch
+
+if TYPE_CHECKING:  # annotations only: torch is loaded by the caller
+    import torch
 
 PHOTO_BACKBONE = "efficientnet-lite0"
 FROM_SCRATCH = "photo-resnet"
