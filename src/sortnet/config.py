@@ -105,21 +105,27 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        names = [f.name for f in fields(cls)]
-        for key in d:
-            if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(f"unknown setting {key!r}.{hint} Known settings: {', '.join(names)}")
+        reject_unknown_settings(d, [f.name for f in fields(cls)])
         return cls(**d)
+
+
+def did_you_mean(value: str, choices) -> str:
+    """' Did you mean 'x'?' for the closest of choices, or '' when none is close."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def reject_unknown_settings(d: dict, names: list[str], kind: str = "setting") -> None:
+    """ConfigError naming the first key of d that is not one of names, with the closest known one."""
+    for key in d:
+        if key not in names:
+            raise ConfigError(f"unknown {kind} {key!r}.{did_you_mean(key, names)} Known settings: {', '.join(names)}")
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...], prefix_ok: bool = False) -> None:
     if value in allowed or (prefix_ok and any(value.startswith(a + ":") for a in allowed)):
         return
-    close = difflib.get_close_matches(str(value), allowed, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}.{hint}")
+    raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}.{did_you_mean(value, allowed)}")
 
 
 def _check_number(name: str, value, *, low: float | None = None, high: float | None = None, low_open: bool = False,

@@ -5,10 +5,9 @@ Usage:
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import asdict, dataclass, fields
 
-from sortnet.config import ConfigError, parse_duration
+from sortnet.config import ConfigError, parse_duration, reject_unknown_settings
 
 OBJECTIVES = ("accuracy", "latency")  # val accuracy (maximize), 1-image CPU latency in ms (minimize)
 SAMPLERS = ("nsga2", "tpe")
@@ -101,10 +100,5 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SearchConfig":
-        names = [f.name for f in fields(cls)]
-        for key in d:
-            if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(f"unknown search setting {key!r}.{hint} Known settings: {', '.join(names)}")
+        reject_unknown_settings(d, [f.name for f in fields(cls)], kind="search setting")
         return cls(**d)
