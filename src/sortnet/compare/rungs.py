@@ -91,7 +91,7 @@ def _plan(rung: Rung, prep: "Preprocessing", device: "torch.device") -> RungPlan
                                                    "finetune": "head" if rung.name == "pretrained-head" else "full"})
     # the family's wants with its pretrained weights (224 px, ImageNet normalization and crop) when it uses them
     d = model_defaults(plan.arch, pretrained=bool(plan.settings.get("pretrained")))
-    plan.crop = getattr(d, "crop", 1.0)
+    plan.crop = d.crop
     plan.img_size = d.img_size if d.img_size and d.img_size != prep.img_size else None
     plan.channels = d.channels if d.channels and d.channels != prep.channels else None
     size = plan.img_size or prep.img_size
