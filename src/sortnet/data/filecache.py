@@ -17,12 +17,12 @@ import warnings
 from pathlib import Path
 
 from PIL import Image
-from tqdm import tqdm
 
 from sortnet.atomic import atomic_write_text
 from sortnet.data.decode import BadImageError, decode_or_reason, open_regular
 from sortnet.data.phash import image_signature
 from sortnet.parallel import process_map
+from sortnet.progress import progress as show
 
 CACHE_VERSION = 3  # 3: files that are not regular or above the size cap are refused, never read
 PARALLEL_MIN_FILES = 200  # below this a process pool costs more (spawn + imports) than it saves
@@ -161,7 +161,7 @@ def file_facts_many(root: str | os.PathLike, paths: list[str], *, progress: bool
             out[p] = hit
         else:
             todo.append(p)
-    bar = tqdm(total=len(todo), desc="checking", unit="file", disable=not progress or not todo, leave=False)
+    bar = show(total=len(todo), desc="checking", unit="file", enabled=progress and bool(todo), leave=False)
     try:
         for n, (p, facts) in enumerate(_results(todo, workers), 1):
             out[p] = facts

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from sortnet.data.dataset import ImageSet, SkippedFile
 from sortnet.data.decode import BadImageError, decode_or_reason, has_image_extension, probe_image
@@ -28,6 +27,7 @@ from sortnet.data.errors import DataError
 from sortnet.data.preprocess import Preprocessing, image_to_array
 from sortnet.data.walk import LOOP_REASON, Walker
 from sortnet.parallel import process_map
+from sortnet.progress import progress as show
 
 LAYOUT_HELP = (
     "expected DATA/<class>/<image files> (e.g. photos/cat/1.jpg, photos/dog/2.jpg), or DATA/train/<class>/... "
@@ -190,7 +190,7 @@ def decode_files(paths: list[str], prep: Preprocessing, *, progress: bool = Fals
     kept: list[int] = []
     skipped: list[SkippedFile] = []
     work = functools.partial(_decode_one, prep=prep, max_pixels=max_pixels)
-    bar = tqdm(total=n, desc="decoding", unit="img", disable=not progress, leave=False)
+    bar = show(total=n, desc="decoding", unit="img", enabled=progress, leave=False)
     results = process_map(work, paths, workers=workers, min_items=PARALLEL_MIN_FILES + 1)
     try:
         for i, (arr, reason) in enumerate(results):

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from sortnet.config import MAX_IMG_SIZE, MIN_IMG_SIZE
 from sortnet.data.builtin import DATASETS, builtin_name, read_builtin
@@ -26,6 +25,7 @@ from sortnet.data.groups import grouped_split, has_real_groups, merge_groups, re
 from sortnet.data.listsource import listed_from_folder, load_listed, source_name
 from sortnet.data.mapped import as_rows, is_on_disk
 from sortnet.data.preprocess import Preprocessing, border_ring, image_to_array
+from sortnet.progress import progress as show
 
 __all__ = ["DataError", "load_data", "load_eval_data", "stratified_split", "channel_stats", "border_background",
            "BUILTIN_NAMES"]
@@ -107,7 +107,7 @@ def _convert_set(s: ImageSet, prep: Preprocessing, progress: bool) -> ImageSet:
     if native == (prep.channels, prep.img_size, prep.img_size) or len(s) == 0:
         return s
     out = np.empty((len(s), prep.channels, prep.img_size, prep.img_size), np.uint8)
-    for i in tqdm(range(len(s)), desc="resizing", unit="img", disable=not progress, leave=False):
+    for i in show(range(len(s)), desc="resizing", unit="img", enabled=progress, leave=False):
         a = s.images[i]
         img = Image.fromarray(a[0]) if a.shape[0] == 1 else Image.fromarray(np.ascontiguousarray(a.transpose(1, 2, 0)))
         out[i] = image_to_array(img, prep)
