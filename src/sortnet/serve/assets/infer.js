@@ -11,7 +11,7 @@ const InBrowser = {
 
   async session(url) {
     ort.env.wasm.wasmPaths = new URL("assets/vendor/", document.baseURI).href;
-    ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+    ort.env.wasm.numThreads = 1;  // threads need the page cross-origin isolated and hung session creation here
     const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
     return ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
   },

@@ -39,7 +39,7 @@ function renderClasses() {
     card.append(el("header", {}, el("span", { className: "label", textContent: c.name }),
                    el("span", { className: "count", textContent: c.count + " images" }), rec, pickBtn, pick, rename), thumbs);
     rec.addEventListener("pointerdown", (e) => { e.preventDefault(); startBurst(c.name, rec); });
-    for (const ev of ["pointerup", "pointerleave", "pointercancel"]) rec.addEventListener(ev, () => stopBurst(rec));
+    if (S.recording && S.recording.cls === c.name) rec.classList.add("on");
     pickBtn.addEventListener("click", () => pick.click());
     pick.addEventListener("change", () => { upload(c.name, Array.from(pick.files)); pick.value = ""; });
     rename.addEventListener("click", async () => {
@@ -102,18 +102,20 @@ async function flush(cls) {
 async function startBurst(cls, button) {
   if (!(await startCamera()) || S.recording) return;
   button.classList.add("on");
-  S.recording = setInterval(async () => {
+  const timer = setInterval(async () => {
     const c = frameCanvas(); if (!c) return;
     S.pending.push(await toJpeg(c));
     if (S.pending.length >= BATCH) flush(cls);
   }, BURST_MS);
-  S.recording.cls = cls;
+  S.recording = { timer, cls };
 }
-function stopBurst(button) {
+function stopBurst() {  // on window: the class cards are redrawn while recording, the button may be a new one
   if (!S.recording) return;
-  const cls = S.recording.cls; clearInterval(S.recording); S.recording = null; button.classList.remove("on");
+  const { timer, cls } = S.recording; clearInterval(timer); S.recording = null;
+  for (const b of document.querySelectorAll(".record.on")) b.classList.remove("on");
   setTimeout(() => flush(cls), BURST_MS + 50);  // the last frame's JPEG encode may still be running
 }
+for (const ev of ["pointerup", "pointercancel", "blur"]) window.addEventListener(ev, stopBurst);
 
 /* ---------- training ---------- */
 $("train").addEventListener("click", async () => {
@@ -183,6 +185,7 @@ async function liveLoop() {
       const preds = await predictImageData(c.getContext("2d").getImageData(0, 0, c.width, c.height));
       if (preds) { bars($("live-bars"), preds); $("live-bars").dataset.label = preds[0].class; }
     } catch (e) { $("live-bars").textContent = e.message; await new Promise((r) => setTimeout(r, 500)); }
+    await new Promise((r) => setTimeout(r, 0));  // a macrotask between frames: the page stays responsive
     const now = performance.now(); fps = 0.9 * fps + 0.1 * (1000 / (now - last)); last = now;
     $("live-fps").textContent = fps.toFixed(1) + " frames/s"; $("live-fps").dataset.fps = fps.toFixed(2);
   }
