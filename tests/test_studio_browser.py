@@ -117,6 +117,7 @@ def wait_trained(page, runs: int) -> None:
     page.wait_for_function("document.getElementById('live-bars').dataset.label !== undefined", timeout=30_000)
 
 
+@pytest.mark.slow  # ~1 min on an idle 2-core machine (two browser launches, backbone features, two trainings)
 def test_studio_collect_train_predict_correct_retrain(tmp_path):
     root, errors = tmp_path / "lego", []
     warm, cool = write_y4m(tmp_path / "warm.y4m", "warm"), write_y4m(tmp_path / "cool.y4m", "cool")
