@@ -9,6 +9,7 @@ or the ready-made fixture `class_folder` (3 RGB classes x 20 images, 16 px).
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -78,3 +79,16 @@ def make_class_folder(tmp_path: str | Path, classes: int = 3, per_class: int = 2
 def class_folder(tmp_path: Path) -> Path:
     """A flat 3-class RGB folder, 20 images of 16 x 16 px per class."""
     return make_class_folder(tmp_path)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_sortnet_cache(tmp_path_factory):
+    """Measured choices (memory layout, precision, step times) are remembered in $SORTNET_CACHE: tests keep
+    theirs in a folder of their own, so they neither read the developer's nor leave fake timings behind."""
+    before = os.environ.get("SORTNET_CACHE")
+    os.environ["SORTNET_CACHE"] = str(tmp_path_factory.mktemp("sortnet-cache"))
+    yield
+    if before is None:
+        os.environ.pop("SORTNET_CACHE", None)
+    else:
+        os.environ["SORTNET_CACHE"] = before

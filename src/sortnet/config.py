@@ -40,7 +40,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto (bf16 where the hardware supports it) | fp32 | bf16 | fp16
+    precision: str = "auto"  # auto (CPU: bf16 only where measured faster here; GPU: bf16/fp16) | fp32 | bf16 | fp16
     compile: bool = False  # torch.compile the model (helps on some GPUs; slower on small CPUs)
     time_budget: float | None = None  # seconds of training; plans a complete schedule within it
     data_root: str | None = None

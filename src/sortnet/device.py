@@ -1,7 +1,8 @@
 """Device, precision and thread choices, detected once per run.
 
 Usage:
-    dev = resolve_device("auto"); dtype = resolve_precision("auto", dev)   # torch.bfloat16 on AVX-512-bf16 CPUs
+    dev = resolve_device("auto"); dtype = resolve_precision("auto", dev)   # the hardware's candidate: bf16 on
+    # AVX-512-bf16 CPUs; training from scratch keeps it only where measured faster (training/precision.py)
     with autocast_context(dev, dtype): logits = model(x)
 """
 from __future__ import annotations
@@ -47,7 +48,8 @@ def cpu_supports_bf16() -> bool:
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype, or None for plain fp32."""
+    """Autocast dtype, or None for plain fp32. "auto" is the hardware's rule (bf16 where a CPU has native bf16,
+    bf16/fp16 on a GPU); a from-scratch training run on a CPU measures it against fp32 (training/precision.py)."""
     if name == "fp32":
         return None
     if name == "bf16":

@@ -32,7 +32,8 @@ TRAIN_HELP = {
     "val_fraction": "fraction of each class held out for validation when there is no val/ folder",
     "seed": "random seed (same seed on CPU -> same result)",
     "device": "auto | cpu | cuda",
-    "precision": "auto (bf16 where the CPU/GPU supports it) | fp32 | bf16 | fp16",
+    "precision": "auto (CPU: bf16 only where it measured faster and trained like fp32 here, remembered; "
+                 "GPU: bf16) | fp32 | bf16 | fp16",
     "compile": "torch.compile the model (helps on some GPUs)",
     "time_budget": "the whole command (start-up, training, evaluation, model file) within this time, e.g. 20s, "
                    "10m: the schedule, model size and test-time augmentation are planned to fit it",

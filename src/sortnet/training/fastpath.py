@@ -54,13 +54,16 @@ def machine_kind() -> str:
     return f"{model}|{isa}|{usable_cores()} cores|torch {torch.__version__}"
 
 
-def workload_key(trainer: Trainer) -> str:
+def workload_key(trainer: Trainer, with_precision: bool = True) -> str:
+    """model|input shape|batch|precision|device (precision left out for a choice between precisions)."""
     shape = tuple(trainer.x[torch.arange(1)].shape[1:])
     dtype = "fp32" if trainer.dtype is None else str(trainer.dtype).removeprefix("torch.")
-    return f"{trainer.recipe.model}|{shape}|batch {trainer.batch_size}|{dtype}|{trainer.device.type}"
+    dtype = f"|{dtype}" if with_precision else ""
+    return f"{trainer.recipe.model}|{shape}|batch {trainer.batch_size}{dtype}|{trainer.device.type}"
 
 
-def _read_cache() -> dict:
+def read_cache() -> dict:
+    """{machine kind: {key: result}} from $SORTNET_CACHE/fastpath.json ({} when missing or unreadable)."""
     try:
         return json.loads(cache_path().read_text())
     except (OSError, ValueError):
@@ -72,7 +75,7 @@ def choose_layout(trainer: Trainer, may_measure: bool) -> tuple[bool, str]:
     if trainer.device.type != "cpu":
         return True, "channels_last (GPU)"
     kind, work = machine_kind(), workload_key(trainer)
-    cached = _read_cache().get(kind, {}).get(work)
+    cached = read_cache().get(kind, {}).get(work)
     if cached is not None:
         return bool(cached["channels_last"]), f"{_describe(cached)}; measured earlier on this machine kind)"
     if not may_measure:
@@ -83,7 +86,7 @@ def choose_layout(trainer: Trainer, may_measure: bool) -> tuple[bool, str]:
         times["nchw"] += trainer.time_steps(STEPS_PER_ROUND, 1, channels_last=False)
     ms = {k: 1000 * sorted(v)[len(v) // 2] for k, v in times.items()}
     result = {"channels_last": not ms["nchw"] < WIN_MARGIN * ms["channels_last"], "ms": ms}
-    _remember(kind, work, result)
+    remember(kind, work, result)
     return result["channels_last"], f"{_describe(result)}; measured now)"
 
 
@@ -93,8 +96,9 @@ def _describe(result: dict) -> str:
             f"channels_last vs {ms['nchw']:.0f} NCHW")
 
 
-def _remember(kind: str, work: str, result: dict) -> None:
-    cache = _read_cache()
+def remember(kind: str, work: str, result: dict) -> None:
+    """Store one result under (machine kind, key), atomically; a read-only home only loses the memory."""
+    cache = read_cache()
     cache.setdefault(kind, {})[work] = result
     try:
         cache_path().parent.mkdir(parents=True, exist_ok=True)

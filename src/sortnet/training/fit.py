@@ -32,7 +32,8 @@ from sortnet.training.callbacks import Callback, CheckpointSaver, ProgressBar, T
 from sortnet.training.checkpoint import CheckpointError, load_checkpoint
 from sortnet.training.clock import Deadline
 from sortnet.training.finish import finish_run
-from sortnet.training.planner import measure_costs, plan_budget, tta_view_count
+from sortnet.training.planner import PRECISION_MAX_SHARE, measure_costs, plan_budget, tta_view_count
+from sortnet.training.precision import choose_precision, measures_precision
 from sortnet.training.recipe import Recipe, augmentation, resolve_recipe
 from sortnet.training.rundir import CHECKPOINT_NAME, MODEL_FILE, RUN_FILE
 from sortnet.training.threads import ThreadTuner
@@ -98,7 +99,7 @@ def _fit_from_scratch(bundle, cfg, device, dtype, run_dir, callbacks, state, sav
     trainer = build_trainer(bundle, cfg, device, dtype, run_dir, callbacks, state, saved_recipe, deadline)
     if run_dir is not None and not resume:
         write_run_file(run_dir, bundle.data, cfg, trainer.recipe)
-    _announce(cfg, bundle, trainer, device, dtype, run_dir, resumed=resume)
+    _announce(cfg, bundle, trainer, device, trainer.dtype, run_dir, resumed=resume)
     _train(trainer, run_dir)
     return finish_run(trainer, bundle, cfg, run_dir, deadline=_finish_deadline(trainer, deadline),
                       reserve_seconds=report_reserve_seconds(cfg, run_dir))
@@ -147,9 +148,13 @@ def build_trainer(bundle: DataBundle, cfg: TrainConfig, device, dtype, run_dir: 
 
     With a time budget (deadline) a new run is planned to fit it (training/planner.py; under torchrun rank 0
     plans for all) and kept to it (training/budget.py); on a CPU the thread count is then chosen by
-    measurement (training/threads.py).
+    measurement (training/threads.py). --precision auto on a CPU with native bf16 starts in fp32 and keeps
+    bf16 only where it measured faster and trained like fp32 (training/precision.py; rank 0 measures).
     """
     balance, why = resolve_balance(cfg.balance, list(bundle.train.class_counts().values()))
+    measured_precision = measures_precision(cfg.precision, device)
+    if measured_precision:
+        dtype = None  # fp32 until the measurement says bf16 pays here
 
     def make(recipe: Recipe, model=None) -> Trainer:
         callbacks: list[Callback] = [ProgressBar(cfg.progress)]
@@ -162,7 +167,8 @@ def build_trainer(bundle: DataBundle, cfg: TrainConfig, device, dtype, run_dir: 
     notes = [f"balance: {balance} ({why})"]
     if state is None and deadline is not None:
         after = report_reserve_seconds(cfg, run_dir)
-        trainer, plan = _planned(cfg, bundle, device, deadline, make, run_dir is not None, after)
+        trainer, plan = _planned(cfg, bundle, device, deadline, make, run_dir is not None, after,
+                                 choose_precision if measured_precision else None)
         trainer.notes = notes + plan.notes
         keeper = TimeBudget(cfg.time_budget, start=deadline.start, **plan.keeper_args())
     else:
@@ -170,6 +176,11 @@ def build_trainer(bundle: DataBundle, cfg: TrainConfig, device, dtype, run_dir: 
         trainer = make(Recipe(**saved_recipe) if saved_recipe else resolve_recipe(cfg, bundle, device,
                                                                                  augment=augment))
         trainer.notes = notes + ([augment.note] if augment and augment.note else [])
+        if measured_precision:  # the remembered choice for this workload (fixed epochs: the same every run)
+            limit = PRECISION_MAX_SHARE * deadline.seconds if deadline is not None else float("inf")
+            chosen, precision_why = distributed.from_main(lambda: choose_precision(trainer, max_seconds=limit))
+            trainer.set_precision(chosen)
+            trainer.notes.append(precision_why)
         if state is not None:
             _load_state(trainer, state, run_dir, bundle)
         if deadline is not None:  # resumed: what is left of the budget, costs measured again on this machine
@@ -186,12 +197,13 @@ def build_trainer(bundle: DataBundle, cfg: TrainConfig, device, dtype, run_dir: 
     return trainer
 
 
-def _planned(cfg, bundle, device, deadline, make, checkpoints: bool, after: float):
+def _planned(cfg, bundle, device, deadline, make, checkpoints: bool, after: float, precision=None):
     """(trainer, plan) of a budgeted new run; under torchrun rank 0 measures and plans, the others follow."""
     made = {}
 
     def plan_here():
-        made["trainer"], plan = plan_budget(cfg, bundle, device, deadline, make, checkpoints, after_seconds=after)
+        made["trainer"], plan = plan_budget(cfg, bundle, device, deadline, make, checkpoints, after_seconds=after,
+                                            choose_precision=precision)
         return plan
 
     plan = distributed.from_main(plan_here)
@@ -199,6 +211,7 @@ def _planned(cfg, bundle, device, deadline, make, checkpoints: bool, after: floa
     if trainer is None:  # not rank 0: the same recipe, steps and layout as rank 0's
         trainer = make(plan.recipe)
         trainer.set_channels_last(plan.channels_last)
+        trainer.set_precision(plan.dtype)
     return trainer, plan
 
 

@@ -33,6 +33,7 @@ from sortnet.training.budget import affordable_steps, safety_margin
 from sortnet.training.clock import Deadline
 from sortnet.training.fastpath import choose_layout
 from sortnet.training.recipe import Recipe, augmentation, resolve_recipe
+from sortnet.training.steptime import unloaded_costs
 from sortnet.training.trainer import Trainer
 
 GUESS_SLACK = 1.25  # bigger nets use the cores better than their compute ratio says
@@ -41,6 +42,8 @@ MEASURE_STEPS, MEASURE_WARMUP = 3, 1  # timed / untimed steps per candidate: the
 TTA_MAX_SHARE = 0.05
 LAYOUT_STEPS = 12  # steps timed by fastpath.choose_layout (both layouts, with warm-up)
 LAYOUT_MAX_SHARE = 0.03  # of the budget, at most, for that measurement (else the cached or default layout)
+PRECISION_MAX_SHARE = 0.02  # of the budget, at most, for timing fp32 against bf16 (training/precision.py)
+RELOAD_MAX_SHARE = 0.03  # of the budget, at most, for timing again steps that looked loaded (training/steptime.py)
 SAVE_BYTES_PER_SECOND = 200e6  # model file / checkpoint writes (safetensors + JSON, atomic rename)
 SAVE_FIXED_SECONDS = 0.05
 
@@ -54,6 +57,7 @@ class BudgetPlan:
     finish_seconds: float  # after the last step: final evaluation (TTA views counted) + model file
     eval_image_seconds: float  # one forward of one image view at evaluation
     channels_last: bool = True  # the memory layout chosen (training/fastpath.py)
+    dtype: torch.dtype | None = None  # the training precision (None: fp32), as the chosen trainer had it
     notes: list[str] = field(default_factory=list)
 
     def keeper_args(self) -> dict:
@@ -108,13 +112,18 @@ def _steps_for(costs: Costs, views: int, left: float, steps_per_epoch: int) -> i
 def plan_budget(cfg: TrainConfig, bundle: DataBundle, device: torch.device, deadline: Deadline,
                 make_trainer: Callable[..., Trainer], checkpoints: bool = False,
                 measure: Callable[[Trainer, DataBundle, bool], Costs] | None = None,
-                channels_last: bool | None = None, after_seconds: float = 0.0) -> tuple[Trainer, BudgetPlan]:
+                channels_last: bool | None = None, after_seconds: float = 0.0,
+                choose_precision: Callable[..., tuple[torch.dtype | None, str]] | None = None,
+                ) -> tuple[Trainer, BudgetPlan]:
     """The Trainer of the planned run (its schedule set to the planned steps) and the plan behind it.
 
     make_trainer(recipe, model=None) builds a Trainer (a new model unless one is given); measure(trainer,
     bundle, checkpoints) -> Costs (default measure_costs: timed on this machine); channels_last: the memory
     layout (default: the faster one for this machine kind, training/fastpath.py); after_seconds: what the
-    command still does after the model file (the report), counted in the finish.
+    command still does after the model file (the report), counted in the finish; choose_precision(trainer,
+    max_seconds=...) -> (dtype, why): --precision auto's measured choice (training/precision.py), made per
+    candidate before its costs are measured. Steps that measure much slower than remembered for this machine
+    kind are timed again, and a load that does not pass is not planned with (training/steptime.py).
     """
     base_measure = measure or measure_costs
 
@@ -135,14 +144,20 @@ def plan_budget(cfg: TrainConfig, bundle: DataBundle, device: torch.device, dead
                 notes.append(f"{arch}: ~{ratio:.1f}x the compute per image, too slow to see {need:,} images")
                 break  # wider ones are slower still
         trainer = make_trainer(recipe)
-        costs = measure(trainer, bundle, checkpoints)
+        precision_note = None
+        if choose_precision is not None:
+            dtype, precision_note = choose_precision(trainer, max_seconds=PRECISION_MAX_SHARE * deadline.seconds)
+            trainer.set_precision(dtype)
+        costs, load_note = unloaded_costs(trainer, measure(trainer, bundle, checkpoints),
+                                          lambda: measure(trainer, bundle, checkpoints),
+                                          max_seconds=RELOAD_MAX_SHARE * deadline.seconds)
         images = _images_for(costs, recipe, len(bundle.train), deadline)
         notes.append(f"{arch}: {costs.step * 1000:.0f} ms/step -> {images:,} images in the budget"
                      + (f" (wants >= {need:,})" if need else ""))
         if chosen is not None and images < need:
             break
-        chosen = (recipe, trainer, costs)
-    recipe, trainer, costs = chosen
+        chosen = (recipe, trainer, costs, [n for n in (precision_note, load_note) if n])
+    recipe, trainer, costs, measured_notes = chosen
     # measuring the layout costs ~12 steps: only where that is a small part of the budget (else cached/default)
     if channels_last is None:
         channels_last, layout_why = choose_layout(
@@ -153,12 +168,13 @@ def plan_budget(cfg: TrainConfig, bundle: DataBundle, device: torch.device, dead
     plan = _length_plan(cfg, bundle, device, deadline, recipe, trainer, costs, augment)
     if len(notes) > 1:
         plan.notes.insert(0, f"model {recipe.model} chosen for the budget: " + "; ".join(notes))
-    plan.channels_last = channels_last
-    plan.notes.append(f"memory layout: {layout_why}")
+    plan.channels_last, plan.dtype = channels_last, trainer.dtype
+    plan.notes += measured_notes + [f"memory layout: {layout_why}"]
     if augment.note:
         plan.notes.append(augment.note)
     final = make_trainer(plan.recipe, model=trainer.model)
     final.set_channels_last(channels_last)
+    final.set_precision(trainer.dtype)
     return final, plan
 
 

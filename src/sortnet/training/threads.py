@@ -4,7 +4,8 @@ torch's OpenMP threads wait for each other at the end of every operation; when a
 one of the cores, every small operation waits for a descheduled thread (measured on 2 cores with other
 jobs running: 2 threads 2.7 s per cnn-small step, 1 thread 0.76 s; on an idle machine 2 threads win).
 `ThreadTuner` times real training steps with each candidate thread count in turn, keeps the fastest,
-and tries again when the steps slow down or every `recheck_seconds`. It is used only for time-budgeted
+and tries again when the steps slow down, when they speed up (the other program ended: the count chosen
+under its load may no longer be the fastest) or every `recheck_seconds`. It is used only for time-budgeted
 runs: a different thread count changes float rounding, so runs of fixed epochs keep one thread count
 and stay bit-for-bit repeatable.
 
@@ -21,7 +22,7 @@ from sortnet.training.callbacks import Callback
 
 TRIAL_STEPS = 4  # timed steps per candidate in a trial
 SETTLE_STEPS = 1  # steps after a change that are not timed (the thread pool resizes)
-SLOWDOWN = 1.4  # re-try the other counts when steps are this much slower than when the choice was made
+SLOWDOWN = 1.4  # re-try the other counts when steps are this much slower (or faster) than when chosen
 FASTER_BY = 0.92  # another count must be this much faster (ratio of mean step times) to be switched to
 
 
@@ -62,8 +63,9 @@ class ThreadTuner(Callback):
         elif len(self.times) >= self.trial_steps:
             mean = sum(self.times) / len(self.times)
             self.times = []
-            slowed = self.chosen_mean is not None and mean > SLOWDOWN * self.chosen_mean
-            if len(self.options) > 1 and (slowed or now - self.chosen_at > self.recheck_seconds):
+            changed = self.chosen_mean is not None and not (
+                self.chosen_mean / SLOWDOWN <= mean <= SLOWDOWN * self.chosen_mean)
+            if len(self.options) > 1 and (changed or now - self.chosen_at > self.recheck_seconds):
                 self._start_trial(current_mean=mean)
 
     def on_train_end(self, logs: dict | None = None) -> None:

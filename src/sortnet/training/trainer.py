@@ -226,26 +226,39 @@ class Trainer:
     def time_steps(self, steps: int, warmup_steps: int = 1, channels_last: bool | None = None) -> list[float]:
         """Sorted seconds of `steps` training steps on a copy of the model (see measure_step_seconds), in
         the run's memory layout or the one asked for (channels_last True/False)."""
+        return sorted(self.probe_steps(steps, warmup_steps, channels_last)[0])
+
+    def probe_steps(self, steps: int, warmup_steps: int = 1, channels_last: bool | None = None,
+                    dtype: torch.dtype | None | str = "run") -> tuple[list[float], list[float]]:
+        """(seconds, loss) of each of `steps` timed training steps, in order, after `warmup_steps` untimed
+        ones, on a copy of the model at the peak learning rate (the real run is left as it was). The batches
+        are the same on every call (seeded), so two calls differing only in layout or precision (dtype:
+        None = fp32, torch.bfloat16, or "run" for the run's own) see the same data from the same weights."""
         fmt = self.memory_format if channels_last is None else (
             torch.channels_last if channels_last else torch.contiguous_format)
+        run_dtype, self.dtype = self.dtype, (self.dtype if dtype == "run" else dtype)
         model = copy.deepcopy(self.model).to(memory_format=fmt)
         opt = build_optimizer(model, self.recipe)
         sched = LrSchedule(opt, lambda _: 1.0)
         gen = torch.Generator().manual_seed(12345)
-        times = []
-        with torch.random.fork_rng(devices=[]):  # dropout draws here must not change the real run
-            model.train()
-            for i in range(warmup_steps + steps):
-                idx = torch.randint(0, len(self.y), (distributed.local_batch(self.batch_size),),
-                                    generator=gen).to(self.device)
-                t0 = time.perf_counter()
-                xb = self.augment(self.x[idx], idx, gen).contiguous(memory_format=fmt)
-                self._step(model, opt, sched, xb, self.y[idx])
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize()
-                if i >= warmup_steps:
-                    times.append(time.perf_counter() - t0)
-        return sorted(times)
+        times, losses = [], []
+        try:
+            with torch.random.fork_rng(devices=[]):  # dropout draws here must not change the real run
+                model.train()
+                for i in range(warmup_steps + steps):
+                    idx = torch.randint(0, len(self.y), (distributed.local_batch(self.batch_size),),
+                                        generator=gen).to(self.device)
+                    t0 = time.perf_counter()
+                    xb = self.augment(self.x[idx], idx, gen).contiguous(memory_format=fmt)
+                    loss, _ = self._step(model, opt, sched, xb, self.y[idx])
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize()
+                    if i >= warmup_steps:
+                        times.append(time.perf_counter() - t0)
+                        losses.append(loss)
+        finally:
+            self.dtype = run_dtype
+        return times, losses
 
     def measure_eval_seconds(self, images=None, repeats: int = 2) -> float:
         """Seconds per image view of evaluation (forward in the training precision, evaluation batch size),
@@ -377,6 +390,10 @@ class Trainer:
         still decays to 0 at the new end."""
         self.total_steps = max(self.step + 1, int(total))
         self.schedule.set_total(self.total_steps, self.step)
+
+    def set_precision(self, dtype: torch.dtype | None) -> None:
+        """The autocast dtype of training and evaluation (None: fp32), chosen before training starts."""
+        self.dtype = dtype
 
     def set_channels_last(self, channels_last: bool) -> None:
         """The memory layout of the model and its batches (before training starts)."""
