@@ -15,6 +15,7 @@ Usage:
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import torch
 
@@ -27,8 +28,9 @@ FASTER_BY = 0.92  # another count must be this much faster (ratio of mean step t
 
 
 class ThreadTuner(Callback):
-    def __init__(self, options: list[int], recheck_seconds: float = 10.0, trial_steps: int = TRIAL_STEPS) -> None:
-        self.options = list(dict.fromkeys(options))
+    def __init__(self, options: list[int], recheck_seconds: float = 10.0, trial_steps: int = TRIAL_STEPS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.options, self.clock = list(dict.fromkeys(options)), clock
         self.recheck_seconds, self.trial_steps = recheck_seconds, trial_steps
         self.queue: list[int] = []  # counts still to time in the current trial
         self.results: dict[int, float] = {}  # mean step seconds per count, this trial
@@ -39,7 +41,7 @@ class ThreadTuner(Callback):
         self.log: list[tuple[int, float]] = []  # (threads, mean step seconds) of every timing, for the record
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self.last, self.chosen_at = time.monotonic(), time.monotonic()
+        self.last, self.chosen_at = self.clock(), self.clock()
         if len(self.options) > 1:
             self._start_trial()
 
@@ -47,7 +49,7 @@ class ThreadTuner(Callback):
         self.boundary = True  # the next interval holds validation, not a step
 
     def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        now = time.monotonic()
+        now = self.clock()
         interval, self.last = now - self.last, now
         trainer = self.trainer
         if trainer is not None and (trainer.step >= trainer.total_steps or trainer.step % trainer.steps_per_epoch == 0):
