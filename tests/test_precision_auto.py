@@ -87,6 +87,45 @@ def test_measurement_that_would_not_fit_the_budget_stops_early_and_is_not_rememb
     assert not cache.exists()
 
 
+def test_measurement_that_cannot_fit_at_the_measured_step_time_is_not_started(cache):
+    calls = []
+    dtype, why = choose_precision(_trainer(), max_seconds=1.0, step_seconds=0.1,  # 16 steps: 1.6 s > 1 s
+                                  probe=_fake({"fp32": 50, "bf16": 20}, {"fp32": 0.7, "bf16": 0.7}, calls))
+    assert dtype is None and "not measured" in why and calls == [] and not cache.exists()
+
+
+def test_budget_planner_measures_precision_before_the_costs_and_hands_it_on(cache):
+    """The chosen precision is the final trainer's and the plan's (torchrun's other ranks take it from there);
+    the costs the plan is made from are timed in that precision."""
+    from sortnet.config import TrainConfig
+    from sortnet.training.clock import Deadline
+    from sortnet.training.planner import Costs, plan_budget
+
+    t = _trainer()
+    bundle = DataBundle(ImageSet(t.x.numpy(), t.y.numpy(), ["a", "b"]), None, None, ["a", "b"],
+                        Preprocessing(12, 1, (0.2,), (0.3,)), "folder:x")
+    cfg = TrainConfig(model="cnn-tiny", batch_size=16, time_budget=100.0)
+    timed, asked = [], []
+
+    def make(recipe, model=None):
+        return Trainer(model or create_model(recipe.model, 1, 2, 12, (0.2,), (0.3,)), bundle.train, None,
+                       recipe, device=CPU, dtype=None, seed=0)
+
+    def measure(trainer, bundle, checkpoints):
+        timed.append(trainer.dtype)
+        return Costs(0.01, 1e-4, 0, 0, 0.05, 0.0)
+
+    def choose(trainer, max_seconds, step_seconds):
+        asked.append((max_seconds, step_seconds))
+        return torch.bfloat16, "precision: bf16 (fake)"
+
+    final, plan = plan_budget(cfg, bundle, CPU, Deadline(100.0), make, channels_last=True, measure=measure,
+                              choose_precision=choose)
+    assert asked == [(pytest.approx(2.0), 0.01)]  # 2% of the budget; the fp32 step measured first
+    assert timed[0] is None and timed[-1] is torch.bfloat16  # costs re-timed in bf16
+    assert final.dtype is torch.bfloat16 and plan.dtype is torch.bfloat16 and "precision: bf16 (fake)" in plan.notes
+
+
 def test_only_auto_on_a_cpu_with_native_bf16_is_measured():
     assert measures_precision("auto", CPU, native_bf16=True)
     assert not measures_precision("auto", CPU, native_bf16=False)  # emulated bf16: fp32, no measuring

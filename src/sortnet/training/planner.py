@@ -32,6 +32,7 @@ from sortnet.models.registry import create_model, size_group_models, model_defau
 from sortnet.training.budget import affordable_steps, safety_margin
 from sortnet.training.clock import Deadline
 from sortnet.training.fastpath import choose_layout
+from sortnet.training.precision import remembered_precision
 from sortnet.training.recipe import Recipe, augmentation, resolve_recipe
 from sortnet.training.steptime import unloaded_costs
 from sortnet.training.trainer import Trainer
@@ -144,12 +145,9 @@ def plan_budget(cfg: TrainConfig, bundle: DataBundle, device: torch.device, dead
                 notes.append(f"{arch}: ~{ratio:.1f}x the compute per image, too slow to see {need:,} images")
                 break  # wider ones are slower still
         trainer = make_trainer(recipe)
-        precision_note = None
-        if choose_precision is not None:
-            dtype, precision_note = choose_precision(trainer, max_seconds=PRECISION_MAX_SHARE * deadline.seconds)
-            trainer.set_precision(dtype)
-        costs, load_note = unloaded_costs(trainer, measure(trainer, bundle, checkpoints),
-                                          lambda: measure(trainer, bundle, checkpoints),
+        costs, precision_note = _precision_and_costs(trainer, bundle, checkpoints, deadline, measure,
+                                                     choose_precision)
+        costs, load_note = unloaded_costs(trainer, costs, lambda: measure(trainer, bundle, checkpoints),
                                           max_seconds=RELOAD_MAX_SHARE * deadline.seconds)
         images = _images_for(costs, recipe, len(bundle.train), deadline)
         notes.append(f"{arch}: {costs.step * 1000:.0f} ms/step -> {images:,} images in the budget"
@@ -176,6 +174,25 @@ def plan_budget(cfg: TrainConfig, bundle: DataBundle, device: torch.device, dead
     final.set_channels_last(channels_last)
     final.set_precision(trainer.dtype)
     return final, plan
+
+
+def _precision_and_costs(trainer: Trainer, bundle: DataBundle, checkpoints: bool, deadline: Deadline, measure,
+                         choose_precision) -> tuple[Costs, str | None]:
+    """The candidate's costs in its precision: --precision auto's remembered choice, else fp32 costs first and
+    bf16 measured against them only where that fits PRECISION_MAX_SHARE of the budget (costs then re-timed)."""
+    if choose_precision is None:
+        return measure(trainer, bundle, checkpoints), None
+    remembered = remembered_precision(trainer)
+    if remembered is not None:
+        trainer.set_precision(remembered[0])
+        return measure(trainer, bundle, checkpoints), remembered[1]
+    trainer.set_precision(None)
+    costs = measure(trainer, bundle, checkpoints)
+    dtype, why = choose_precision(trainer, max_seconds=PRECISION_MAX_SHARE * deadline.seconds, step_seconds=costs.step)
+    if dtype is not None:
+        trainer.set_precision(dtype)
+        costs = measure(trainer, bundle, checkpoints)
+    return costs, why
 
 
 def tta_extra_seconds(costs: Costs, views: int) -> float:

@@ -33,6 +33,7 @@ STEPS_PER_ROUND, WARMUP_STEPS = 3, 1  # timed and untimed steps per round and pr
 WIN_MARGIN = 0.9  # bf16's median step must be at most this fraction of fp32's (10% faster) to be kept
 LOSS_SLACK, LOSS_SLACK_ABS = 1.1, 0.05  # bf16's mean probe loss may exceed fp32's by 10% + 0.05, no more
 KEY_PREFIX = "precision|"
+PROBE_STEPS = ROUNDS * 2 * (STEPS_PER_ROUND + WARMUP_STEPS)  # training steps a measurement takes
 
 # probe(trainer, dtype) -> (seconds per step, loss per step) of one round; default Trainer.probe_steps
 Probe = Callable[[Trainer, "torch.dtype | None"], tuple[list[float], list[float]]]
@@ -48,16 +49,27 @@ def _probe(trainer: Trainer, dtype: torch.dtype | None) -> tuple[list[float], li
     return trainer.probe_steps(STEPS_PER_ROUND, WARMUP_STEPS, dtype=dtype)
 
 
-def choose_precision(trainer: Trainer, max_seconds: float = math.inf, probe: Probe | None = None,
+def remembered_precision(trainer: Trainer) -> tuple[torch.dtype | None, str] | None:
+    """(dtype, why) remembered for this machine kind and workload, or None when never measured."""
+    cached = read_cache().get(machine_kind(), {}).get(_key(trainer))
+    if cached is None:
+        return None
+    return _dtype(cached), f"precision: {_describe(cached)}; measured earlier on this machine kind)"
+
+
+def choose_precision(trainer: Trainer, max_seconds: float = math.inf, step_seconds: float | None = None,
+                     probe: Probe | None = None,
                      clock: Callable[[], float] = time.monotonic) -> tuple[torch.dtype | None, str]:
     """(torch.bfloat16 or None for fp32, why): the remembered choice for this machine kind and workload, else
-    measured now and remembered. max_seconds bounds the measurement (a short time budget): when the first
-    round shows the whole would take longer, it stops and fp32 is used, unmeasured and not remembered."""
+    measured now and remembered. max_seconds bounds the measurement (a short time budget): when the steps it
+    needs would take longer at step_seconds (an fp32 step measured already), or the first round shows the
+    whole would, fp32 is used, unmeasured and not remembered."""
+    remembered = remembered_precision(trainer)
+    if remembered is not None:
+        return remembered
+    if step_seconds is not None and PROBE_STEPS * step_seconds > max_seconds:
+        return None, _unmeasured(PROBE_STEPS * step_seconds, max_seconds)
     probe = probe or _probe
-    kind, work = machine_kind(), KEY_PREFIX + workload_key(trainer, with_precision=False)
-    cached = read_cache().get(kind, {}).get(work)
-    if cached is not None:
-        return _dtype(cached), f"precision: {_describe(cached)}; measured earlier on this machine kind)"
     times, losses = {"fp32": [], "bf16": []}, {"fp32": [], "bf16": []}
     t0 = clock()
     for r in range(ROUNDS):
@@ -66,11 +78,18 @@ def choose_precision(trainer: Trainer, max_seconds: float = math.inf, probe: Pro
             times[name] += t
             losses[name] += loss
         if r == 0 and (clock() - t0) * ROUNDS > max_seconds:
-            return None, (f"precision: fp32 (bf16 not measured: ~{(clock() - t0) * ROUNDS:.1f}s of steps would not "
-                          f"fit {max_seconds:.1f}s of the budget)")
+            return None, _unmeasured((clock() - t0) * ROUNDS, max_seconds)
     result = judge(times, losses)
-    remember(kind, work, result)
+    remember(machine_kind(), _key(trainer), result)
     return _dtype(result), f"precision: {_describe(result)}; measured now)"
+
+
+def _key(trainer: Trainer) -> str:
+    return KEY_PREFIX + workload_key(trainer, with_precision=False)
+
+
+def _unmeasured(seconds: float, max_seconds: float) -> str:
+    return f"precision: fp32 (bf16 not measured: ~{seconds:.1f}s of steps would not fit {max_seconds:.1f}s of the budget)"
 
 
 def judge(times: dict[str, list[float]], losses: dict[str, list[float]]) -> dict:
