@@ -31,20 +31,21 @@ from bench_fp32 import cpu_summary  # noqa: E402
 N_VAL = 2000
 
 
-def export_folder(out: Path, n_train: int) -> Path:
-    for split, limit in (("train", n_train), ("val", N_VAL), ("test", 10_000)):
+def export_folder(out: Path, n_train: int, n_test: int) -> Path:
+    for split, limit in (("train", n_train), ("val", N_VAL), ("test", n_test)):
         subprocess.run(sortnet_command() + ["datasets", "--export", "fashion-mnist", "--split", split, "--limit",
                                             str(limit), "--out", str(out / split)], check=True,
                        stdout=subprocess.DEVNULL)
     return out
 
 
-def bundles(n_train: int, folder: Path) -> dict:
+def bundles(n_train: int, n_test: int, folder: Path) -> dict:
     import sortnet
 
     builtin = sortnet.prepare("fashion-mnist", progress=False)
     builtin.train = builtin.train.subset(np.arange(n_train))
     builtin.val = builtin.val.subset(np.arange(N_VAL))
+    builtin.test = builtin.test.subset(np.arange(n_test))
     return {"built-in fashion-mnist": builtin, "PNG folder": sortnet.prepare(str(folder), progress=False,
                                                                              check=False)}
 
@@ -80,6 +81,7 @@ def train_once(bundle, model: str, precision: str, epochs: int, seed: int) -> di
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--train", type=int, default=20_000, help="training images (the first N of the built-in split)")
+    p.add_argument("--test", type=int, default=10_000, help="test images (the first N of the test split)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--models", default="cnn-tiny,cnn-small")
     p.add_argument("--seed", type=int, default=0)
@@ -88,7 +90,7 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="sortnet-prec-") as tmp:
         os.environ["SORTNET_CACHE"] = str(Path(tmp) / "cache")  # auto measures now, not a remembered choice
-        sets = bundles(args.train, export_folder(Path(tmp) / "fmnist", args.train))
+        sets = bundles(args.train, args.test, export_folder(Path(tmp) / "fmnist", args.train, args.test))
         for data, bundle in sets.items():
             for model in args.models.split(","):
                 auto = auto_choice(bundle, model)
@@ -99,8 +101,9 @@ def main(argv=None) -> int:
                     print(f"[{time.strftime('%H:%M:%S')}] {json.dumps(r)}", file=sys.stderr, flush=True)
     cpu = cpu_summary()
     print(f"{time.strftime('%Y-%m-%d %H:%M %Z')}; CPU {cpu['model']}, flags {' '.join(cpu['flags'])}; "
-          f"{os.cpu_count()} CPUs; {args.epochs} epochs on {args.train:,} training images, {N_VAL:,} val, 10,000 test; "
-          f"`python benchmarks/bench_precision.py --train {args.train} --epochs {args.epochs} --models {args.models}`\n")
+          f"{os.cpu_count()} CPUs; {args.epochs} epochs on {args.train:,} training images, {N_VAL:,} val, {args.test:,} test; "
+          f"`python benchmarks/bench_precision.py --train {args.train} --test {args.test} --epochs {args.epochs} "
+          f"--models {args.models}`\n")
     print("| data | model | CPU flags | precision | train images/s | bf16 / fp32 speed | val accuracy | "
           "test accuracy | final train loss | wall (s) | load avg | --precision auto picks |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
