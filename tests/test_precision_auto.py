@@ -78,6 +78,17 @@ def test_bf16_that_does_not_train_like_fp32_stays_fp32_however_fast(cache, bad):
     assert dtype is None and "does not train as well" in why
 
 
+def test_bf16_faster_in_one_round_only_stays_fp32(cache):
+    """A burst of another program during one round's fp32 steps must not decide for bf16."""
+    rounds = iter([0.2, 0.04, 0.05, 0.048])  # round 1: fp32 slowed by a burst; round 2: the same speed
+
+    def probe(trainer, dtype):
+        return [next(rounds)] * 3, [0.7] * 3
+
+    dtype, why = choose_precision(_trainer(), probe=probe)
+    assert dtype is None and "not 10% faster" in why
+
+
 def test_measurement_that_would_not_fit_the_budget_stops_early_and_is_not_remembered(cache):
     clock = iter([0.0, 3.0, 3.0, 3.0])  # the first round took 3 s: two rounds would take 6 s > 2 s allowed
     calls = []

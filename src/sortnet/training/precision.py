@@ -4,8 +4,8 @@ bf16 autocast is not free speed on a CPU: at the small sizes of sortnet's own ne
 AVX-512-bf16 machine (issue 24: cnn-tiny ~3,200 images/s in both), and a numerics problem in bf16 shows up as
 a run that silently stays at chance. So `auto` times a few real training steps of the run's model, in fp32
 and in bf16, interleaved so that other programs on the machine slow both alike, from the same weights on the
-same batches at the peak learning rate, and keeps bf16 only when its median step is at least WIN_MARGIN
-faster AND its losses are finite and no worse than fp32's. The result is remembered per machine kind and
+same batches at the peak learning rate, and keeps bf16 only when its median step is WIN_MARGIN faster in
+every round AND its losses are finite and no worse than fp32's. The result is remembered per machine kind and
 workload (model, input shape, batch) in $SORTNET_CACHE/fastpath.json (training/fastpath.py), so every later
 run of that workload on this machine kind makes the same choice without measuring: runs of fixed epochs stay
 repeatable. CPUs without native bf16 stay fp32 without measuring (emulated bf16 is several times slower);
@@ -70,12 +70,12 @@ def choose_precision(trainer: Trainer, max_seconds: float = math.inf, step_secon
     if step_seconds is not None and PROBE_STEPS * step_seconds > max_seconds:
         return None, _unmeasured(PROBE_STEPS * step_seconds, max_seconds)
     probe = probe or _probe
-    times, losses = {"fp32": [], "bf16": []}, {"fp32": [], "bf16": []}
+    times, losses = {"fp32": [], "bf16": []}, {"fp32": [], "bf16": []}  # times: one list per round
     t0 = clock()
     for r in range(ROUNDS):
         for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
             t, loss = probe(trainer, dtype)
-            times[name] += t
+            times[name].append(t)
             losses[name] += loss
         if r == 0 and (clock() - t0) * ROUNDS > max_seconds:
             return None, _unmeasured((clock() - t0) * ROUNDS, max_seconds)
@@ -92,13 +92,18 @@ def _unmeasured(seconds: float, max_seconds: float) -> str:
     return f"precision: fp32 (bf16 not measured: ~{seconds:.1f}s of steps would not fit {max_seconds:.1f}s of the budget)"
 
 
-def judge(times: dict[str, list[float]], losses: dict[str, list[float]]) -> dict:
-    """The remembered result: bf16 when WIN_MARGIN faster by median step and its losses are as good."""
-    ms = {k: 1000 * sorted(v)[len(v) // 2] for k, v in times.items()}
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def judge(times: dict[str, list[list[float]]], losses: dict[str, list[float]]) -> dict:
+    """The remembered result: bf16 when WIN_MARGIN faster by median step in every round (a burst of another
+    program in one round does not decide) and its losses are as good. times: per precision, per round."""
+    ms = {k: 1000 * _median([t for r in v for t in r]) for k, v in times.items()}
     mean = {k: sum(v) / len(v) if v and all(map(math.isfinite, v)) else math.nan for k, v in losses.items()}
     trains = math.isfinite(mean["bf16"]) and math.isfinite(mean["fp32"]) and \
         mean["bf16"] <= LOSS_SLACK * mean["fp32"] + LOSS_SLACK_ABS
-    faster = ms["bf16"] <= WIN_MARGIN * ms["fp32"]
+    faster = all(_median(b) <= WIN_MARGIN * _median(f) for f, b in zip(times["fp32"], times["bf16"]))
     return {"precision": "bf16" if faster and trains else "fp32", "ms": ms, "faster": faster, "trains": trains,
             "loss": {k: (round(v, 4) if math.isfinite(v) else None) for k, v in mean.items()}}
 
