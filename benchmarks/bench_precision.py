@@ -101,7 +101,7 @@ def main(argv=None) -> int:
                     print(f"[{time.strftime('%H:%M:%S')}] {json.dumps(r)}", file=sys.stderr, flush=True)
     cpu = cpu_summary()
     print(f"{time.strftime('%Y-%m-%d %H:%M %Z')}; CPU {cpu['model']}, flags {' '.join(cpu['flags'])}; "
-          f"{os.cpu_count()} CPUs; {args.epochs} epochs on {args.train:,} training images, {N_VAL:,} val, {args.test:,} test; "
+          f"{os.cpu_count()} CPUs, {len(os.sched_getaffinity(0))} usable (torch threads); {args.epochs} epochs on {args.train:,} training images, {N_VAL:,} val, {args.test:,} test; "
           f"`python benchmarks/bench_precision.py --train {args.train} --test {args.test} --epochs {args.epochs} "
           f"--models {args.models}`\n")
     print("| data | model | CPU flags | precision | train images/s | bf16 / fp32 speed | val accuracy | "
