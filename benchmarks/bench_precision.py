@@ -101,7 +101,8 @@ def main(argv=None) -> int:
                     print(f"[{time.strftime('%H:%M:%S')}] {json.dumps(r)}", file=sys.stderr, flush=True)
     cpu = cpu_summary()
     print(f"{time.strftime('%Y-%m-%d %H:%M %Z')}; CPU {cpu['model']}, flags {' '.join(cpu['flags'])}; "
-          f"{os.cpu_count()} CPUs, {len(os.sched_getaffinity(0))} usable (torch threads); {args.epochs} epochs on {args.train:,} training images, {N_VAL:,} val, {args.test:,} test; "
+          f"{os.cpu_count()} CPUs, {len(os.sched_getaffinity(0))} usable (torch threads); {args.epochs} epochs on "
+          f"{args.train:,} training images, {N_VAL:,} val, {args.test:,} test; "
           f"`python benchmarks/bench_precision.py --train {args.train} --test {args.test} --epochs {args.epochs} "
           f"--models {args.models}`\n")
     print("| data | model | CPU flags | precision | train images/s | bf16 / fp32 speed | val accuracy | "
@@ -112,7 +113,8 @@ def main(argv=None) -> int:
         ratio = f"{r['images_per_second'] / fp32['images_per_second']:.2f}x" if r["precision"] == "bf16" else ""
         print(f"| {r['data']} | {r['model']} | {' '.join(cpu['flags'])} | {r['precision']} | "
               f"{r['images_per_second']:,.0f} | {ratio} | {r['val_accuracy']:.4f} | {r['test_accuracy']:.4f} | "
-              f"{r['train_loss']:.4f} | {r['wall']} | {r['load_avg']} | {r['auto'] if r['precision'] == 'fp32' else ''} |")
+              f"{r['train_loss']:.4f} | {r['wall']} | {r['load_avg']} | "
+              f"{r['auto'] if r['precision'] == 'fp32' else ''} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0

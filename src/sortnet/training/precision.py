@@ -89,7 +89,8 @@ def _key(trainer: Trainer) -> str:
 
 
 def _unmeasured(seconds: float, max_seconds: float) -> str:
-    return f"precision: fp32 (bf16 not measured: ~{seconds:.1f}s of steps would not fit {max_seconds:.1f}s of the budget)"
+    return (f"precision: fp32 (bf16 not measured: ~{seconds:.1f}s of steps would not fit {max_seconds:.1f}s of "
+            "the budget)")
 
 
 def _median(values: list[float]) -> float:

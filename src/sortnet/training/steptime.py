@@ -41,7 +41,8 @@ def remember_step(trainer, seconds: float) -> None:
 
 
 def unloaded_costs(trainer, costs, remeasure: Callable[[], object], max_seconds: float,
-                   known: float | None = None, sleep: Callable[[float], None] = time.sleep) -> tuple[object, str | None]:
+                   known: float | None = None,
+                   sleep: Callable[[float], None] = time.sleep) -> tuple[object, str | None]:
     """(costs to plan with, a note or None). costs: the planner's Costs (step, eval_image seconds...);
     remeasure() times them again; max_seconds bounds the extra timings; known: the remembered step seconds
     (default: looked up). The fastest step measured is remembered for the next run either way."""
