@@ -5,7 +5,7 @@ AVX-512-bf16 machine (issue 24: cnn-tiny ~3,200 images/s in both), and a numeric
 a run that silently stays at chance. So `auto` times a few real training steps of the run's model, in fp32
 and in bf16, interleaved so that other programs on the machine slow both alike, from the same weights on the
 same batches at the peak learning rate, and keeps bf16 only when its median step is WIN_MARGIN faster in
-every round AND its losses are finite and no worse than fp32's. The result is remembered per machine kind and
+the median round AND its losses are finite and no worse than fp32's. The result is remembered per machine kind and
 workload (model, input shape, batch) in $SORTNET_CACHE/fastpath.json (training/fastpath.py), so every later
 run of that workload on this machine kind makes the same choice without measuring: runs of fixed epochs stay
 repeatable. CPUs without native bf16 stay fp32 without measuring (emulated bf16 is several times slower);
@@ -28,7 +28,7 @@ from sortnet.device import cpu_supports_bf16
 from sortnet.training.fastpath import machine_kind, read_cache, remember, workload_key
 from sortnet.training.trainer import Trainer
 
-ROUNDS = 2  # interleaved rounds of (fp32, bf16) steps
+ROUNDS = 3  # interleaved rounds of (fp32, bf16) steps: the median round decides, so one burst of load does not
 STEPS_PER_ROUND, WARMUP_STEPS = 3, 1  # timed and untimed steps per round and precision
 WIN_MARGIN = 0.9  # bf16's median step must be at most this fraction of fp32's (10% faster) to be kept
 LOSS_SLACK, LOSS_SLACK_ABS = 1.1, 0.05  # bf16's mean probe loss may exceed fp32's by 10% + 0.05, no more
@@ -98,13 +98,14 @@ def _median(values: list[float]) -> float:
 
 
 def judge(times: dict[str, list[list[float]]], losses: dict[str, list[float]]) -> dict:
-    """The remembered result: bf16 when WIN_MARGIN faster by median step in every round (a burst of another
-    program in one round does not decide) and its losses are as good. times: per precision, per round."""
+    """The remembered result: bf16 when its median step is WIN_MARGIN of fp32's in the median round (a burst
+    of another program in one round does not decide) and its losses are as good. times: per precision, per
+    round."""
     ms = {k: 1000 * _median([t for r in v for t in r]) for k, v in times.items()}
     mean = {k: sum(v) / len(v) if v and all(map(math.isfinite, v)) else math.nan for k, v in losses.items()}
     trains = math.isfinite(mean["bf16"]) and math.isfinite(mean["fp32"]) and \
         mean["bf16"] <= LOSS_SLACK * mean["fp32"] + LOSS_SLACK_ABS
-    faster = all(_median(b) <= WIN_MARGIN * _median(f) for f, b in zip(times["fp32"], times["bf16"]))
+    faster = _median([_median(b) / _median(f) for f, b in zip(times["fp32"], times["bf16"])]) <= WIN_MARGIN
     return {"precision": "bf16" if faster and trains else "fp32", "ms": ms, "faster": faster, "trains": trains,
             "loss": {k: (round(v, 4) if math.isfinite(v) else None) for k, v in mean.items()}}
 
