@@ -85,6 +85,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--models", default="cnn-tiny,cnn-small")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=3, help="fp32/bf16 pairs per (data, model), order alternating")
     p.add_argument("--json")
     args = p.parse_args(argv)
     rows = []
@@ -94,30 +95,47 @@ def main(argv=None) -> int:
         for data, bundle in sets.items():
             for model in args.models.split(","):
                 auto = auto_choice(bundle, model)
-                for precision in ("fp32", "bf16"):
-                    r = dict(data=data, model=model, precision=precision, auto=auto,
-                             **train_once(bundle, model, precision, args.epochs, args.seed))
-                    rows.append(r)
-                    print(f"[{time.strftime('%H:%M:%S')}] {json.dumps(r)}", file=sys.stderr, flush=True)
-    cpu = cpu_summary()
-    print(f"{time.strftime('%Y-%m-%d %H:%M %Z')}; CPU {cpu['model']}, flags {' '.join(cpu['flags'])}; "
-          f"{os.cpu_count()} CPUs, {len(os.sched_getaffinity(0))} usable (torch threads); {args.epochs} epochs on "
-          f"{args.train:,} training images, {N_VAL:,} val, {args.test:,} test; "
-          f"`python benchmarks/bench_precision.py --train {args.train} --test {args.test} --epochs {args.epochs} "
-          f"--models {args.models}`\n")
-    print("| data | model | CPU flags | precision | train images/s | bf16 / fp32 speed | val accuracy | "
-          "test accuracy | final train loss | wall (s) | load avg | --precision auto picks |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        fp32 = next(x for x in rows if x["data"] == r["data"] and x["model"] == r["model"] and x["precision"] == "fp32")
-        ratio = f"{r['images_per_second'] / fp32['images_per_second']:.2f}x" if r["precision"] == "bf16" else ""
-        print(f"| {r['data']} | {r['model']} | {' '.join(cpu['flags'])} | {r['precision']} | "
-              f"{r['images_per_second']:,.0f} | {ratio} | {r['val_accuracy']:.4f} | {r['test_accuracy']:.4f} | "
-              f"{r['train_loss']:.4f} | {r['wall']} | {r['load_avg']} | "
-              f"{r['auto'] if r['precision'] == 'fp32' else ''} |")
+                for rep in range(args.repeats):  # fp32 first, then bf16 first: a load that changes hits both
+                    for precision in (("fp32", "bf16") if rep % 2 == 0 else ("bf16", "fp32")):
+                        r = dict(data=data, model=model, precision=precision, repeat=rep, auto=auto,
+                                 **train_once(bundle, model, precision, args.epochs, args.seed))
+                        rows.append(r)
+                        print(f"[{time.strftime('%H:%M:%S')}] {json.dumps(r)}", file=sys.stderr, flush=True)
+    print_table(rows, args)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
+
+
+def _median(values):
+    return sorted(values)[len(values) // 2]
+
+
+def print_table(rows: list[dict], args) -> None:
+    cpu = cpu_summary()
+    print(f"{time.strftime('%Y-%m-%d %H:%M %Z')}; CPU {cpu['model']}, flags {' '.join(cpu['flags'])}; "
+          f"{os.cpu_count()} CPUs, {len(os.sched_getaffinity(0))} usable (torch threads); {args.epochs} epochs on "
+          f"{args.train:,} training images, {N_VAL:,} val, {args.test:,} test; {args.repeats} fp32/bf16 pairs; "
+          f"`python benchmarks/bench_precision.py --train {args.train} --test {args.test} --epochs {args.epochs} "
+          f"--models {args.models} --repeats {args.repeats}`\n")
+    print("| data | model | CPU flags | precision | train images/s (median; range) | bf16 / fp32 (median of pairs) | "
+          "val accuracy | test accuracy | final train loss | load avg | --precision auto picks |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    groups = dict.fromkeys((r["data"], r["model"], r["precision"]) for r in rows)
+    for data, model, precision in groups:
+        runs = [r for r in rows if (r["data"], r["model"], r["precision"]) == (data, model, precision)]
+        ips = [r["images_per_second"] for r in runs]
+        ratio = ""
+        if precision == "bf16":
+            fp32 = {r["repeat"]: r["images_per_second"] for r in rows
+                    if (r["data"], r["model"], r["precision"]) == (data, model, "fp32")}
+            ratio = f"{_median([r['images_per_second'] / fp32[r['repeat']] for r in runs]):.2f}x"
+        accs = sorted({r["test_accuracy"] for r in runs})
+        print(f"| {data} | {model} | {' '.join(cpu['flags'])} | {precision} | {_median(ips):,.0f}; "
+              f"{min(ips):,.0f}-{max(ips):,.0f} | {ratio} | {_median([r['val_accuracy'] for r in runs]):.4f} | "
+              f"{'/'.join(f'{a:.4f}' for a in accs)} | {_median([r['train_loss'] for r in runs]):.4f} | "
+              f"{min(r['load_avg'] for r in runs)}-{max(r['load_avg'] for r in runs)} | "
+              f"{runs[0]['auto'] if precision == 'fp32' else ''} |")
 
 
 if __name__ == "__main__":
