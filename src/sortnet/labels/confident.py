@@ -37,8 +37,8 @@ class ConfidentResult:
     method: str
 
     def order(self) -> np.ndarray:
-        """Row indices, most likely wrong first: flagged before the rest, each by ascending score (stable)."""
-        return np.lexsort((self.scores, ~self.flagged))
+        """Row indices, most likely wrong first: ascending label-quality score (stable: ties keep row order)."""
+        return np.argsort(self.scores, kind="stable")
 
 
 def thresholds_of(probs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:

@@ -25,17 +25,17 @@ from sortnet.atomic import atomic_write_text
 from sortnet.jsonsafe import dumps
 from sortnet.labels.confident import SCORE_METHODS, confident_learning
 from sortnet.labels.oof import DEFAULT_FOLDS, out_of_fold
-from sortnet.labels.suspects import Suspect, write_suspects_csv
+from sortnet.labels.suspects import SUMMARY_FILE, Suspect, write_suspects_csv
 
-SUSPECTS_FILE, RANKING_FILE, SUMMARY_FILE = "suspects.csv", "ranking.csv", "label_errors.json"
+SUSPECTS_FILE, RANKING_FILE = "suspects.csv", "ranking.csv"
 
 
 @dataclass
 class LabelErrors:
     data: str  # the data folder (or the label CSV's folder) that suspect paths are relative to
     classes: list[str]
-    suspects: list[Suspect]  # flagged by confident learning, most likely wrong first
-    ranking: list[Suspect]  # every image, most likely wrong first (flagged ones first)
+    suspects: list[Suspect]  # flagged by confident learning, most likely wrong first (rank 1..)
+    ranking: list[Suspect]  # every image, most likely wrong first (lowest score first; rank 1..N)
     estimated_errors: int
     images: int
     score_method: str
@@ -62,10 +62,10 @@ def data_root(data: str) -> Path:
     return (p.parent if is_csv_source(str(data)) else p).absolute()
 
 
-def _suspects(order: np.ndarray, rel: list[str], labels, suggested, scores, probs, classes) -> list[Suspect]:
+def _suspects(rows, rel: list[str], labels, suggested, scores, probs, classes) -> list[Suspect]:
     return [Suspect(rank=r + 1, path=rel[i], given=classes[labels[i]], suggested=classes[suggested[i]],
                     score=float(scores[i]), p_given=float(probs[i, labels[i]]),
-                    p_suggested=float(probs[i, suggested[i]])) for r, i in enumerate(order)]
+                    p_suggested=float(probs[i, suggested[i]])) for r, i in enumerate(rows)]
 
 
 def find_label_errors(data, *, folds: int = DEFAULT_FOLDS, seed: int = 0, time_budget=None,
@@ -87,8 +87,9 @@ def find_label_errors(data, *, folds: int = DEFAULT_FOLDS, seed: int = 0, time_b
     rel = [Path(os.path.relpath(os.path.abspath(p), root)).as_posix() if not p.startswith("#") else p
            for p in oof.paths]
     order = cl.order()
-    ranking = _suspects(order, rel, oof.labels, cl.suggested, cl.scores, oof.probs, oof.classes)
-    suspects = ranking[: int(cl.flagged.sum())]  # order() puts the flagged rows first
+    rows = (rel, oof.labels, cl.suggested, cl.scores, oof.probs, oof.classes)
+    ranking = _suspects(order, *rows)
+    suspects = _suspects([i for i in order if cl.flagged[i]], *rows)
     return LabelErrors(data=str(root), classes=oof.classes, suspects=suspects, ranking=ranking,
                        estimated_errors=cl.estimated_errors, images=len(oof.labels), score_method=score,
                        thresholds={c: round(float(t), 6) for c, t in zip(oof.classes, cl.thresholds)},

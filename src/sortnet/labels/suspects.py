@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from sortnet.atomic import atomic_write_text
 from sortnet.errors import SortnetError
 
 COLUMNS = ("rank", "path", "given", "suggested", "score", "p_given", "p_suggested")
+SUMMARY_FILE = "label_errors.json"  # written beside suspects.csv; its "data" is the folder the paths start from
 
 
 class SuspectsFileError(SortnetError, ValueError):
@@ -70,3 +72,11 @@ def read_suspects_csv(path) -> list[Suspect]:
             raise SuspectsFileError(f"{path} line {n}: expected columns {', '.join(COLUMNS)} "
                                     "(a file written by `sortnet check --labels`)") from None
     return out
+
+
+def suspects_root(csv_path) -> Path | None:
+    """The data folder a suspects.csv was made for (from the label_errors.json beside it), None if unknown."""
+    try:
+        return Path(json.loads((Path(csv_path).expanduser().parent / SUMMARY_FILE).read_text())["data"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
