@@ -82,18 +82,28 @@ def find_label_errors(data, *, folds: int = DEFAULT_FOLDS, seed: int = 0, time_b
         raise ConfigError(f"score must be one of {', '.join(SCORE_METHODS)}, got {score!r}")
     t0 = time.perf_counter()
     oof = out_of_fold(str(data), folds=folds, seed=seed, time_budget=time_budget, progress=progress, **settings)
-    cl = confident_learning(oof.probs, oof.labels, len(oof.classes), method=score)
-    root = data_root(str(data))
-    rel = [Path(os.path.relpath(os.path.abspath(p), root)).as_posix() if not p.startswith("#") else p
-           for p in oof.paths]
+    return label_errors_from_probs(oof.probs, oof.labels, oof.paths, oof.classes, data_root(str(data)),
+                                   score=score, out_of_fold=oof.info, started=t0)
+
+
+def label_errors_from_probs(probs: np.ndarray, labels: np.ndarray, paths: list[str], classes: list[str], root,
+                            *, score: str = "self_confidence", out_of_fold: dict | None = None,
+                            started: float | None = None) -> LabelErrors:
+    """Confident learning on out-of-fold probabilities [N, K] already made (e.g. the studio's head on features in
+    memory: oof.head_out_of_fold); paths absolute or '#i', reported relative to root."""
+    t0 = time.perf_counter() if started is None else started
+    cl = confident_learning(probs, labels, len(classes), method=score)
+    root = Path(root).absolute()
+    rel = [Path(os.path.relpath(os.path.abspath(p), root)).as_posix() if not str(p).startswith("#") else str(p)
+           for p in paths]
     order = cl.order()
-    rows = (rel, oof.labels, cl.suggested, cl.scores, oof.probs, oof.classes)
+    rows = (rel, labels, cl.suggested, cl.scores, probs, classes)
     ranking = _suspects(order, *rows)
     suspects = _suspects([i for i in order if cl.flagged[i]], *rows)
-    return LabelErrors(data=str(root), classes=oof.classes, suspects=suspects, ranking=ranking,
-                       estimated_errors=cl.estimated_errors, images=len(oof.labels), score_method=score,
-                       thresholds={c: round(float(t), 6) for c, t in zip(oof.classes, cl.thresholds)},
-                       confident_joint=cl.confident_joint.tolist(), out_of_fold=oof.info,
+    return LabelErrors(data=str(root), classes=list(classes), suspects=suspects, ranking=ranking,
+                       estimated_errors=cl.estimated_errors, images=len(labels), score_method=score,
+                       thresholds={c: round(float(t), 6) for c, t in zip(classes, cl.thresholds)},
+                       confident_joint=cl.confident_joint.tolist(), out_of_fold=out_of_fold or {},
                        seconds=round(time.perf_counter() - t0, 2))
 
 

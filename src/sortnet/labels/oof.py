@@ -101,21 +101,30 @@ def _pretrained_features(bundle: DataBundle, progress: bool, seed: int, device) 
     return np.concatenate(parts, axis=1), f"{arch} features + linear head"
 
 
-def _pretrained_oof(bundle: DataBundle, labels: np.ndarray, fold: np.ndarray, folds: int, seed: int,
-                    progress: bool, device) -> tuple[np.ndarray, dict]:
+def head_out_of_fold(feats: np.ndarray, labels: np.ndarray, num_classes: int, fold: np.ndarray,
+                     lam: float | None = None, seed: int = 0) -> np.ndarray:
+    """float32 [N, K] out-of-fold probabilities of a linear head on features [2, N, F] (orig, flip): per fold the
+    head fitted on the other folds scores the held-out rows on their averaged views (the model file's flip TTA).
+    lam: a fixed L2 strength (e.g. the one the full training's CV chose: one solve per fold) or None for the
+    head's own CV in every fold. Also the studio's suspects panel (features already in memory)."""
     from sortnet.transfer.head import train_head
 
+    probs = np.zeros((len(labels), num_classes), np.float32)
+    held_mean = feats.mean(0)  # the averaged views = the model file's flip TTA for a linear head
+    for f in np.unique(fold):
+        tr, held = np.nonzero(fold != f)[0], np.nonzero(fold == f)[0]
+        head = train_head(feats[:, tr], labels[tr], num_classes, views=("orig", "flip"), seed=seed, lam=lam)
+        logits = held_mean[held] @ head.weight.numpy().T + head.bias.numpy()
+        probs[held] = _softmax(logits)
+    return probs
+
+
+def _pretrained_oof(bundle: DataBundle, labels: np.ndarray, fold: np.ndarray, folds: int, seed: int,
+                    progress: bool, device) -> tuple[np.ndarray, dict]:
     t0 = time.perf_counter()
     feats, model = _pretrained_features(bundle, progress, seed, device)
     t1 = time.perf_counter()
-    k = len(bundle.classes)
-    probs = np.zeros((len(labels), k), np.float32)
-    held_mean = feats.mean(0)  # the averaged views = the model file's flip TTA for a linear head
-    for f in range(folds):
-        tr, held = np.nonzero(fold != f)[0], np.nonzero(fold == f)[0]
-        head = train_head(feats[:, tr], labels[tr], k, views=("orig", "flip"), seed=seed)
-        logits = held_mean[held] @ head.weight.numpy().T + head.bias.numpy()
-        probs[held] = _softmax(logits)
+    probs = head_out_of_fold(feats, labels, len(bundle.classes), fold, seed=seed)
     return probs, {"path": "pretrained features", "model": model, "feature_seconds": round(t1 - t0, 2),
                    "head_seconds": round(time.perf_counter() - t1, 2)}
 

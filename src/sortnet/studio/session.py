@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sortnet.infer.predictor import Predictor
 from sortnet.studio.folder import StudioError, StudioFolder
+from sortnet.studio.suspects import SuspectsPanel
 
 EXPORTS = {"model": "model.safetensors", "onnx": "model.onnx", "int8": "model.int8.onnx", "report": "report.html"}
 CANVAS_MAX_PX = 64  # grey models up to this input size get the drawing canvas (digits, MNIST-like)
@@ -38,12 +39,14 @@ class Progress:
 class Studio:
     def __init__(self, folder: StudioFolder, model: str | None = None, load_backbone: bool = True) -> None:
         self.folder, self.progress = folder, Progress()
+        self.suspects = SuspectsPanel(folder)
         self.learner = None
         if load_backbone:
             from sortnet.studio.learner import Learner
 
             self.learner = Learner(folder)
             self.learner.backbone_onnx()  # exported once (cached), so the first Train is not slowed by it
+            self.learner.prefetch()  # features of the images already there, while the page opens
         self.model_path: Path | None = Path(model) if model else None
         self.predictor: Predictor | None = Predictor.from_file(model, runtime="torch", threads=1) if model else None
         self.kind = "graph" if model else None  # what the page runs: the whole model, or backbone + head
@@ -71,6 +74,16 @@ class Studio:
                 "cv_accuracy": result.cv_accuracy, "seconds": round(time.perf_counter() - t0, 2)})
         except Exception as e:  # noqa: BLE001 - shown in the page; SortnetErrors carry their own advice
             self.progress.update(state="error", stage="", error=str(e) or type(e).__name__)
+            return
+        self._find_suspects(runs)
+
+    def _find_suspects(self, runs: int) -> None:
+        """After the live model is up: the 'Possibly mislabelled' panel from the same features (seconds)."""
+        self.suspects.mark_running(runs)
+        try:
+            self.suspects.update_from_training(self.learner.last, runs)
+        except Exception as e:  # noqa: BLE001 - the panel shows the error; the trained model stays usable
+            self.suspects._set_error(runs, str(e) or type(e).__name__)
 
     def model_info(self) -> dict | None:
         if self.predictor is None:

@@ -65,7 +65,7 @@ def _solve(x: np.ndarray, y: np.ndarray, k: int, lam: float, class_weights: np.n
 
     scipy's L-BFGS-B (Fortran) with the analytic gradient: one evaluation is two small matmuls, so a solve costs
     milliseconds where torch.optim.LBFGS spent most of its time in Python per step (the studio's 60-image head:
-    8.4 s with torch at load 9, BENCHMARKS.md section 13)."""
+    8.4 s with torch at load 9, BENCHMARKS.md section 12)."""
     m, f = x.shape
     onehot = np.zeros((m, k))
     onehot[np.arange(m), y] = 1.0
@@ -145,13 +145,17 @@ def choose_lambda(feats: np.ndarray, labels: np.ndarray, k: int, views, class_we
 
 
 def train_head(feats: np.ndarray, labels: np.ndarray, num_classes: int, *, views=None,
-               class_weights: torch.Tensor | None = None, seed: int = 0) -> LinearHead:
-    """A linear head for features [V, N, F] (V views of N images) with labels [N]."""
+               class_weights: torch.Tensor | None = None, seed: int = 0, lam: float | None = None) -> LinearHead:
+    """A linear head for features [V, N, F] (V views of N images) with labels [N]; lam: a fixed L2 strength
+    (no cross-validation: one solve; cv_loss and cv_accuracy are then NaN), default chosen by CV."""
     t0 = time.perf_counter()
     labels = np.asarray(labels, np.int64)
     views = tuple(views) if views else None
     with _one_thread():
-        lam, table = choose_lambda(feats, labels, num_classes, views, class_weights, seed)
+        if lam is None:
+            lam, table = choose_lambda(feats, labels, num_classes, views, class_weights, seed)
+        else:
+            table = {}
         x, y = _stack(feats, np.arange(len(labels)), labels)
         mu, sd = _scale(x)
         cw = None if class_weights is None else np.asarray(class_weights, np.float64)
