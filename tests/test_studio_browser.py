@@ -117,6 +117,14 @@ def wait_trained(page, runs: int) -> None:
     page.wait_for_function("document.getElementById('live-bars').dataset.label !== undefined", timeout=30_000)
 
 
+def wait_saved(page, runs: int) -> None:
+    """The page goes live on the head first; the model file is written right after (training.saved)."""
+    deadline = time.monotonic() + 60
+    while page.evaluate("fetch('api/state').then((r) => r.json()).then((s) => s.training.saved)") < runs:
+        assert time.monotonic() < deadline, "model file not written"
+        page.wait_for_timeout(100)
+
+
 @pytest.mark.slow  # ~1 min on an idle 2-core machine (two browser launches, backbone features, two trainings)
 def test_studio_collect_train_predict_correct_retrain(tmp_path):
     root, errors = tmp_path / "lego", []
@@ -140,6 +148,7 @@ def test_studio_collect_train_predict_correct_retrain(tmp_path):
             print(f"Train -> live prediction: {time.perf_counter() - t0:.1f}s")
             assert page.locator("#live-bars").get_attribute("data-label") == "cool"
             assert "in the browser" in page.text_content("#runtime")
+            wait_saved(page, 1)
             _check_parity(page, root)
             warm_before = count(page, "warm")
             page.select_option("#correct-class", "warm")  # "wrong? this is warm": the frame goes there

@@ -11,7 +11,8 @@ The model file written to DIR/.sortnet-studio/model.safetensors is an ordinary s
 Usage:
     learner = Learner(folder)                    # loads the backbone
     learner.prefetch()                           # features of new images, in a background thread
-    result = learner.train(progress=lambda done, total, stage: ...)
+    result = learner.train(progress=lambda done, total, stage: ...)   # features + head (what the page runs)
+    learner.save()                               # the model file (downloads, server predictions)
     learner.head_json(); learner.backbone_onnx()
 """
 from __future__ import annotations
@@ -80,6 +81,7 @@ class Learner:
         self._extract_lock = threading.Lock()  # one extraction chunk at a time (prefetch and Train share the work)
         self._prefetching = threading.Lock()  # held while a prefetch thread runs
         self.head: dict | None = None  # what head_json returns, after a training
+        self._fitted: tuple | None = None  # (classes, LinearHead, images) of the last training: what save() writes
 
     def _key(self, path: Path) -> tuple | None:
         try:
@@ -139,8 +141,8 @@ class Learner:
         return False
 
     def train(self, progress=lambda done, total, stage: None) -> TrainResult:
-        """Fit the head on every image of every class; writes the model file. StudioError when impossible."""
-        if not self.lock.acquire(blocking=False):
+        """Fit the head on every image of every class (save() writes the model file). StudioError when impossible."""
+        if not self.lock.acquire(timeout=60):  # a save() of the previous model may still be writing
             raise StudioError("a training is already running; wait for it to finish")
         try:
             return self._train(progress)
@@ -165,12 +167,20 @@ class Learner:
         progress(0, 1, "head")
         head = train_head(feats, labels, len(listing), views=EVAL_VIEWS)
         self.last = TrainingSet([p for p, _, _ in rows], feats, labels, list(listing), head.info["lambda"])
-        path = self._save(list(listing), head, len(labels))
+        self._fitted = (list(listing), head, len(labels))
         self.head = {"classes": list(listing), "weight": head.weight.tolist(), "bias": head.bias.tolist(),
                      "cv_accuracy": head.info["cv_accuracy"], "images": len(labels)}
         progress(1, 1, "head")
         return TrainResult(list(listing), len(labels), new, head.info["cv_accuracy"],
-                           round(time.perf_counter() - t0, 2), path)
+                           round(time.perf_counter() - t0, 2), self.folder.outputs() / MODEL_FILE)
+
+    def save(self) -> Path:
+        """Write the last training's model file (DIR/.sortnet-studio/model.safetensors); its path. Separate from
+        train(): the page goes live on head_json first (writing the 14 MB file took 2.5 s of a 3 s retrain)."""
+        with self.lock:
+            if self._fitted is None:
+                raise StudioError("no training yet: press Train first")
+            return self._save(*self._fitted)
 
     def _save(self, classes: list[str], head, n: int) -> Path:
         model = create_model(self.arch, 3, len(classes), self.prep.img_size, self.prep.mean, self.prep.std)
