@@ -18,6 +18,7 @@ Usage (from benchmarks/):
     sortnet datasets --export fashion-mnist --limit 10000 --out /tmp/fm10k
     sortnet datasets --export fashion-mnist --split test --limit 5000 --out /tmp/fm-test
     python bench_labels.py --data /tmp/fm10k --time-budget 240 --retrain-epochs 8 --test /tmp/fm-test
+    python bench_labels.py --data /tmp/fm10k --keep /tmp/bl --retrain-only --retrain-epochs 8 --test /tmp/fm-test
 """
 from __future__ import annotations
 
@@ -71,13 +72,14 @@ def score(result, flipped: dict[str, str]) -> dict:
             "out_of_fold": result.out_of_fold, "seconds": result.seconds}
 
 
-def retrain(folders: dict[str, Path], test: str, epochs: int, seed: int) -> dict:
+def retrain(folders: dict[str, Path], test: str, epochs: int, seed: int, model: str) -> dict:
     import sortnet
 
-    out = {}
+    out = {"model": model, "epochs": epochs}
     for name, folder in folders.items():
         t0 = time.perf_counter()
-        clf = sortnet.train(str(folder), epochs=epochs, seed=seed, progress=False, report=False)
+        bundle = sortnet.prepare(str(folder), model=model, seed=seed, progress=False)
+        clf = sortnet.fit(bundle, model=model, epochs=epochs, seed=seed, progress=False)  # in memory: no files
         acc = clf.evaluate(test, progress=False)["accuracy"]
         out[name] = {"accuracy": round(float(acc), 4), "seconds": round(time.perf_counter() - t0, 1)}
     cost = out["clean"]["accuracy"] - out["noisy"]["accuracy"]
@@ -98,6 +100,38 @@ def machine() -> dict:
             "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
+def find_phase(args, tmp: Path) -> dict:
+    """Flip, find, score; the noisy copy, flipped.json and found/suspects.csv stay in tmp."""
+    import sortnet
+    from sortnet.labels.find import write_label_errors
+
+    noisy = tmp / "noisy"
+    shutil.copytree(args.data, noisy)
+    flipped = flip_labels(noisy, args.rate, args.seed)
+    (tmp / "flipped.json").write_text(json.dumps(flipped))
+    t0 = time.perf_counter()
+    found = sortnet.find_label_errors(str(noisy), folds=args.folds, seed=args.seed, time_budget=args.time_budget,
+                                      score=args.score)
+    wall = time.perf_counter() - t0
+    write_label_errors(found, tmp / "found")  # suspects.csv etc., as `check --labels --out` writes
+    return dict(score(found, flipped), wall_seconds=round(wall, 1), load_average=machine()["load_average"])
+
+
+def retrain_phase(args, tmp: Path) -> dict:
+    """cleaned = noisy with every flagged suspect moved to its suggested class; clean / noisy / cleaned trained."""
+    from sortnet.labels.moves import move_to_class
+    from sortnet.labels.suspects import read_suspects_csv
+
+    cleaned = tmp / "cleaned"
+    if not cleaned.exists():
+        shutil.copytree(tmp / "noisy", cleaned)
+        for s in read_suspects_csv(tmp / "found" / "suspects.csv"):  # as `check --move-suspects` does
+            move_to_class(cleaned, s.path, s.suggested)
+    out = retrain({"clean": Path(args.data), "noisy": tmp / "noisy", "cleaned": cleaned}, args.test,
+                  args.retrain_epochs, args.seed, args.retrain_model)
+    return dict(out, load_average=machine()["load_average"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="a clean image folder")
@@ -108,31 +142,22 @@ def main() -> None:
     ap.add_argument("--score", default="self_confidence")
     ap.add_argument("--retrain-epochs", type=int, default=0, help="also train clean / noisy / cleaned (0: skip)")
     ap.add_argument("--test", help="folder to evaluate the retrained models on (with --retrain-epochs)")
+    ap.add_argument("--retrain-model", default="auto", help="model of the retraining runs [default: auto]")
+    ap.add_argument("--keep", help="make the noisy and cleaned copies here (kept) instead of a temporary folder")
+    ap.add_argument("--retrain-only", action="store_true", help="reuse --keep's noisy copy and suspects: retrain only")
     ap.add_argument("--json", help="also write the result here")
     args = ap.parse_args()
 
-    import sortnet
-    from sortnet.labels.moves import move_to_class
-
-    result_all = {"command": " ".join(os.sys.argv), "start": machine()}
+    result = {"command": " ".join(os.sys.argv), "start": machine()}
     with tempfile.TemporaryDirectory(prefix="bench-labels-") as tmp:
-        noisy = Path(tmp) / "noisy"
-        shutil.copytree(args.data, noisy)
-        flipped = flip_labels(noisy, args.rate, args.seed)
-        t0 = time.perf_counter()
-        found = sortnet.find_label_errors(str(noisy), folds=args.folds, seed=args.seed, time_budget=args.time_budget,
-                                          score=args.score)
-        wall = time.perf_counter() - t0
-        result_all["find"] = dict(score(found, flipped), wall_seconds=round(wall, 1))
+        tmp = Path(args.keep or tmp)
+        if not args.retrain_only:
+            result["find"] = find_phase(args, tmp)
+            print(json.dumps(result["find"], indent=2), flush=True)  # before the (long) retraining
         if args.retrain_epochs:
-            cleaned = Path(tmp) / "cleaned"
-            shutil.copytree(noisy, cleaned)
-            moved = [move_to_class(cleaned, s.path, s.suggested) for s in found.suspects]  # as --move-suspects
-            result_all["cleaned_moves"] = len(moved)
-            result_all["retrain"] = retrain({"clean": Path(args.data), "noisy": noisy, "cleaned": cleaned},
-                                            args.test, args.retrain_epochs, args.seed)
-    result_all["end"] = machine()
-    text = json.dumps(result_all, indent=2)
+            result["retrain"] = retrain_phase(args, tmp)
+    result["end"] = machine()
+    text = json.dumps(result, indent=2)
     print(text)
     if args.json:
         Path(args.json).write_text(text)
