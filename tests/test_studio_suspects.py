@@ -100,3 +100,27 @@ def test_folds_follow_the_smallest_class():
     assert folds_for(np.array([0] * 30 + [1] * 30)) == 5
     assert folds_for(np.array([0] * 30 + [1] * 3)) == 3
     assert folds_for(np.array([0] * 30 + [1])) == 0
+
+
+def test_head_out_of_fold_scores_each_image_with_a_head_that_never_saw_it():
+    from sortnet.labels.find import label_errors_from_probs
+    from sortnet.labels.oof import fold_ids, head_out_of_fold
+    from sortnet.transfer.head import train_head
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 15)
+    centres = rng.normal(0, 1, (2, 16)) * 3
+    feats = (centres[labels][None] + rng.normal(0, 1, (2, 30, 16))).astype(np.float32)  # 2 views
+    given = labels.copy()
+    given[3] = 1  # a class-0 image filed as class 1
+    fold = fold_ids(given, 3, seed=0)
+    probs = head_out_of_fold(feats, given, 2, fold, lam=0.1)
+    held = fold == fold[3]  # reference: the head of image 3's fold, fitted without that fold
+    ref = train_head(feats[:, ~held], given[~held], 2, views=("orig", "flip"), lam=0.1)
+    logits = feats.mean(0)[held] @ ref.weight.numpy().T + ref.bias.numpy()
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(probs[held], expected / expected.sum(1, keepdims=True), atol=1e-5)
+    assert probs[3, 1] < 0.2  # never trained on its wrong label: it looks like class 0
+    found = label_errors_from_probs(probs, given, [f"/d/{'ab'[y]}/{i}.png" for i, y in enumerate(given)], ["a", "b"],
+                                    "/d")
+    assert found.suspects[0].path == "b/3.png" and found.suspects[0].suggested == "a"
