@@ -86,7 +86,7 @@ class Studio:
         try:
             self.suspects.update_from_training(self.learner.last, runs)
         except Exception as e:  # noqa: BLE001 - the panel shows the error; the trained model stays usable
-            self.suspects._set_error(runs, str(e) or type(e).__name__)
+            self.suspects.set_error(runs, str(e) or type(e).__name__)
 
     def model_info(self) -> dict | None:
         made = sorted(k for k in EXPORTS if self.made(k) is not None)

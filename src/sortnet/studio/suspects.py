@@ -49,7 +49,7 @@ class SuspectsPanel:
 
         k = folds_for(last.labels)
         if k < 2 or len(last.classes) < 2:
-            self._set_error(runs, "every class needs at least 2 images to look for wrong labels")
+            self.set_error(runs, "every class needs at least 2 images to look for wrong labels")
             return
         fold = fold_ids(last.labels, k, seed=0)
         probs = head_out_of_fold(last.feats, last.labels, len(last.classes), fold, lam=last.lam)
@@ -67,7 +67,7 @@ class SuspectsPanel:
             self._state = {"state": "ready", "runs": runs, "suspects": rows,
                            "estimated_errors": found.estimated_errors, "images": found.images}
 
-    def _set_error(self, runs: int, message: str) -> None:
+    def set_error(self, runs: int, message: str) -> None:
         with self._lock:
             self._state = {"state": "error", "runs": runs, "suspects": [], "estimated_errors": 0, "images": 0,
                            "error": message}
