@@ -5,7 +5,8 @@ Read endpoints (GET): / (the page, with the session token inside), /assets/* (pa
 image), /api/backbone.onnx and /api/model.onnx (what the page runs), /api/download/KIND (a file already
 made). Write endpoints (POST, token required; serve/guard): /api/classes (add), /api/classes/rename,
 /api/images?cls=C (upload or captured frames), /api/trash, /api/train (starts a background training),
-/api/predict (the server path for pages without WebAssembly), /api/export/KIND (onnx, int8, report).
+/api/predict (the server path for pages without WebAssembly), /api/export/KIND (onnx, int8, report),
+/api/suspects/move and /api/suspects/leave (the "Possibly mislabelled" panel; GET /api/suspects lists it).
 Every request's Host header is checked. Files are written only through StudioFolder (inside DIR).
 
 Usage:
@@ -82,7 +83,8 @@ def create_studio_app(folder: StudioFolder, guard: Guard, model: str | None = No
         return JSONResponse(finite_or_null({
             "folder": str(folder.root), "classes": [{"name": c, "count": len(f), "recent": f[-RECENT:]}
                                                     for c, f in classes.items()],
-            "training": studio.progress.snapshot(), "model": studio.model_info()}))
+            "training": studio.progress.snapshot(), "model": studio.model_info(),
+            "backbone": {"img_size": studio.learner.prep.img_size} if studio.learner is not None else None}))
 
     @app.get("/api/image/{cls}/{name}")
     def image(cls: str, name: str) -> FileResponse:
@@ -111,6 +113,8 @@ def create_studio_app(folder: StudioFolder, guard: Guard, model: str | None = No
         names = []
         for data in await _images(request):
             names.append(folder.save_image(cls, data))
+        if studio.learner is not None:
+            studio.learner.prefetch()  # their features, while the person goes on collecting
         return {"saved": names}
 
     @app.post("/api/trash")
@@ -135,6 +139,21 @@ def create_studio_app(folder: StudioFolder, guard: Guard, model: str | None = No
             raise HTTPException(400, f"upload: {e}") from None
         pred = predictor.predict_images([img], top_k=len(predictor.classes))[0]
         return JSONResponse(finite_or_null(pred.to_dict()))
+
+    @app.get("/api/suspects")
+    def suspects() -> JSONResponse:
+        return JSONResponse(finite_or_null(studio.suspects.snapshot()))
+
+    @app.post("/api/suspects/move")
+    async def move_suspect(request: Request) -> dict:
+        moved = studio.suspects.move(str(_json(await request.body()).get("path", "")))
+        if studio.learner is not None:
+            studio.learner.prefetch()  # the file's new path: its features are looked up by path
+        return moved
+
+    @app.post("/api/suspects/leave")
+    async def leave_suspect(request: Request) -> dict:
+        return studio.suspects.leave(str(_json(await request.body()).get("path", "")))
 
     @app.post("/api/export/{kind}")
     def export(kind: str) -> dict:
