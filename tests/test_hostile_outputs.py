@@ -7,12 +7,15 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import subprocess
 
 import pytest
 
 from clirun import run_cli_bounded
+from conftest import make_class_folder
 from modelkit import make_model_file
 from sortnet.cli.main import main
+from sortnet.training.checkpoint import load_checkpoint
 from sortnet.atomic import OutputError, atomic_path, atomic_write_bytes, remove_stale_temps
 
 
@@ -118,3 +121,28 @@ def test_stale_temporary_files_are_removed(tmp_path):
     other.write_bytes(b"not ours")
     assert remove_stale_temps(tmp_path, ["model.safetensors"]) == [stale]
     assert not stale.exists() and other.exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs (root only; skipped where it cannot be mounted)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+@pytest.mark.timeout(240)
+def test_disk_filling_during_training_is_one_line_and_files_stay_correct(small_disk, tmp_path):
+    data = make_class_folder(tmp_path, classes=3, per_class=20, size=32)
+    run = small_disk / "run"  # the first checkpoint (1.2 MB) fits, the second one does not
+    proc = run_cli_bounded("train", data, "--out", run, "--model", "flatten dense32", "--epochs", "3", "--no-check",
+                           "--no-progress", timeout=200)
+    _one_line_error(proc, f"no space left on device at {run}", "free some space or use --out elsewhere")
+    assert load_checkpoint(run / "checkpoint.pt")["epoch"] >= 1  # the last complete checkpoint, readable
+    assert not list(run.glob(".*.tmp")) and not (run / "model.safetensors").exists()

@@ -76,20 +76,28 @@ def disk_full(error: BaseException, folder: Path) -> bool:
     """Whether a write error means the disk (or quota) is full; torch's C++ writers lose the errno."""
     if isinstance(error, OSError):
         return error.errno in DISK_FULL_ERRNOS
-    if isinstance(error, RuntimeError) and any(w in str(error) for w in ("iostream", "write", "Write")):
+    if isinstance(error, RuntimeError):  # "basic_ios::clear: iostream error", "unexpected pos ...": no errno
         with contextlib.suppress(OSError):
             return shutil.disk_usage(folder).free < LOW_SPACE_BYTES
     return False
 
 
-def disk_full_error(folder: Path, error: BaseException) -> OutputError:
-    why = getattr(error, "strerror", None) or (str(error).splitlines() or [type(error).__name__])[0][:120]
+def disk_full_error(folder: Path, error: BaseException, written: int | None = None) -> OutputError:
+    """The one line for a full disk; written: bytes of the file written before the disk was full."""
+    why = getattr(error, "strerror", None) or "the write failed"
     try:
         free = f"{shutil.disk_usage(folder).free / 1e6:.1f} MB free"
     except OSError:
         free = "free space unknown"
-    return OutputError(f"no space left on device at {folder}: {why} ({free}); free some space or use --out "
+    part = f", {written / 1e6:.1f} MB of the file written" if written else ""
+    return OutputError(f"no space left on device at {folder}: {why} ({free}{part}); free some space or use --out "
                        "elsewhere")
+
+
+def _size(path: Path) -> int | None:
+    with contextlib.suppress(OSError):
+        return path.stat().st_size
+    return None
 
 
 def _publish(tmp: Path, path: Path, new: bool) -> None:
@@ -128,7 +136,7 @@ def atomic_path(path: Path, *, new: bool = False, protect: Iterable[str | os.Pat
         _fsync_dir(path.parent)
     except (OSError, RuntimeError) as e:
         if disk_full(e, path.parent):
-            raise disk_full_error(path.parent, e) from e
+            raise disk_full_error(path.parent, e, _size(tmp)) from e
         raise
     finally:
         if tmp.exists():
