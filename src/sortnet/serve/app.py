@@ -19,12 +19,15 @@ Usage:
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from sortnet.errors import SortnetError
 from sortnet.infer.predictor import Predictor
 from sortnet.jsonsafe import finite_or_null
 from sortnet.parallel import usable_cores
@@ -208,9 +211,36 @@ def serve_model(model: str, *, host: str = "127.0.0.1", port: int = 8000, runtim
     from sortnet.reporting.layout import report_path_for
 
     app = create_app(predictor, limits, report=report_path_for(model))
+    sock = bind_socket(host, port)  # a busy port fails here, before any URL is printed
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {host}: anyone who can reach this machine can use the model", flush=True)
     print(f"sortnet serve: {len(predictor.classes)} classes, runtime {predictor.runtime}; "
           f"page http://{host}:{port}/  API docs http://{host}:{port}/docs", flush=True)
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", **server_options(limits))
+    config = uvicorn.Config(app, host=host, port=port, access_log=access_log, log_level="info",
+                            **server_options(limits))
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+class ServeError(SortnetError):
+    """The server cannot start (address in use, unknown host, not allowed)."""
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (as uvicorn makes it); ServeError with what to do when it cannot be."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except (OSError, IndexError) as e:
+        raise ServeError(f"cannot listen on {host}:{port} ({getattr(e, 'strerror', None) or e}); check --host") from e
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        hint = ("another program (or sortnet serve) is using it: stop it or choose another --port"
+                if e.errno == errno.EADDRINUSE else "choose another --port or --host")
+        raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}; {hint}") from e
+    sock.set_inheritable(True)
+    return sock

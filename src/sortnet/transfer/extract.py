@@ -114,6 +114,7 @@ def _session(ort, data: bytes):
     # no busy-waiting between operators: on a shared machine spinning threads steal the cores the work
     # needs (EfficientNet-Lite0 at load 10 on 2 cores: 14.8 img/s without spinning, 8.9 with)
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3  # errors only: no onnxruntime warnings on the user's stderr
     return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
