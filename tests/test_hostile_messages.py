@@ -116,12 +116,11 @@ def test_serve_on_a_busy_port_fails_before_printing_a_url(tmp_path):
 @pytest.mark.timeout(120)
 def test_pillow_and_onnxruntime_warnings_stay_off_stderr(tmp_path):
     model = make_model_file(tmp_path / "m.safetensors", "linear", 3, 8)
-    img = Image.new("P", (8, 8))
-    img.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
-    img.info["transparency"] = b"\x00\xff"  # bytes transparency: Pillow warns on convert("RGB")
-    img.save(tmp_path / "palette.png", transparency=b"\x00\xff")
+    exif = Image.Exif()
+    exif[274], exif[282] = (1, 1), ((72, 1), (72, 1))  # orientation and resolution with 2 entries each
+    Image.new("RGB", (8, 8)).save(tmp_path / "odd_exif.jpg", exif=exif.tobytes())  # Pillow: "Metadata Warning"
     runtime = "onnx" if _has("onnxruntime") and _has("onnx") else "torch"
-    proc = run_cli_bounded("predict", model, tmp_path / "palette.png", "--runtime", runtime)
+    proc = run_cli_bounded("predict", model, tmp_path / "odd_exif.jpg", "--runtime", runtime)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
