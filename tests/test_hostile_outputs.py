@@ -146,3 +146,15 @@ def test_disk_filling_during_training_is_one_line_and_files_stay_correct(small_d
     _one_line_error(proc, f"no space left on device at {run}", "free some space or use --out elsewhere")
     assert load_checkpoint(run / "checkpoint.pt")["epoch"] >= 1  # the last complete checkpoint, readable
     assert not list(run.glob(".*.tmp")) and not (run / "model.safetensors").exists()
+
+
+def test_dataset_export_never_replaces_files(tmp_path):
+    pytest.importorskip("sklearn")
+    from sortnet.data.export_images import export_images
+
+    written = export_images("digits", tmp_path / "imgs", limit=3, download=False)
+    assert len(written) == 3 and all(p.stat().st_size > 0 for p in written)
+    written[1].write_bytes(b"edited by the user")
+    with pytest.raises(OutputError, match="already exists"):
+        export_images("digits", tmp_path / "imgs", limit=3, download=False)
+    assert written[1].read_bytes() == b"edited by the user"
