@@ -16,7 +16,7 @@ from sortnet import cli
 from sortnet.config import ConfigError, TrainConfig
 from sortnet.infer.predictor import Prediction, Predictor
 from sortnet.jsonsafe import dumps
-from sortnet.serve.page import PAGE_HTML
+from sortnet.serve.page import asset, asset_names
 from sortnet.textsafe import terminal_safe
 
 HOSTILE_NAMES = ["\x1b[2J\x1b[31mred", "<img src=x onerror=alert(1)>", "tab\tand\rreturn", "rtl\u202eevil"]
@@ -102,8 +102,12 @@ def test_class_names_are_escaped_on_the_terminal(tmp_path):
 
 
 def test_page_inserts_names_as_text_never_html():
-    assert "innerHTML" not in PAGE_HTML and "insertAdjacentHTML" not in PAGE_HTML
-    assert "name.textContent = p.class" in PAGE_HTML
+    ours = [n for n in asset_names() if n.endswith((".html", ".js")) and not n.startswith("vendor/")]
+    assert {"serve.html", "serve.js", "bars.js"} <= set(ours)
+    for name in ours:
+        text = asset(name)[0].decode("utf-8")
+        assert "innerHTML" not in text and "insertAdjacentHTML" not in text, name
+    assert "name.textContent = p.class" in asset("bars.js")[0].decode("utf-8")
 
 
 def test_predict_json_never_bare_nan(model, tmp_path, monkeypatch, capsys):

@@ -8,7 +8,8 @@ from conftest import make_class_folder, make_image
 from sortnet.data.decode import decode_image
 from sortnet.data.preprocess import Preprocessing
 from sortnet.data.sources import load_data
-from sortnet.infer.predictor import Predictor, border_is_light
+from sortnet.data.invert import border_is_light
+from sortnet.infer.predictor import Predictor
 from sortnet.modelfile import load_model, save_model
 from sortnet.modelmeta import ModelMeta
 from sortnet.models.registry import create_model

@@ -61,7 +61,12 @@ def test_health_model_docs_page(client):
     assert [p["name"] for p in spec["paths"]["/predict"]["post"].get("parameters", [])] == ["top_k"]
     assert client.get("/docs").status_code == 200
     page = client.get("/")
-    assert page.status_code == 200 and "getUserMedia" in page.text and "Drop images" in page.text
+    assert page.status_code == 200 and "Drop images" in page.text
+    script = client.get("/assets/serve.js")  # the page's own files, served from the package (no CDN)
+    assert script.status_code == 200 and "getUserMedia" in script.text
+    assert script.headers["content-type"].startswith("text/javascript")
+    for bad in ("../app.py", "..%2Fapp.py", "/etc/passwd", "nope.js", "vendor/../../app.py"):
+        assert client.get("/assets/" + bad).status_code == 404, bad
 
 
 def test_predict_file_files_and_raw(client, predictor):

@@ -3,7 +3,7 @@
 A class folder named "\x1b[2J" or "cat\rdog" must not clear the screen or forge a line of output:
 control characters (C0, DEL, C1), bidirectional overrides and line/paragraph separators are shown as
 Python-style escapes. Apply it to each line of human-readable output, never to JSON or CSV (those
-formats escape or quote for themselves). HTML output inserts names with textContent (serve/page.py).
+formats escape or quote for themselves). HTML output inserts names with textContent (serve/assets/*.js).
 
 Names that are not valid UTF-8 (a folder named b"bad\xff\xfe") have ONE representation once read:
 `utf8_name`, the name with each undecodable byte written as the 4 characters \xff (valid UTF-8, so every

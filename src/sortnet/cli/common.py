@@ -1,7 +1,9 @@
-"""Arguments shared by the comparison verbs (ladder, curve) and the command's start time.
+"""Arguments shared by several verbs (data settings of ladder/curve; --invert of predict/serve/evaluate) and the
+command's start time.
 
 Usage:
     add_data_args(p); settings = data_settings(args)
+    add_invert_arg(p)                  # --invert auto|always|never, one help text for every verb
     started = COMMAND_STARTED          # time.perf_counter() at the process's launch: budgets count from there
 """
 from __future__ import annotations
@@ -24,6 +26,14 @@ def seconds_since_process_start() -> float:
 
 
 COMMAND_STARTED = time.perf_counter() - seconds_since_process_start()
+
+
+def add_invert_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--invert", choices=["auto", "always", "never"], default="auto",
+                   help="auto: invert (255 - x) dark ink on light, nearly grey paper for a model trained on light "
+                        "strokes on black (grey, <= 64 px, dark background: MNIST-like); colour photos and photo "
+                        "models are never inverted. always / never: every image / none. predict, serve and "
+                        "evaluate decide alike [default: auto]")
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:

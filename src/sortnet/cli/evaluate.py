@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from sortnet.cli.common import add_invert_arg
 from sortnet.cli.train import TRAIN_HELP
 from sortnet.jsonsafe import dumps
 from sortnet.textsafe import terminal_safe
@@ -19,6 +20,7 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print all metrics as JSON")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True, help="test-time augmentation")
+    add_invert_arg(p)
     p.add_argument("--data-root", help="where built-in datasets live")
     p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--follow-links", action="store_true", help=TRAIN_HELP["follow_links"])
@@ -29,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from sortnet import evaluate
     from sortnet.evaluation.report import format_report
 
-    m = evaluate(args.model, args.data, device=args.device, tta=args.tta, data_root=args.data_root,
+    m = evaluate(args.model, args.data, device=args.device, tta=args.tta, invert=args.invert, data_root=args.data_root,
                  download=args.download, progress=not args.json, follow_links=args.follow_links)
     if args.json:
         print(dumps(m, indent=2))

@@ -14,7 +14,7 @@ import sys
 
 from sortnet.argtypes import OneLineParser
 from sortnet.cli import (check, curve, datasets, ensemble, evaluate, export, ladder, models, predict, report, search,
-                         serve, train)
+                         serve, studio, train)
 from sortnet.errors import USER_ERRORS
 from sortnet.omp import prefer_passive_waiting
 from sortnet.stopsignal import exit_code, terminate_as_interrupt
@@ -22,7 +22,8 @@ from sortnet.textsafe import terminal_safe
 from sortnet.version import __version__
 
 # Order = order in `sortnet --help`. A new verb: a module with register(sub) and run(args), listed here.
-VERBS = (train, search, check, evaluate, report, predict, export, serve, ladder, curve, ensemble, models, datasets)
+VERBS = (train, search, check, evaluate, report, predict, export, serve, studio, ladder, curve, ensemble, models,
+         datasets)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ import csv
 import sys
 
 from sortnet.argtypes import int_at_least
+from sortnet.cli.common import add_invert_arg
 from sortnet.cli.train import TRAIN_HELP
 from sortnet.jsonsafe import dumps
 from sortnet.textsafe import terminal_safe
@@ -29,9 +30,7 @@ def register(sub) -> None:
     out.add_argument("--json", action="store_true", help="JSON output")
     out.add_argument("--csv", action="store_true", help="CSV output (csv-module quoting; on a terminal, control "
                                                        "characters in names are escaped as \\x1b, \\u202e)")
-    p.add_argument("--invert", choices=["auto", "always", "never"], default="auto",
-                   help="invert images whose background is opposite to the training images' "
-                        "(e.g. dark ink on white paper for an MNIST model) [default: auto]")
+    add_invert_arg(p)
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto [default: cpu]")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True, help="test-time augmentation")
     p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",

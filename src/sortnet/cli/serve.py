@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from sortnet.argtypes import int_at_least, port_number, positive_float
+from sortnet.cli.common import add_invert_arg
 
 
 def register(sub) -> None:
@@ -38,7 +39,7 @@ def register(sub) -> None:
                    help="seconds to receive request headers before the connection is closed [default: 10]")
     p.add_argument("--max-connections", type=int_at_least(1), default=256,
                    help="open connections; new requests beyond get 503 [default: 256]")
-    p.add_argument("--invert", choices=["auto", "always", "never"], default="auto")
+    add_invert_arg(p)
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True, help="test-time augmentation")
     p.add_argument("--access-log", action="store_true", help="log every request (slower under load)")
     p.set_defaults(func=run)

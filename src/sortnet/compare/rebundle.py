@@ -18,13 +18,13 @@ import dataclasses
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from sortnet.data.dataset import DataBundle, ImageSet
 from sortnet.data.decode import BadImageError, decode_image
 from sortnet.data.errors import DataError
 from sortnet.data.preprocess import Preprocessing, image_to_array
 from sortnet.data.sources import border_background, channel_stats, stratified_split
+from sortnet.progress import progress as show
 
 
 def stratified_rows(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -49,7 +49,7 @@ def subset_bundle(bundle: DataBundle, train_rows: np.ndarray | None = None, val_
 
 def _remake(s: ImageSet, prep: Preprocessing, desc: str, progress: bool) -> ImageSet:
     out = np.empty((len(s), prep.channels, prep.img_size, prep.img_size), np.uint8)
-    for i in tqdm(range(len(s)), desc=desc, unit="img", disable=not progress, leave=False):
+    for i in show(range(len(s)), desc=desc, unit="img", enabled=progress, leave=False):
         if s.paths is not None:
             try:
                 img = decode_image(s.paths[i])

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from sortnet.data.dataset import ImageSet
 from sortnet.data.errors import DataError
+from sortnet.progress import progress as show
 
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -148,8 +148,8 @@ def _download(url: str, dest: Path, md5: str | None, progress: bool) -> None:
     try:
         with urllib.request.urlopen(url, timeout=30) as resp, open(tmp, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, desc=f"downloading {dest.name}", unit="B", unit_scale=True,
-                      disable=not progress, leave=False) as bar:
+            with show(total=total, desc=f"downloading {dest.name}", unit="B", unit_scale=True,
+                      enabled=progress, leave=False) as bar:
                 while chunk := resp.read(1 << 20):
                     out.write(chunk)
                     digest.update(chunk)

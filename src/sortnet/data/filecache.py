@@ -19,12 +19,12 @@ import warnings
 from pathlib import Path
 
 from PIL import Image
-from tqdm import tqdm
 
 from sortnet.data.cacheentry import read_entry, write_entry
 from sortnet.data.decode import BadImageError, decode_or_reason, open_regular
 from sortnet.data.phash import image_signature
 from sortnet.parallel import process_map
+from sortnet.progress import progress as show
 
 CACHE_VERSION = 4  # 4: the file carries a checksum; 3: files not regular or above the size cap are never read
 PARALLEL_MIN_FILES = 200  # below this a process pool costs more (spawn + imports) than it saves
@@ -167,7 +167,7 @@ def file_facts_many(root: str | os.PathLike, paths: list[str], *, progress: bool
             out[p] = hit
         else:
             todo.append(p)
-    bar = tqdm(total=len(todo), desc="checking", unit="file", disable=not progress or not todo, leave=False)
+    bar = show(total=len(todo), desc="checking", unit="file", enabled=progress and bool(todo), leave=False)
     try:
         for n, (p, facts) in enumerate(_results(todo, workers), 1):
             out[p] = facts

@@ -20,14 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from sortnet.data.dataset import ImageSet, SkippedFile
 from sortnet.data.decode import BadImageError, decode_or_reason, has_image_extension, probe_image
 from sortnet.data.errors import DataError
-from sortnet.data.preprocess import Preprocessing, image_to_array
+from sortnet.data.invert import model_input
+from sortnet.data.preprocess import Preprocessing
 from sortnet.data.walk import LOOP_REASON, Walker
 from sortnet.parallel import process_map
+from sortnet.progress import progress as show
 
 LAYOUT_HELP = (
     "expected DATA/<class>/<image files> (e.g. photos/cat/1.jpg, photos/dog/2.jpg), or DATA/train/<class>/... "
@@ -174,13 +175,17 @@ def choose_size_channels(paths: list[str], img_size: int | None, channels: int |
     return int(img_size), int(channels), notes
 
 
-def _decode_one(path: str, prep: Preprocessing, max_pixels: int | None) -> tuple[np.ndarray | None, str | None]:
-    """(uint8 [C, H, W], None) for a good file, (None, reason) for a bad one. Runs in worker processes."""
-    return decode_or_reason(path, max_pixels, convert=functools.partial(image_to_array, prep=prep))
+def _decode_one(path: str, prep: Preprocessing, max_pixels: int | None,
+                invert: str = "never") -> tuple[np.ndarray | None, str | None]:
+    """(uint8 [C, H, W], None) for a good file, (None, reason) for a bad one. Runs in worker processes.
+    invert: "never" (training) or as `predict --invert` (evaluation; data/invert.py decides per file)."""
+    pair, reason = decode_or_reason(path, max_pixels, convert=functools.partial(model_input, prep=prep,
+                                                                                 invert=invert))
+    return (None, reason) if pair is None else (pair[0], None)
 
 
 def decode_files(paths: list[str], prep: Preprocessing, *, progress: bool = False, max_pixels: int | None = None,
-                 workers: int | None = None) -> tuple[np.ndarray, np.ndarray, list[SkippedFile]]:
+                 workers: int | None = None, invert: str = "never") -> tuple[np.ndarray, np.ndarray, list[SkippedFile]]:
     """Decode `paths` to uint8 [M, C, S, S]; returns (images, index of each row into paths, skipped files).
 
     More than PARALLEL_MIN_FILES files are decoded by a process pool using every core (or `workers`).
@@ -189,8 +194,8 @@ def decode_files(paths: list[str], prep: Preprocessing, *, progress: bool = Fals
     out = np.empty((n, prep.channels, prep.img_size, prep.img_size), np.uint8)
     kept: list[int] = []
     skipped: list[SkippedFile] = []
-    work = functools.partial(_decode_one, prep=prep, max_pixels=max_pixels)
-    bar = tqdm(total=n, desc="decoding", unit="img", disable=not progress, leave=False)
+    work = functools.partial(_decode_one, prep=prep, max_pixels=max_pixels, invert=invert)
+    bar = show(total=n, desc="decoding", unit="img", enabled=progress, leave=False)
     results = process_map(work, paths, workers=workers, min_items=PARALLEL_MIN_FILES + 1)
     try:
         for i, (arr, reason) in enumerate(results):
@@ -215,7 +220,8 @@ def _flatten(split: dict[str, list[str]], class_index: dict[str, int]) -> tuple[
 
 
 def decode_splits(scan: FolderScan, splits: list[str], classes: list[str], prep: Preprocessing, *,
-                  progress: bool = False, max_pixels: int | None = None) -> tuple[dict[str, ImageSet], list]:
+                  progress: bool = False, max_pixels: int | None = None,
+                  invert: str = "never") -> tuple[dict[str, ImageSet], list]:
     """Decode the named splits of a scan in one pass; labels index `classes` (every folder class must be in it)."""
     class_index = {c: i for i, c in enumerate(classes)}
     all_paths: list[str] = []
@@ -226,7 +232,7 @@ def decode_splits(scan: FolderScan, splits: list[str], classes: list[str], prep:
         bounds[split] = (len(all_paths), len(all_paths) + len(paths))
         all_paths += paths
         all_labels += labels
-    images, kept, skipped = decode_files(all_paths, prep, progress=progress, max_pixels=max_pixels)
+    images, kept, skipped = decode_files(all_paths, prep, progress=progress, max_pixels=max_pixels, invert=invert)
     labels = np.asarray(all_labels, dtype=np.int64)
     sets = {}
     for split, (lo, hi) in bounds.items():
@@ -237,7 +243,8 @@ def decode_splits(scan: FolderScan, splits: list[str], classes: list[str], prep:
 
 
 def read_folder_eval(root: str | os.PathLike, prep: Preprocessing, classes: list[str], *, progress: bool = False,
-                     max_pixels: int | None = None, follow_links: bool = False) -> tuple[ImageSet, list[SkippedFile], str]:
+                     max_pixels: int | None = None, follow_links: bool = False,
+                     invert: str = "never") -> tuple[ImageSet, list[SkippedFile], str]:
     """Evaluation images of a folder labelled with the model's `classes`: test/, else val/, else every image.
 
     Returns (images, skipped files, which split was used). A folder class unknown to the model is a DataError.
@@ -253,5 +260,6 @@ def read_folder_eval(root: str | os.PathLike, prep: Preprocessing, classes: list
     if unknown:
         raise DataError(f"class folder(s) {', '.join(unknown)} in {scan.root} are not classes of this model "
                         f"(model classes: {', '.join(classes)})")
-    sets, skipped = decode_splits(scan, [split], classes, prep, progress=progress, max_pixels=max_pixels)
+    sets, skipped = decode_splits(scan, [split], classes, prep, progress=progress, max_pixels=max_pixels,
+                                  invert=invert)
     return sets[split], scan.skipped + skipped, split

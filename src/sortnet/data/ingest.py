@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from sortnet.atomic import atomic_path, atomic_write_text
 from sortnet.data.dataset import SkippedFile
@@ -34,6 +33,7 @@ from sortnet.data.filecache import cache_root, stat_key
 from sortnet.data.mapped import MappedRows
 from sortnet.data.preprocess import Preprocessing, image_to_array
 from sortnet.parallel import process_map
+from sortnet.progress import progress as show
 
 SAVE_SECONDS = 5.0  # progress (status.npy) saved at most this often: bounds work lost to an interrupt
 CHUNK_FILES = 32  # files per task sent to a worker
@@ -105,8 +105,8 @@ def _decode_missing(paths, prep, folder, images_file, status, reasons, progress,
     tasks = [(todo[i:i + CHUNK_FILES].tolist(), [paths[j] for j in todo[i:i + CHUNK_FILES]])
              for i in range(0, len(todo), CHUNK_FILES)]
     work = functools.partial(_decode_rows, file=str(images_file), prep=prep, max_pixels=max_pixels)
-    bar = tqdm(total=len(status), initial=len(status) - len(todo), desc="ingesting", unit="img",
-               disable=not progress, leave=False, smoothing=0.05)
+    bar = show(total=len(status), initial=len(status) - len(todo), desc="ingesting", unit="img",
+               enabled=progress, leave=False, smoothing=0.05)
     last = time.monotonic()
     try:
         for results in process_map(work, tasks, workers=workers, ordered=False, chunksize=1):

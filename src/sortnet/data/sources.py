@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from sortnet.config import MAX_IMG_SIZE, MIN_IMG_SIZE
 from sortnet.data.builtin import DATASETS, builtin_name, read_builtin
@@ -25,7 +24,9 @@ from sortnet.data.folder import LAYOUT_HELP, read_folder_eval
 from sortnet.data.groups import grouped_split, has_real_groups, merge_groups, regex_groups
 from sortnet.data.listsource import listed_from_folder, load_listed, source_name
 from sortnet.data.mapped import as_rows, is_on_disk
+from sortnet.data.invert import auto_inverts, model_input
 from sortnet.data.preprocess import Preprocessing, border_ring, image_to_array
+from sortnet.progress import progress as show
 
 __all__ = ["DataError", "load_data", "load_eval_data", "stratified_split", "channel_stats", "border_background",
            "BUILTIN_NAMES"]
@@ -101,16 +102,18 @@ def _fit_preprocessing(train: ImageSet, img_size: int, channels: int, crop: floa
                          background=border_background(train.images), crop=crop)
 
 
-def _convert_set(s: ImageSet, prep: Preprocessing, progress: bool) -> ImageSet:
-    """A native-resolution set re-made through PIL + image_to_array, exactly like files at prediction time."""
+def _convert_set(s: ImageSet, prep: Preprocessing, progress: bool, invert: str = "never") -> ImageSet:
+    """A native-resolution set re-made through PIL + image_to_array, exactly like files at prediction time
+    (inverted as `predict --invert` would, see data/invert.py)."""
     native = (s.images.shape[1], s.images.shape[2], s.images.shape[3])
-    if native == (prep.channels, prep.img_size, prep.img_size) or len(s) == 0:
+    may_invert = invert == "always" or (invert == "auto" and auto_inverts(prep))
+    if (native == (prep.channels, prep.img_size, prep.img_size) and not may_invert) or len(s) == 0:
         return s
     out = np.empty((len(s), prep.channels, prep.img_size, prep.img_size), np.uint8)
-    for i in tqdm(range(len(s)), desc="resizing", unit="img", disable=not progress, leave=False):
+    for i in show(range(len(s)), desc="resizing", unit="img", enabled=progress, leave=False):
         a = s.images[i]
         img = Image.fromarray(a[0]) if a.shape[0] == 1 else Image.fromarray(np.ascontiguousarray(a.transpose(1, 2, 0)))
-        out[i] = image_to_array(img, prep)
+        out[i] = model_input(img, prep, invert)[0]
     return ImageSet(images=out, labels=s.labels, classes=s.classes, paths=s.paths, groups=s.groups)
 
 
@@ -252,20 +255,22 @@ def _remap_labels(s: ImageSet, classes: list[str], where: str) -> ImageSet:
 
 def load_eval_data(data: str, prep: Preprocessing, classes: list[str], *, data_root: str | None = None,
                    download: bool = True, progress: bool = True,
-                   max_pixels: int | None = None, follow_links: bool = False) -> tuple[ImageSet, list[SkippedFile]]:
+                   max_pixels: int | None = None, follow_links: bool = False,
+                   invert: str = "never") -> tuple[ImageSet, list[SkippedFile]]:
     """Images to evaluate a trained model on, made with the model's `prep`, labels indexing the model's `classes`.
 
     Built-in -> its official test split; folder with test/ -> that (else val/); plain class folder -> every image.
+    invert: as `predict --invert` (data/invert.py), so evaluate and predict see the same input for each file.
     """
     key = builtin_name(data)
     if key is not None:
         arrays = read_builtin(key, data_root=data_root, download=download, progress=progress)
-        test = _convert_set(arrays.test, prep, progress)
+        test = _convert_set(arrays.test, prep, progress, invert)
         return _remap_labels(test, list(classes), f"built-in dataset {key}"), []
     if not Path(data).expanduser().exists():
         raise _not_found(str(data))
     images, skipped, _ = read_folder_eval(data, prep, list(classes), progress=progress, max_pixels=max_pixels,
-                                          follow_links=follow_links)
+                                          follow_links=follow_links, invert=invert)
     return images, skipped
 
 

@@ -17,14 +17,16 @@ from sortnet.infer.predictor import as_predictor
 
 def evaluate(model, data: str, *, device: str = "auto", tta: bool = True, batch_size: int = 256,
              data_root: str | None = None, download: bool = True, progress: bool = True,
-             follow_links: bool = False) -> dict:
+             follow_links: bool = False, invert: str = "auto") -> dict:
     """model: a model file path, a Classifier or a Predictor. Returns the metrics dict (see compute_metrics).
 
     follow_links: follow symbolic links that lead out of a data folder (skipped and listed otherwise).
+    invert: auto | always | never, decided per image exactly as `predict --invert` (sortnet/data/invert.py), so
+    evaluate and predict score the same input for every file.
     """
     predictor = as_predictor(model, device=device, tta=tta, batch_size=batch_size)
     images, skipped = load_eval_data(data, predictor.prep, predictor.classes, data_root=data_root,
-                                     download=download, progress=progress, follow_links=follow_links)
+                                     download=download, progress=progress, follow_links=follow_links, invert=invert)
     if len(images) == 0:
         raise ValueError(f"no usable images to evaluate in {data!r}")
     probs = predictor.predict_arrays(np.asarray(images.images))

@@ -22,8 +22,9 @@ INPUT_CONTRACT = (
     "Make them like sortnet.data.preprocess.image_to_array: decode, EXIF-orient, convert to L (C=1) or RGB (C=3), "
     "shorter side -> img_size / crop (preprocessing.crop, default 1) with bilinear resize then centre crop to "
     "img_size (resize='shorter_center_crop'; 'stretch' "
-    "resizes both sides). If preprocessing.background is set and an image's 1-px border median is on the other "
-    "side of 128, sortnet inverts it (255 - x) first. Normalization and TTA happen inside the graph. "
+    "resizes both sides). sortnet's --invert auto inverts (255 - x) only for MNIST-like models (C = 1, "
+    "img_size <= 64, preprocessing.background 'dark', crop 1) and only an image whose 1-px border median is >= 128 "
+    "and that is nearly grey (sortnet.data.invert); never a colour photo. Normalization and TTA happen inside the graph. "
     "Outputs: probabilities float32 [batch, K] (softmax), logits float32 [batch, K]; K indexes sortnet.classes."
 )
 

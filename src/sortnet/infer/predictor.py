@@ -23,16 +23,13 @@ from PIL import Image
 
 from sortnet.data.dataset import SkippedFile
 from sortnet.data.decode import decode_or_reason, has_image_extension, to_rgb_or_l
-from sortnet.data.preprocess import border_ring, image_to_array
+from sortnet.data.invert import INVERT_CHOICES, model_input
 from sortnet.data.walk import Walker
 from sortnet.device import resolve_device, resolve_precision
 from sortnet.infer.batch import TTA, predict_logits
 from sortnet.modelfile import load_model
 from sortnet.modelmeta import ModelMeta
 from sortnet.parallel import usable_cores
-
-INVERT_CHOICES = ("auto", "always", "never")
-
 
 @dataclass
 class Prediction:
@@ -57,11 +54,6 @@ class Prediction:
         d.update({"class": top[0]["class"], "probability": top[0]["probability"], "predictions": top,
                   "inverted": self.inverted})
         return d
-
-
-def border_is_light(arr: np.ndarray) -> bool:
-    """Median of the outer 1-px ring of a uint8 [C, H, W] image is >= 128 (same ring as training's background)."""
-    return float(np.median(border_ring(arr[None]))) >= 128
 
 
 HIDDEN_REASON = "hidden name (starts with '.'): not read"
@@ -124,13 +116,9 @@ class Predictor:
         return cls(model, meta, runtime=runtime or "torch", threads=threads, **kwargs)
 
     def preprocess(self, img: Image.Image) -> tuple[np.ndarray, bool]:
-        """uint8 [C, H, W] exactly as in training, plus whether it was inverted (dark ink on white, etc.)."""
-        arr = image_to_array(img, self.prep)
-        flip = self.invert == "always" or (
-            self.invert == "auto" and self.prep.background is not None
-            and border_is_light(arr) != (self.prep.background == "light")
-        )
-        return (255 - arr if flip else arr), flip
+        """uint8 [C, H, W] exactly as in training, plus whether it was inverted (data/invert.py decides: dark
+        ink on white paper fed to an MNIST-like model; never a colour photo, never a photo model)."""
+        return model_input(img, self.prep, self.invert)
 
     def predict_arrays(self, arrays: np.ndarray) -> np.ndarray:
         """Probabilities float32 [N, K] for uint8 [N, C, H, W] already preprocessed."""

@@ -29,6 +29,7 @@ from sortnet.data.decode import decode_or_reason
 from sortnet.errors import SortnetError
 from sortnet.infer.predictor import Prediction, as_predictor, expand_paths
 from sortnet.jsonsafe import dumps
+from sortnet.progress import progress as show
 from sortnet.textsafe import terminal_safe
 
 
@@ -120,19 +121,22 @@ def run_live(model, source, *, top_k: int = 3, emit: str | None = None, max_fram
     predictor = as_predictor(model, **predictor_options)
     out, err = out or sys.stdout, err or sys.stderr
     count, started = 0, time.perf_counter()
+    # frames and fps on err while JSON lines go to out: a live counter on a terminal, a line every ~10 s in a log
+    bar = show(total=max_frames, desc="frames", unit="frame", enabled=emit == "jsonl", file=err, leave=False)
     try:
         for rec in classify_stream(predictor, source, top_k, max_frames):
             count += 1
             if emit == "jsonl":
                 out.write(dumps(rec) + "\n")
                 out.flush()  # a sorting machine reads each line as it comes
-                if count % 30 == 0:
-                    err.write(f"\r{count} frames, {rec['fps']:.1f} fps")
+                bar.update(1)
             else:
                 out.write(terminal_safe(_status_line(rec)) + "\n")
                 out.flush()
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a camera stream ends
+    finally:
+        bar.close()
     elapsed = time.perf_counter() - started
-    err.write(f"\n{count} frames in {elapsed:.1f} s ({count / max(elapsed, 1e-9):.1f} fps overall)\n")
+    err.write(f"{count} frames in {elapsed:.1f} s ({count / max(elapsed, 1e-9):.1f} fps overall)\n")
     return 0 if count else 1

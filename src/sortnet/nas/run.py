@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
 
 from sortnet.atomic import atomic_path
 from sortnet.errors import SortnetError
@@ -26,6 +25,7 @@ from sortnet.nas.config import SearchConfig
 from sortnet.nas.leaderboard import format_table, leaderboard_rows, plot_front, write_leaderboard
 from sortnet.nas.study import SearchError, import_optuna, load_study, open_study
 from sortnet.nas.trial import TrialObjective
+from sortnet.progress import progress, write_line
 
 TRIAL_ERRORS = (SortnetError, RuntimeError, ValueError)  # a failed trial is recorded; the search goes on
 MIN_AUTO_SIZE = 12  # auto image sizes: the data's side, and its half when at least this
@@ -100,12 +100,12 @@ def _objective(data: str, cfg: SearchConfig, run_dir: Path, deadline: float | No
 
 def _optimize(study, objective: TrialObjective, cfg: SearchConfig, todo: int | None, deadline, finished) -> None:
     optuna = import_optuna()
-    bar = tqdm(total=todo, desc="search", unit="trial", dynamic_ncols=True, disable=not cfg.progress)
+    bar = progress(total=todo, desc="search", unit="trial", enabled=cfg.progress, dynamic_ncols=True)
 
     def after_trial(study, trial) -> None:
         bar.update(1)
         if cfg.progress:
-            tqdm.write(_trial_line(trial))
+            write_line(_trial_line(trial))
         write_leaderboard(leaderboard_rows(study), objective.run_dir)
         if not objective.worth_starting():
             study.stop()

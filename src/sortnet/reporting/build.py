@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tqdm.auto import tqdm
 
 from sortnet.atomic import atomic_write_bytes, atomic_write_text
+from sortnet.progress import progress
 from sortnet.version import __version__
 from sortnet.reporting.layout import IMAGES_DIR, REPORT_FILE
 from sortnet.reporting import sections as sec
@@ -79,7 +79,7 @@ def _sections(inputs: ReportInputs, opts: ReportOptions, timer: dict) -> tuple[l
         ("samples", lambda: sec.samples_section(inputs, opts.samples_per_class, opts.seed)),
     ]
     sections = []
-    bar = tqdm(steps, desc="report", unit="section", leave=False, disable=not opts.progress)
+    bar = progress(steps, desc="report", unit="section", enabled=opts.progress, leave=False)
     for name, make in bar:
         bar.set_postfix_str(name)
         t0 = time.perf_counter()

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from sortnet.errors import SortnetError
 from sortnet.modelmeta import ModelMeta
+from sortnet.progress import progress as show
 
 PREDICT_CHUNK = 2000  # images per progress-bar step
 ONNX_MIN_IMAGES = 2000  # runtime auto: below this many images the ~1.5 s ONNX export costs more than it saves
@@ -98,7 +98,7 @@ def predict_probs(model, meta: ModelMeta, images: np.ndarray, *, device: str = "
     predictor = Predictor(model, meta, device=device, tta=tta, batch_size=batch_size, runtime=runtime)
     chunks = range(0, len(images), PREDICT_CHUNK)
     out = [predictor.predict_arrays(np.asarray(images[s : s + PREDICT_CHUNK]))
-           for s in tqdm(chunks, desc="report: predictions", unit="chunk", leave=False, disable=not progress)]
+           for s in show(chunks, desc="report: predictions", unit="chunk", enabled=progress, leave=False)]
     model.to("cpu").eval()
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, meta.num_classes), np.float32)
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from sortnet.models.base import SortnetModel
+from sortnet.progress import progress as show
 
 DECAY = 0.03  # per step: u <- (1 - DECAY) u, the L2 prior as weight decay on the image
 LEARNING_RATE = 0.1  # Adam step on normalized pixels (Adam: the step size does not depend on the logit scale)
@@ -110,8 +110,8 @@ def class_dreams(model: SortnetModel, mean: tuple[float, ...], std: tuple[float,
     g = torch.Generator().manual_seed(seed)
     t0, images, done = time.perf_counter(), [], []
     try:
-        with torch.enable_grad(), tqdm(total=steps * len(batches), desc="report: class dreams", unit="step",
-                                       leave=False, disable=not progress) as bar:
+        with torch.enable_grad(), show(total=steps * len(batches), desc="report: class dreams", unit="step",
+                                       enabled=progress, leave=False) as bar:
             for classes in batches:
                 u, n = _optimize(model, classes, (c, size), mean_t, std_t, steps, seconds * len(classes) / k, g, bar)
                 images.append(u)

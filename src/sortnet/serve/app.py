@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from sortnet.errors import SortnetError
 from sortnet.infer.predictor import Predictor
@@ -33,7 +33,7 @@ from sortnet.jsonsafe import finite_or_null
 from sortnet.parallel import usable_cores
 from sortnet.serve.limits import (Busy, Gate, PixelBudget, TimedOut, UploadError, decode_upload, read_body,
                                   map_large_blocks, release_memory, replay_request, upload_pixels)
-from sortnet.serve.page import PAGE_HTML
+from sortnet.serve.page import asset, page_html
 
 TRIM_MIN_PIXELS = 1_000_000  # requests that decoded at least this many pixels hand freed memory back afterwards
 
@@ -126,6 +126,15 @@ def _busy() -> JSONResponse:
                         status_code=503, headers={"Retry-After": "1"})
 
 
+def asset_response(name: str) -> Response:
+    """One of the pages' files (serve/assets/), looked up by name in a fixed listing: 404 for anything else."""
+    found = asset(name)
+    if found is None:
+        raise HTTPException(404, "no such page file")
+    body, media_type = found
+    return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+
 def create_app(predictor, limits: ServeLimits | None = None, report: str | Path | None = None) -> FastAPI:
     """The FastAPI app serving `predictor` (a sortnet Predictor, fixed for the app's lifetime).
 
@@ -145,7 +154,11 @@ def create_app(predictor, limits: ServeLimits | None = None, report: str | Path 
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
-        return HTMLResponse(PAGE_HTML)
+        return HTMLResponse(page_html("serve"))
+
+    @app.get("/assets/{name:path}", include_in_schema=False)
+    def page_asset(name: str) -> Response:
+        return asset_response(name)
 
     @app.get("/report", response_class=HTMLResponse, include_in_schema=False)
     def report_page() -> HTMLResponse:

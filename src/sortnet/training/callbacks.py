@@ -25,8 +25,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tqdm.auto import tqdm
-
+from sortnet.progress import progress, write_line
 from sortnet.training.checkpoint import save_checkpoint
 from sortnet.training.rundir import CHECKPOINT_NAME
 
@@ -85,8 +84,8 @@ class ProgressBar(Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         t = self.trainer
         steps = min(t.steps_per_epoch, max(1, t.total_steps - t.step))
-        self.bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{t.planned_epochs}", unit="batch", leave=False,
-                        dynamic_ncols=True, disable=not self.enabled)
+        self.bar = progress(total=steps, desc=f"epoch {epoch + 1}/{t.planned_epochs}", unit="batch",
+                            enabled=self.enabled, leave=False, dynamic_ncols=True)
         self.loss, self.correct, self.seen, self.t0 = 0.0, 0.0, 0, time.perf_counter()
 
     def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
@@ -106,7 +105,7 @@ class ProgressBar(Callback):
             self.bar = None
         if self.enabled:
             val = f"  val_loss {m['val_loss']:.4f}  val_acc {m['val_accuracy']:.4f}" if "val_accuracy" in m else ""
-            tqdm.write(f"epoch {epoch + 1}/{self.trainer.planned_epochs}  loss {m['loss']:.4f}  "
+            write_line(f"epoch {epoch + 1}/{self.trainer.planned_epochs}  loss {m['loss']:.4f}  "
                        f"acc {m['accuracy']:.4f}{val}  {m['images_per_second']:.0f} img/s  "
                        f"{m['epoch_seconds']:.1f}s")
 

@@ -16,7 +16,7 @@ from sortnet.config import DATA_SETTINGS, TrainConfig
 from sortnet.data.dataset import DataBundle
 from sortnet.data.sources import load_data
 from sortnet.models.registry import model_defaults
-from sortnet.training.choice import choose_for_data
+from sortnet.training.choice import choose_for_data, photo_advice
 
 MAX_CHECK_LINES = 8  # data-check warnings printed before training (`sortnet check` shows all)
 
@@ -26,6 +26,9 @@ def prepare(data: str, **settings) -> DataBundle:
     cfg = TrainConfig.from_dict(settings)
     img_size, crop = cfg.img_size, 1.0
     choice = choose_for_data(cfg, str(data))  # validates a named model before minutes of data loading
+    advice = photo_advice(cfg, choice)
+    if advice and cfg.progress:  # said before minutes of decoding, so the user can stop and install
+        print(advice, flush=True)
     if choice is not None:
         d = model_defaults(choice.arch, choice.pretrained)
         img_size, crop = img_size or d.img_size, d.crop  # e.g. pretrained nets: their training size and crop

@@ -301,11 +301,15 @@ class Trainer:
                 "images_per_second": seen / max(elapsed, 1e-9), "lr": self.opt.param_groups[0]["lr"]}
 
     def _diverged(self, loss: float) -> str:
+        """The advice that works first: reduced precision is the usual suspect, then the learning rate."""
         lr = self.recipe.lr
-        hint = ", or --precision fp32" if self.dtype == torch.float16 else ""
+        tries = [f"--lr {lr / 10:g}"]
+        if self.dtype is not None:  # bf16/fp16 autocast: fp32 is what the numerics are tested against
+            tries.insert(0, "--precision fp32")
+        precision = str(self.dtype).removeprefix("torch.") if self.dtype is not None else "fp32"
         return (f"training diverged: the loss became {loss} at step {self.step} (epoch {self.epoch + 1}) with peak "
-                f"learning rate {lr:g}. Nothing non-finite was saved. Try a lower learning rate, e.g. "
-                f"--lr {lr / 10:g}{hint}")
+                f"learning rate {lr:g} in {precision}. Nothing non-finite was saved. "
+                f"Try {' or '.join(tries)}, or --model mlp to check the data")
 
     def _batches(self, perm: torch.Tensor):
         """(index, uint8 pixels) per step; streamed sets fetch the next batch in a thread meanwhile."""

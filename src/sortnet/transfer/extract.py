@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from sortnet.data.cacheentry import read_entry, remove_entry, write_entry
 from sortnet.parallel import usable_cores
+from sortnet.progress import progress as show
 from sortnet.training.augment import random_resized_crop
 
 EVAL_VIEWS = ("orig", "flip")
@@ -155,7 +155,7 @@ class FeatureExtractor:
         batch = int(max(1, min(64, BATCH_BYTES // per_image)))
         out: np.ndarray | None = None
         t0 = time.perf_counter()
-        with tqdm(total=n * len(views), desc=desc, unit="img", disable=not progress, leave=False) as bar:
+        with show(total=n * len(views), desc=desc, unit="img", enabled=progress, leave=False) as bar:
             for start in range(0, n, batch):
                 raw = torch.as_tensor(np.asarray(images[start:start + batch]))
                 self._ensure_backend(raw.float())

@@ -1,0 +1,210 @@
+"""`sortnet studio` end to end in real Chromium (Debian's /usr/bin/chromium via Playwright, never
+`playwright install`) with a fake camera playing a generated video: two classes, 20 webcam frames each,
+Train, a live prediction computed in the page (onnxruntime-web), parity with `sortnet predict` on the
+saved files, a correction, a retrain that computes features of the new frame only, a screenshot for the
+README; and the drawing canvas of a small grey (digits-like) model.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from modelkit import make_model_file
+
+CHROMIUM = "/usr/bin/chromium"
+sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("fastapi")
+pytest.importorskip("onnxruntime")
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium)", allow_module_level=True)
+
+from sortnet.infer.predictor import Predictor  # noqa: E402
+from sortnet.studio.app import create_studio_app  # noqa: E402
+from sortnet.studio.folder import StudioFolder  # noqa: E402
+from sortnet.studio.guard import Guard  # noqa: E402
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream"]
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "studio.png"
+FRAMES = 20
+
+
+def write_y4m(path: Path, scene: str, n: int = 30, w: int = 160, h: int = 120) -> Path:
+    """A short 4:2:0 Y4M video Chromium's fake camera loops: 'warm' (orange stripes) or 'cool' (blue checks)."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for t in range(n):
+            if scene == "warm":
+                on = ((yy + 2 * t) // 10) % 2 == 0
+                rgb = np.where(on[..., None], [240, 140, 30], [200, 60, 20])
+            else:
+                on = (((xx + 2 * t) // 16) + (yy // 16)) % 2 == 0
+                rgb = np.where(on[..., None], [30, 80, 220], [200, 220, 250])
+            ycc = Image.fromarray(rgb.astype(np.uint8)).convert("YCbCr")
+            y, cb, cr = (np.asarray(c) for c in ycc.split())
+            f.write(b"FRAME\n" + y.tobytes() + cb[::2, ::2].tobytes() + cr[::2, ::2].tobytes())
+    return path
+
+
+@contextlib.contextmanager
+def studio_server(root: Path, model: str | None = None, load_backbone: bool = True):
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    folder = StudioFolder(root)
+    app = create_studio_app(folder, Guard("127.0.0.1", port), model=model, load_backbone=load_backbone)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def open_page(pw, url: str, video: Path | None, errors: list):
+    args = ARGS + ([f"--use-file-for-fake-video-capture={video}"] if video else [])
+    browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+    page = browser.new_context(viewport={"width": 1000, "height": 1100}).new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "/", timeout=15_000)
+    page.wait_for_function("document.getElementById('info').textContent.includes('classes')", timeout=10_000)
+    return browser, page
+
+
+def count(page, cls: str) -> int:
+    return int(page.locator(f'.class[data-name="{cls}"] .count').text_content().split()[0])
+
+
+def record(page, cls: str, frames: int) -> None:
+    """Hold the class's Record button until `frames` frames are saved."""
+    page.click("#cam-start")
+    page.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=10_000)
+    button = page.locator(f'.class[data-name="{cls}"] .record')
+    button.hover()
+    page.mouse.down()
+    deadline = time.monotonic() + 20
+    while page.evaluate("window.sortnetStudio.state.pending.length") + count(page, cls) < frames:
+        assert time.monotonic() < deadline, "recording too slow"
+        page.wait_for_timeout(50)
+    page.mouse.up()
+    page.wait_for_function("window.sortnetStudio.state.pending.length === 0 && !window.sortnetStudio.state.sending",
+                           timeout=15_000)
+    page.wait_for_function(f"""parseInt(document.querySelector('.class[data-name="{cls}"] .count').textContent)
+                               >= {frames}""", timeout=15_000)
+
+
+def wait_trained(page, runs: int) -> None:
+    page.wait_for_function(f"document.body.dataset.runs === 'backbone{runs}'", timeout=60_000)
+    page.wait_for_function("document.getElementById('live-bars').dataset.label !== undefined", timeout=30_000)
+
+
+@pytest.mark.slow  # ~1 min on an idle 2-core machine (two browser launches, backbone features, two trainings)
+def test_studio_collect_train_predict_correct_retrain(tmp_path):
+    root, errors = tmp_path / "lego", []
+    warm, cool = write_y4m(tmp_path / "warm.y4m", "warm"), write_y4m(tmp_path / "cool.y4m", "cool")
+    with studio_server(root) as url, sync_api.sync_playwright() as pw:
+        browser, page = open_page(pw, url, warm, errors)
+        try:
+            for name in ("warm", "cool"):
+                page.fill("#new-class", name)
+                page.click("#add-class")
+                page.locator(f'.class[data-name="{name}"]').wait_for(timeout=5_000)
+            record(page, "warm", FRAMES)
+        finally:
+            browser.close()
+        browser, page = open_page(pw, url, cool, errors)  # the other scene in front of the camera
+        try:
+            record(page, "cool", FRAMES)
+            t0 = time.perf_counter()
+            page.click("#train")
+            wait_trained(page, 1)
+            print(f"Train -> live prediction: {time.perf_counter() - t0:.1f}s")
+            assert page.locator("#live-bars").get_attribute("data-label") == "cool"
+            assert "in the browser" in page.text_content("#runtime")
+            _check_parity(page, root)
+            warm_before = count(page, "warm")
+            page.select_option("#correct-class", "warm")  # "wrong? this is warm": the frame goes there
+            page.click("#correct")
+            page.wait_for_function(f"""parseInt(document.querySelector('.class[data-name="warm"] .count')
+                                       .textContent) === {warm_before + 1}""", timeout=10_000)
+            page.click("#train")
+            wait_trained(page, 2)
+            assert "(1 new)" in page.text_content("#train-status")
+            page.wait_for_function("parseFloat(document.getElementById('live-fps').dataset.fps) > 0", timeout=10_000)
+            print(f"in-page inference: {page.get_attribute('#live-fps', 'data-fps')} frames/s")
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            assert not errors, errors
+        finally:
+            browser.close()
+    assert sorted(p.name for p in root.iterdir()) == [".sortnet-studio", "cool", "warm"]
+    assert len(list((root / "cool").iterdir())) >= FRAMES and len(list((root / "warm").iterdir())) == warm_before + 1
+
+
+def _check_parity(page, root: Path) -> None:
+    """The page's probabilities equal `sortnet predict`'s on the same saved files (top-1, 1e-3)."""
+    predictor = Predictor.from_file(root / ".sortnet-studio" / "model.safetensors")
+    files = [sorted((root / c).iterdir())[i] for c in ("warm", "cool") for i in (0, -1)]
+    png = root / "cool" / "parity.png"  # a PNG too (lossless: the same pixels in both decoders)
+    Image.open(files[0]).save(png)
+    files.append(png)
+    for f in files:
+        ours = predictor.predict_paths([f], top_k=2)[0]
+        theirs = page.evaluate("(u) => window.sortnetStudio.predictUrl(u)", f"api/image/{f.parent.name}/{f.name}")
+        assert theirs[0]["class"] == ours.label, f
+        got = {p["class"]: p["probability"] for p in theirs}
+        for cls, prob in ours.top:
+            assert abs(got[cls] - prob) < 1e-3, (f, cls, got[cls], prob)
+    png.unlink()
+
+
+def test_drawing_canvas_of_a_digits_model(tmp_path):
+    digits = [str(i) for i in range(10)]
+    model = make_model_file(tmp_path / "digits.safetensors", "cnn-small", 1, 16, classes=digits, tta={"flip": False})
+    errors = []
+    with studio_server(tmp_path / "d", model=str(model), load_backbone=False) as url, \
+            sync_api.sync_playwright() as pw:
+        browser, page = open_page(pw, url, None, errors)
+        try:
+            page.locator("#draw").wait_for(state="visible", timeout=10_000)
+            page.wait_for_function("document.getElementById('runtime').textContent.includes('browser')",
+                                   timeout=20_000)
+            box = page.locator("#draw").bounding_box()
+            page.mouse.move(box["x"] + 140, box["y"] + 40)
+            page.mouse.down()
+            for y in range(40, 250, 15):  # a "1"
+                page.mouse.move(box["x"] + 140, box["y"] + y)
+            page.mouse.up()
+            page.wait_for_function("document.getElementById('draw-bars').dataset.label !== undefined",
+                                   timeout=10_000)
+            label = page.get_attribute("#draw-bars", "data-label")
+            drawn = page.evaluate("document.getElementById('draw').toDataURL('image/png')")
+            assert not errors, errors
+        finally:
+            browser.close()
+    import base64
+    import io
+
+    img = Image.open(io.BytesIO(base64.b64decode(drawn.split(",", 1)[1])))
+    expected = Predictor.from_file(model).predict_images([img.convert("RGB")], top_k=1)[0]
+    assert label == expected.label and label in digits
+    shutil.rmtree(tmp_path / "d", ignore_errors=True)
