@@ -19,20 +19,18 @@ Usage:
 from __future__ import annotations
 
 import asyncio
-import errno
-import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from sortnet.errors import SortnetError
 from sortnet.infer.predictor import Predictor
 from sortnet.jsonsafe import finite_or_null
 from sortnet.parallel import usable_cores
 from sortnet.serve.limits import (Busy, Gate, PixelBudget, TimedOut, UploadError, decode_upload, read_body,
                                   map_large_blocks, release_memory, replay_request, upload_pixels)
+from sortnet.serve.listen import bind_socket
 from sortnet.serve.page import asset, page_html
 
 TRIM_MIN_PIXELS = 1_000_000  # requests that decoded at least this many pixels hand freed memory back afterwards
@@ -234,27 +232,3 @@ def serve_model(model: str, *, host: str = "127.0.0.1", port: int = 8000, runtim
                             **server_options(limits))
     uvicorn.Server(config).run(sockets=[sock])
     return 0
-
-
-class ServeError(SortnetError):
-    """The server cannot start (address in use, unknown host, not allowed)."""
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port (as uvicorn makes it); ServeError with what to do when it cannot be."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(family, kind, proto)
-    except (OSError, IndexError) as e:
-        raise ServeError(f"cannot listen on {host}:{port} ({getattr(e, 'strerror', None) or e}); check --host") from e
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(2048)
-    except OSError as e:
-        sock.close()
-        hint = ("another program (or sortnet serve) is using it: stop it or choose another --port"
-                if e.errno == errno.EADDRINUSE else "choose another --port or --host")
-        raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}; {hint}") from e
-    sock.set_inheritable(True)
-    return sock
