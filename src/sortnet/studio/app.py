@@ -23,6 +23,7 @@ from sortnet.infer.predictor import Predictor
 from sortnet.jsonsafe import finite_or_null
 from sortnet.serve.app import asset_response
 from sortnet.serve.limits import UploadError, decode_upload, read_body, replay_request
+from sortnet.serve.listen import bind_socket
 from sortnet.serve.page import page_html
 from sortnet.studio.folder import StudioFolder
 from sortnet.studio.guard import Guard
@@ -176,10 +177,11 @@ def serve_studio(root: str, *, model: str | None = None, host: str = "127.0.0.1"
     folder = StudioFolder(root)
     guard = Guard(host, port)
     app = create_studio_app(folder, guard, model)
+    sock = bind_socket(host, port)  # a busy port fails here, before the address is printed
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {host}: anyone who can reach this machine can open the page", flush=True)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     print(f"sortnet studio on {folder.root}: open http://{shown}:{port}/  (Ctrl-C stops)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[sock])
     return 0
 
