@@ -14,6 +14,7 @@ from clirun import run_cli
 from conftest import make_class_folder, make_image
 from sortnet.data.check import run_check
 from sortnet.data.check_report import format_report
+from sortnet.data.cacheentry import read_entry
 from sortnet.data.filecache import FactCache
 
 
@@ -99,7 +100,7 @@ def test_cache_reused_and_invalidated_by_same_size_edit(tmp_path):
     assert first["computed"] == 20 and first["cached"] == 0
     assert run_check(str(root)).report["computed"] == 0
     cache_file = FactCache.for_root(root).file
-    assert cache_file.exists() and json.loads(cache_file.read_text())["version"] >= 1  # JSON, no pickle
+    assert cache_file.exists() and json.loads(read_entry(cache_file))["version"] >= 1  # JSON, no pickle
     victim = root / "class_0" / "img_003.png"
     data = bytearray(victim.read_bytes())
     data[-20:-12] = b"\xff" * 8  # corrupt the last chunk's bytes, same file size

@@ -184,14 +184,3 @@ def test_fit_with_auto_precision_says_what_it_chose(tmp_path, capsys):
         assert not lines and "device cpu fp32" in out
     assert os.environ["SORTNET_CACHE"]  # the session's own cache, not the developer's
 
-
-def test_divergence_advice_starts_with_fp32_for_a_reduced_precision_run():
-    """The advice that worked in issue 24: fp32 where bf16 broke; the MLP or the data where the CNN broke on
-    blank images (a lower lr alone also diverged there)."""
-    t = _trainer()
-    t.set_precision(torch.bfloat16)
-    msg = t._diverged(math.nan)
-    assert "cnn-tiny in bfloat16" in msg and msg.index("--precision fp32") < msg.index("--lr 0.005")
-    assert "--model mlp" in msg and "sortnet check" in msg
-    t.set_precision(None)
-    assert "--precision" not in t._diverged(math.inf) and "--lr 0.005" in t._diverged(math.inf)

@@ -117,6 +117,14 @@ def wait_trained(page, runs: int) -> None:
     page.wait_for_function("document.getElementById('live-bars').dataset.label !== undefined", timeout=30_000)
 
 
+def wait_saved(page, runs: int) -> None:
+    """The page goes live on the head first; the model file is written right after (training.saved)."""
+    deadline = time.monotonic() + 60
+    while page.evaluate("fetch('api/state').then((r) => r.json()).then((s) => s.training.saved)") < runs:
+        assert time.monotonic() < deadline, "model file not written"
+        page.wait_for_timeout(100)
+
+
 @pytest.mark.slow  # ~1 min on an idle 2-core machine (two browser launches, backbone features, two trainings)
 def test_studio_collect_train_predict_correct_retrain(tmp_path):
     root, errors = tmp_path / "lego", []
@@ -140,6 +148,7 @@ def test_studio_collect_train_predict_correct_retrain(tmp_path):
             print(f"Train -> live prediction: {time.perf_counter() - t0:.1f}s")
             assert page.locator("#live-bars").get_attribute("data-label") == "cool"
             assert "in the browser" in page.text_content("#runtime")
+            wait_saved(page, 1)
             _check_parity(page, root)
             warm_before = count(page, "warm")
             page.select_option("#correct-class", "warm")  # "wrong? this is warm": the frame goes there
@@ -208,3 +217,48 @@ def test_drawing_canvas_of_a_digits_model(tmp_path):
     expected = Predictor.from_file(model).predict_images([img.convert("RGB")], top_k=1)[0]
     assert label == expected.label and label in digits
     shutil.rmtree(tmp_path / "d", ignore_errors=True)
+
+
+def scene_image(scene: str, seed: int, w: int = 160, h: int = 120) -> Image.Image:
+    """A frame like the fake camera's: 'warm' (orange stripes) or 'cool' (blue checks), shifted per seed."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    if scene == "warm":
+        on = ((yy + 3 * seed) // (8 + seed % 5)) % 2 == 0
+        rgb = np.where(on[..., None], [240, 140, 30], [200, 60, 20])
+    else:
+        on = (((xx + 3 * seed) // (12 + seed % 7)) + (yy // 16)) % 2 == 0
+        rgb = np.where(on[..., None], [30, 80, 220], [200, 220, 250])
+    return Image.fromarray(rgb.astype(np.uint8))
+
+
+@pytest.mark.slow  # ~30-60 s on the loaded 2-core machine (backbone load, 17 images' features, a training)
+def test_mislabelled_panel_moves_on_click_and_undo_restores(tmp_path):
+    from clirun import run_cli
+    from sortnet.labels.moves import LOG_NAME
+
+    root, errors = tmp_path / "lego", []
+    for scene in ("warm", "cool"):
+        (root / scene).mkdir(parents=True)
+        for i in range(8):
+            scene_image(scene, i).save(root / scene / f"{scene}{i}.jpg", quality=92)
+    scene_image("cool", 11).save(root / "warm" / "wrong.jpg", quality=92)  # a cool frame filed under warm
+    before = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    with studio_server(root) as url, sync_api.sync_playwright() as pw:
+        browser, page = open_page(pw, url, None, errors)
+        try:
+            page.click("#train")
+            card = page.locator('.suspect[data-path="warm/wrong.jpg"]')
+            card.wait_for(timeout=90_000)
+            assert "suggested: cool" in card.text_content()
+            assert {str(p.relative_to(root)) for p in root.rglob("*.jpg")} == set(before)  # listed, not moved
+            card.locator("button.move").click()
+            card.wait_for(state="detached", timeout=10_000)
+            assert not errors, errors
+        finally:
+            browser.close()
+    assert not (root / "warm" / "wrong.jpg").exists()
+    assert (root / "cool" / "wrong.jpg").read_bytes() == before["warm/wrong.jpg"]
+    assert '"dst": "cool/wrong.jpg"' in (root / LOG_NAME).read_text()
+    run_cli("check", root, "--undo-moves")
+    assert (root / "warm" / "wrong.jpg").read_bytes() == before["warm/wrong.jpg"]
+    assert not (root / "cool" / "wrong.jpg").exists()

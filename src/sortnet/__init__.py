@@ -9,6 +9,7 @@ Usage:
     sortnet.predict("runs/photos/model.safetensors", ["new.jpg"])
     sortnet.list_models(); sortnet.list_datasets()
     report = sortnet.check("photos/")                    # data problems: counts, bad files, duplicates
+    found = sortnet.find_label_errors("photos/")         # wrong labels: found.suspects, found.estimated_errors
     clf = sortnet.load("runs/photos/model.safetensors")
     sortnet.ladder("photos/", time_budget="5m")          # linear -> mlp -> CNN -> pretrained: one table
     sortnet.curve("photos/")                             # accuracy vs training-set size
@@ -28,7 +29,7 @@ if TYPE_CHECKING:  # annotations only: `import sortnet` stays light
 # list_models / list_datasets, not models / datasets: those names are the sortnet.models package.
 __all__ = ["train", "prepare", "fit", "search", "Callback", "EarlyStopping", "check", "evaluate", "predict", "report",
            "load", "list_models", "list_datasets", "Classifier", "Prediction", "Predictor", "TrainConfig", "ladder",
-           "curve", "ensemble"]
+           "curve", "ensemble", "find_label_errors"]
 
 
 def train(data=None, **kwargs):
@@ -68,6 +69,15 @@ def check(data, **kwargs) -> dict:
     from sortnet.data.check import run_check
 
     return run_check(str(data), **kwargs).report
+
+
+def find_label_errors(data, **kwargs):
+    """Images whose label is probably wrong (out-of-fold predictions + confident learning; reads the data only):
+    a LabelErrors with .suspects (most likely wrong first: path, given, suggested, score), .ranking (every
+    image) and .estimated_errors. kwargs: folds=5, seed=0, time_budget, score, progress, train settings."""
+    from sortnet.labels.find import find_label_errors as _find
+
+    return _find(data, **kwargs)
 
 
 def evaluate(model, data, **kwargs):

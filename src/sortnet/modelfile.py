@@ -81,9 +81,11 @@ def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
             if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
-def save_model(path: str | os.PathLike, model: torch.nn.Module, meta: ModelMeta) -> Path:
+def save_model(path: str | os.PathLike, model: torch.nn.Module, meta: ModelMeta, *, new: bool = False,
+               protect: tuple = ()) -> Path:
     """Write weights + metadata atomically (current format, this sortnet's version, checksums).
 
+    new/protect: as sortnet.atomic (a user-named output: never an existing file, never one of `protect`).
     Never writes NaN/infinite weights (ModelFileError: a diverged run), nor bare NaN in the metadata JSON.
     """
     tensors = model_tensors(model)
@@ -95,7 +97,7 @@ def save_model(path: str | os.PathLike, model: torch.nn.Module, meta: ModelMeta)
     text = dumps(full.to_dict())
     data = st_save(tensors, metadata={META_KEY: text, META_SHA_KEY: _text_digest(text)})
     path = Path(path)
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data, new=new, protect=protect)
     return path
 
 

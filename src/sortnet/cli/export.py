@@ -17,8 +17,9 @@ def register(sub) -> None:
                                    "probabilities and logits; class names and preprocessing are in its metadata.")
     p.add_argument("model", help="model file (RUN_DIR/model.safetensors)")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="[default: onnx]")
-    p.add_argument("--out", help="output file [default: next to the model, model.onnx / model.int8.onnx / "
-                                 "model.torchscript.pt]")
+    p.add_argument("--out", help="a NEW output file: an existing file, the model itself, a folder, a link or a "
+                                 "device is refused, never replaced [default: next to the model, model.onnx / "
+                                 "model.int8.onnx / model.torchscript.pt]")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
                    help="include the model's test-time-augmentation views in the graph [default: yes]")
     p.add_argument("--quantize", choices=["none", "int8"], default="none",

@@ -1,7 +1,7 @@
 """Entry point of the `sortnet` command: builds the parser from every verb module and runs the chosen one.
 
 User errors (sortnet.errors.SortnetError, FileNotFoundError) are printed as one line without a
-traceback (exit status 2); Ctrl-C exits with 130.
+traceback (exit status 2); Ctrl-C exits with 130, SIGTERM (handled as Ctrl-C: the same clean-up) with 143.
 
 Usage:
     sys.exit(main())                    # the console script (pyproject: sortnet = "sortnet.cli:main")
@@ -17,6 +17,7 @@ from sortnet.cli import (check, curve, datasets, ensemble, evaluate, export, lad
                          serve, studio, train)
 from sortnet.errors import USER_ERRORS
 from sortnet.omp import prefer_passive_waiting
+from sortnet.stopsignal import exit_code, terminate_as_interrupt
 from sortnet.textsafe import terminal_safe
 from sortnet.version import __version__
 
@@ -38,13 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     prefer_passive_waiting()  # before torch loads: sleeping, not spinning, OpenMP threads (sortnet/omp.py)
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with terminate_as_interrupt():
+            return args.func(args)
     except USER_ERRORS as e:
         print(f"sortnet {args.command}: error: {terminal_safe(e)}", file=sys.stderr)  # names come from disk
         return 2
     except KeyboardInterrupt as e:
         print(f"\nsortnet {args.command}: interrupted. {e}", file=sys.stderr)
-        return 130
+        return exit_code(e)
 
 
 if __name__ == "__main__":

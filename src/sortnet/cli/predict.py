@@ -28,7 +28,8 @@ def register(sub) -> None:
                    help="how many classes to show per image (>= 1) [default: 3]")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="JSON output")
-    out.add_argument("--csv", action="store_true", help="CSV output")
+    out.add_argument("--csv", action="store_true", help="CSV output (csv-module quoting; on a terminal, control "
+                                                       "characters in names are escaped as \\x1b, \\u202e)")
     add_invert_arg(p)
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto [default: cpu]")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True, help="test-time augmentation")
@@ -60,15 +61,30 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(dumps([p.to_dict() for p in preds], indent=2))
     elif args.csv:
+        shown = terminal_safe if sys.stdout.isatty() else str  # a file or pipe gets the names exactly
         w = csv.writer(sys.stdout)
         w.writerow(["path"] + [x for i in range(args.top_k) for x in (f"class{i + 1}", f"prob{i + 1}")] + ["error"])
         for p in preds:
-            w.writerow([p.path] + [x for c, pr in p.top for x in (c, f"{pr:.6f}")] + [p.error or ""])
+            w.writerow([shown(p.path)] + [x for c, pr in p.top for x in (shown(c), f"{pr:.6f}")]
+                       + [shown(p.error or "")])
     else:
         for p in preds:
             shown = p.error and f"error: {p.error}" or "  ".join(f"{c} {pr:.3f}" for c, pr in p.top)
             print(f"{terminal_safe(p.path)}\t{terminal_safe(shown)}{'  (inverted)' if p.inverted else ''}")
+    _count_not_read(preds)
     return 1 if all(p.error for p in preds) else 0
+
+
+def _count_not_read(preds) -> None:
+    """One line on stderr: how many entries have no prediction (each is listed above with its reason)."""
+    errors = [p.error for p in preds if p.error]
+    if errors:
+        from collections import Counter
+
+        top = ", ".join(f"{n} {terminal_safe(why)}" for why, n in Counter(errors).most_common(3))
+        more = ", ..." if len(set(errors)) > 3 else ""
+        print(f"{len(errors)} of {len(preds)} entries not classified, each listed with its reason ({top}{more})",
+              file=sys.stderr)
 
 
 def _live(args: argparse.Namespace, options: dict) -> int:

@@ -24,6 +24,9 @@ def register(sub) -> None:
                    help="optimizer steps of the class dreams, 0 for none [default: 200]")
     p.add_argument("--dream-seconds", type=float, default=10.0, help="time bound of the class dreams [default: 10]")
     p.add_argument("--seed", type=int, default=0, help="seed of the dreams and the sample choice [default: 0]")
+    p.add_argument("--suspects", metavar="CSV", help="a suspects.csv from `sortnet check DATA --labels`: adds a "
+                                                     "'Possibly mislabelled' gallery (image, given, suggested, score)")
+    p.add_argument("--suspects-shown", type=int, default=24, help="suspects drawn in that gallery [default: 24]")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                    help="run the (cached) data check on folders for the summary")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto [default: cpu]")
@@ -43,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     result = make_report(args.model, args.data, args.out, device=args.device, tta=args.tta, runtime=args.runtime,
                          data_root=args.data_root, download=args.download, top_losses=args.top_losses,
                          samples_per_class=args.samples, dream_steps=args.dream_steps,
-                         dream_seconds=args.dream_seconds, seed=args.seed, check=args.check, progress=args.progress)
+                         dream_seconds=args.dream_seconds, seed=args.seed, check=args.check, progress=args.progress,
+                         suspects=args.suspects, suspects_shown=args.suspects_shown)
     print(f"wrote {result.path} ({result.html_bytes / 1e6:.2f} MB; its {len(result.figures)} pictures also in "
           f"{result.path.parent / IMAGES_DIR}/) in {result.seconds:.1f} s: "
           f"accuracy {result.scores['accuracy']:.4f}, ECE {result.scores['ece']:.4f}")

@@ -16,7 +16,9 @@ def register(sub) -> None:
         description="Open a local page on DIR (a folder of class sub-folders, empty or not): add and rename "
                     "classes, record webcam bursts or drop files into a class, Train (pretrained features + a "
                     "linear head, seconds), see live predictions computed in the page (onnxruntime-web, offline), "
-                    "save wrong frames into the right class, retrain; draw digits for small grey models; download "
+                    "save wrong frames into the right class, retrain; see the possibly mislabelled images and move "
+                    "one to its suggested class with a button (logged; `sortnet check DIR --undo-moves` undoes); "
+                    "draw digits for small grey models; download "
                     "the model file, ONNX, int8 ONNX and the report. Images are written as DIR/<class>/studio-*.jpg; "
                     "nothing is deleted (removed images go to DIR/.sortnet-trash/); the model and exports go to "
                     "DIR/.sortnet-studio/.")

@@ -8,8 +8,11 @@ Usage:
 """
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
+
+from sortnet.atomic import atomic_write_bytes
 
 
 def _pyplot():
@@ -58,7 +61,7 @@ def plot_ladder(rows: list[dict], path: str | Path, title: str = "ladder") -> Pa
         ax.set_ylabel("validation accuracy (%)")
         ax.grid(True, alpha=0.3)
     fig.suptitle(title)
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return Path(path)
 
@@ -79,6 +82,13 @@ def plot_curve(points: list[dict], path: str | Path, title: str = "learning curv
     ax.grid(True, alpha=0.3)
     ax.legend()
     ax.set_title(title)
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return Path(path)
+
+
+def _save(fig, path: str | Path) -> None:
+    """The figure as a PNG, written atomically (never through a link or onto a device)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=110, format="png")
+    atomic_write_bytes(Path(path), buf.getvalue())

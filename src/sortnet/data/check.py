@@ -145,12 +145,22 @@ def _image_summary(paths: list[str], facts: dict[str, dict]) -> dict:
     return {
         "width": {"min": int(w.min()), "median": float(np.median(w)), "max": int(w.max())},
         "height": {"min": int(h.min()), "median": float(np.median(h)), "max": int(h.max())},
+        "smallest": _extreme(paths, facts, min), "largest": _extreme(paths, facts, max),  # real images, by pixels
         "modes": dict(Counter(f.get("mode", "?") for f in good).most_common()),
         "formats": dict(Counter(f.get("format", "?") for f in good).most_common()),
         "exif_rotated": sum(bool(f.get("exif_rotated")) for f in good),
         "animated": sum(f.get("frames", 1) > 1 for f in good),
         "tiny": tiny, "extreme_aspect": aspect,
     }
+
+
+def _extreme(paths: list[str], facts: dict[str, dict], pick) -> dict | None:
+    """{"width", "height", "path"} of the readable image with the fewest (pick=min) or most (max) pixels."""
+    good = [p for p in paths if facts[p].get("error") is None]
+    if not good:
+        return None
+    p = pick(good, key=lambda q: (facts[q]["width"] * facts[q]["height"], q))
+    return {"width": int(facts[p]["width"]), "height": int(facts[p]["height"]), "path": p}
 
 
 def _kind(members: list[Row]) -> str:

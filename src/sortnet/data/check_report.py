@@ -46,7 +46,12 @@ def _images(r: dict, lines: list[str]) -> None:
     if not r["readable"]:
         return
     w, h = im["width"], im["height"]
-    lines.append(f"sizes: {w['min']}x{h['min']} .. {w['max']}x{h['max']} px (median {w['median']:g}x{h['median']:g})")
+    small, large = im.get("smallest"), im.get("largest")
+    if small and large:  # two real images (the per-side minima and maxima may belong to none)
+        lines.append(f"sizes: {small['width']}x{small['height']} .. {large['width']}x{large['height']} px (smallest "
+                     f"and largest image; median width x height {w['median']:g}x{h['median']:g})")
+    else:
+        lines.append(f"sizes: {w['min']}x{h['min']} .. {w['max']}x{h['max']} px (median {w['median']:g}x{h['median']:g})")
     lines.append("modes: " + ", ".join(f"{k} {v:,}" for k, v in im["modes"].items())
                  + "; formats: " + ", ".join(f"{k} {v:,}" for k, v in im["formats"].items()))
     lines.append(f"EXIF-rotated: {im['exif_rotated']:,}; animated (first frame used): {im['animated']:,}")

@@ -63,29 +63,36 @@ def has_image_extension(path: str | os.PathLike) -> bool:
     return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
 
 
+def _limit_text(limit: int) -> str:
+    """The one wording of the pixel limit, as README says it: "89,478,485 pixels (89.5 MP)"."""
+    return f"{limit:,} pixels ({limit / 1e6:.1f} MP)"
+
+
 def _bomb_reason(width: int, height: int, limit: int) -> str:
-    return f"image too large: {width} x {height} > limit {limit:,} pixels (decompression-bomb guard)"
+    return (f"image too large: {width} x {height} = {width * height:,} pixels > limit {_limit_text(limit)} "
+            "(decompression-bomb guard)")
 
 
-def _pillow_bomb_reason(e: BaseException) -> str:
-    """Reason for Pillow's own DecompressionBombError (its message gives the pixel count, not W x H)."""
+def _pillow_bomb_reason(e: BaseException, limit: int = DEFAULT_MAX_PIXELS) -> str:
+    """Reason for Pillow's own DecompressionBombError (its message gives the pixel count and Pillow's internal
+    refusal threshold, twice its MAX_IMAGE_PIXELS): said with sortnet's limit, as every other bomb is."""
     numbers = re.findall(r"\d+", str(e))
-    if len(numbers) >= 2:
-        return (f"image too large: {int(numbers[0]):,} pixels > limit {int(numbers[1]):,} "
-                "(decompression-bomb guard)")
-    return f"image too large ({_short(e)}) (decompression-bomb guard)"
+    if numbers:
+        return f"image too large: {int(numbers[0]):,} pixels > limit {_limit_text(limit)} (decompression-bomb guard)"
+    return f"image too large ({_short(e)}) > limit {_limit_text(limit)} (decompression-bomb guard)"
 
 
 def _open_checked(f, max_pixels: int, formats: tuple[str, ...] | None = None) -> Image.Image:
     """Image.open on an open binary file, mapping every failure to BadImageError; checks size before decoding."""
     with warnings.catch_warnings():
-        # Pillow warns between its limit and 2x its limit; our own check below decides instead.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # Pillow warns between its limit and 2x its limit (our own check below decides instead) and about
+        # file contents (palette transparency, odd EXIF, truncated chunks): the verdict is the skip reason.
+        warnings.simplefilter("ignore")
         try:
             img = Image.open(f, formats=formats)
         except Image.DecompressionBombError as e:
             # Pillow refuses images above 2x its own limit before we see the size.
-            raise BadImageError(_pillow_bomb_reason(e)) from e
+            raise BadImageError(_pillow_bomb_reason(e, max_pixels)) from e
         except UnidentifiedImageError as e:
             raise BadImageError("not an image (cannot identify format)") from e
         except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -190,7 +197,7 @@ def _decode_open(f, max_pixels: int | None, formats: tuple[str, ...] | None = No
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
     img = _open_checked(f, limit, formats)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore")  # Pillow's notes on the file's contents: see _open_checked
         _load_pixels(img)
         img = _apply_exif(img)  # a new image, detached from the file object (closed by the caller)
         return to_rgb_or_l(img)

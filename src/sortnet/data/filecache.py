@@ -7,6 +7,8 @@ Usage:
 An entry is reused only while the file's (size, mtime_ns, ctime_ns) are unchanged, so editing a file -
 even keeping its size - recomputes it. The cache lives outside the data (never in the user's folders):
 $SORTNET_CACHE/check/<hash of the data root>.json, default ~/.cache/sortnet/check. No pickle anywhere.
+The file is a verified cache entry (sortnet.data.cacheentry: checksum written with it, checked on read) and
+every entry is checked for its shape: a damaged or rewritten cache is recomputed, never trusted.
 """
 from __future__ import annotations
 
@@ -18,13 +20,13 @@ from pathlib import Path
 
 from PIL import Image
 
-from sortnet.atomic import atomic_write_text
+from sortnet.data.cacheentry import read_entry, write_entry
 from sortnet.data.decode import BadImageError, decode_or_reason, open_regular
 from sortnet.data.phash import image_signature
 from sortnet.parallel import process_map
 from sortnet.progress import progress as show
 
-CACHE_VERSION = 3  # 3: files that are not regular or above the size cap are refused, never read
+CACHE_VERSION = 4  # 4: the file carries a checksum; 3: files not regular or above the size cap are never read
 PARALLEL_MIN_FILES = 200  # below this a process pool costs more (spawn + imports) than it saves
 SAVE_EVERY = 5000  # files computed between intermediate cache saves (an interrupted check resumes)
 HASH_CHUNK = 1 << 20  # bytes read per step while hashing: memory stays flat for any file size
@@ -99,12 +101,13 @@ class FactCache:
     def __init__(self, root: Path, file: Path):
         self.root, self.file, self.dirty = root, file, False
         self.entries: dict[str, list] = {}
+        raw = read_entry(file)
         try:
-            payload = json.loads(file.read_text())
+            payload = json.loads(raw) if raw is not None else {}
             if payload.get("version") == CACHE_VERSION and payload.get("root") == str(root):
-                self.entries = payload["files"]
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # missing or damaged cache: recompute everything
+                self.entries = {k: v for k, v in payload["files"].items() if _well_formed(v)}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass  # damaged cache: recompute everything
 
     @classmethod
     def for_root(cls, root: str | os.PathLike) -> "FactCache":
@@ -130,11 +133,14 @@ class FactCache:
         if not self.dirty:
             return
         payload = {"version": CACHE_VERSION, "root": str(self.root), "files": self.entries}
-        try:
-            atomic_write_text(self.file, json.dumps(payload, separators=(",", ":")))
-            self.dirty = False
-        except OSError:
-            pass  # a read-only home only costs the next run a recomputation
+        if write_entry(self.file, json.dumps(payload, separators=(",", ":")).encode()):
+            self.dirty = False  # else: a read-only or full home only costs the next run a recomputation
+
+
+def _well_formed(entry) -> bool:
+    """[size, mtime_ns, ctime_ns, facts] with int stats and a facts dict (anything else is recomputed)."""
+    return (isinstance(entry, list) and len(entry) == 4 and all(isinstance(x, int) for x in entry[:3])
+            and isinstance(entry[3], dict) and "error" in entry[3])
 
 
 def _results(todo: list[str], workers: int | None):

@@ -117,10 +117,25 @@ def _convert_set(s: ImageSet, prep: Preprocessing, progress: bool, invert: str =
     return ImageSet(images=out, labels=s.labels, classes=s.classes, paths=s.paths, groups=s.groups)
 
 
-def _split_note(val_fraction: float, seed: int) -> str:
+SPLIT_SAYS_ACTUAL = 0.02  # the note gives the actual share when it is further than this from --val-fraction
+
+
+def _split_note(val_fraction: float, seed: int, labels=None, val_idx=None) -> str:
+    """The split in words; where tiny classes make it differ from the fraction asked, what it really did."""
     if val_fraction <= 0:
         return "validation: none (val_fraction 0)"
-    return f"validation: {val_fraction:.0%} stratified split of train, seed {seed}"
+    note = f"validation: {val_fraction:.0%} stratified split of train, seed {seed}"
+    if labels is None or val_idx is None or not len(labels):
+        return note
+    actual = len(val_idx) / len(labels)
+    if abs(actual - val_fraction) <= SPLIT_SAYS_ACTUAL:
+        return note
+    counts = np.bincount(np.asarray(labels))
+    small = int(((counts > 0) & (counts * val_fraction < 1)).sum())
+    why = (f"every class keeps at least 1 validation and 1 training image, and {small} class(es) have under "
+           f"{int(np.ceil(1 / val_fraction))} images" if small else "each class's share is rounded to whole images")
+    return (f"validation: {len(val_idx)} of {len(labels)} images ({actual:.0%}, not the {val_fraction:.0%} asked: "
+            f"{why}), stratified, seed {seed}")
 
 
 def _load_builtin(key: str, img_size, channels, val_fraction, seed, data_root, download, progress,
@@ -135,7 +150,7 @@ def _load_builtin(key: str, img_size, channels, val_fraction, seed, data_root, d
     train = full.subset(train_idx)
     val = full.subset(val_idx) if len(val_idx) else None
     notes = [f"{spec.name}: {len(train)} train, {len(val_idx)} val, {len(test)} test images ({arrays.location})",
-             _split_note(val_fraction, seed),
+             _split_note(val_fraction, seed, full.labels, val_idx),
              "test: fixed stratified 20% split (seed 0)" if key == "digits" else "test: official test split"]
     if (size, chans) != (spec.img_size, spec.channels):
         notes.append(f"converted from native {spec.img_size} px x {spec.channels} channel(s) "
@@ -163,7 +178,7 @@ def _split_train(train: ImageSet, val_fraction: float, seed: int, group_by: str 
                      f"{' and '.join(kinds)} on one side ({len(np.unique(ids))} groups), seed {seed}")
     else:
         train_idx, val_idx = stratified_split(train.labels, val_fraction, seed)
-        notes.append(_split_note(val_fraction, seed))
+        notes.append(_split_note(val_fraction, seed, train.labels, val_idx))
     return train.subset(train_idx), (train.subset(val_idx) if len(val_idx) else None), notes
 
 

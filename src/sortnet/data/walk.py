@@ -24,6 +24,7 @@ from pathlib import Path
 
 from sortnet.data.dataset import SkippedFile
 from sortnet.data.decode import max_file_bytes, not_regular_reason, too_large_reason
+from sortnet.textsafe import utf8_name
 
 LOOP_REASON = "folder already read (a symbolic link loop or a second link to the same folder): not followed"
 
@@ -116,8 +117,9 @@ class Walker:
         return dirs, files
 
     def subdirs(self, folder: str | os.PathLike) -> dict[str, Path]:
-        """Visible sub-folders of `folder` by name (links followed by the rules above; not claimed)."""
-        return {os.path.basename(d): Path(d) for d in self.entries(folder)[0]}
+        """Visible sub-folders of `folder` by name (links followed by the rules above; not claimed). Names are
+        class names: valid UTF-8 (textsafe.utf8_name: bytes that are not UTF-8 as \\xff escapes)."""
+        return {utf8_name(os.path.basename(d)): Path(d) for d in self.entries(folder)[0]}
 
     def files(self, top: str | os.PathLike) -> list[str]:
         """Regular files under `top` (recursively, depth first, sorted per folder); every real folder once.

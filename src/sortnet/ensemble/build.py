@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sortnet.ensemble.model import ENSEMBLE_ARCH, EnsembleModel, common_preprocessing
 from sortnet.errors import SortnetError
+from sortnet.atomic import check_output
 from sortnet.modelfile import load_model, save_model
 from sortnet.modelmeta import WEIGHTINGS, EnsembleSpec, ModelMeta
 
@@ -96,9 +97,9 @@ def make_ensemble(paths: list[str | os.PathLike], out: str | os.PathLike, weight
     out = Path(out)
     if any(out.resolve() == Path(p).resolve() for p in paths):
         raise EnsembleError(f"--out {out} is one of the member files; choose another path (members are never modified)")
+    check_output(out, new=True, protect=paths)  # before loading the members: a bad --out fails at once
     members = [load_model(p) for p in paths]
     model, meta = ensemble_from_members(members, weighting, [str(p) for p in paths])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_model(out, model, meta)
+    save_model(out, model, meta, new=True, protect=tuple(paths))
     return {"path": str(out), "members": [str(p) for p in paths], "weights": meta.ensemble.weights,
             "input_note": input_note(meta)}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sortnet.atomic import atomic_write_bytes
+from sortnet.atomic import atomic_write_bytes, check_output
 from sortnet.infer.graph import onnx_bytes, torchscript_bytes
 from sortnet.infer.onnx_io import INPUT_CONTRACT, ExportError
 from sortnet.modelfile import load_model
@@ -50,8 +50,8 @@ def export_model(model_path: str | os.PathLike, fmt: str = "onnx", out: str | os
     quantize = None if quantize == "none" else quantize
     if quantize and fmt != "onnx":
         raise ExportError("--quantize int8 is available for --format onnx only")
-    model, meta = load_model(model_path)
-    out = Path(out) if out else default_out(model_path, fmt, quantize)
+    out = check_output(out if out else default_out(model_path, fmt, quantize), new=True, protect=[model_path])
+    model, meta = load_model(model_path)  # the output is checked first: no export of seconds to then refuse
     info: dict = {"path": str(out), "format": fmt}
     if fmt == "torchscript":
         data = torchscript_bytes(model, meta, tta)
@@ -63,8 +63,7 @@ def export_model(model_path: str | os.PathLike, fmt: str = "onnx", out: str | os
             data, info["quantization"] = quantize_int8(data, meta, calibration, max_accuracy_drop,
                                                        data_root=data_root, progress=progress,
                                                        heldout_images=heldout_images)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out, data)
+    atomic_write_bytes(out, data, new=True, protect=[model_path])
     info["bytes"] = len(data)
     return info
 

@@ -46,6 +46,9 @@ def resolve_runtime(runtime: str, device: str = "cpu", model_path: str | os.Path
     return runtime
 
 
+ORT_ERRORS_ONLY = 3  # onnxruntime log severity: 0 verbose, 1 info, 2 warning, 3 error, 4 fatal
+
+
 def session_options(threads: int | None = None):
     """CPU session: all graph optimizations, intra-op threads = usable cores (or `threads`)."""
     ort = require("onnxruntime", "onnx")
@@ -53,6 +56,8 @@ def session_options(threads: int | None = None):
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads or usable_cores()
     opts.inter_op_num_threads = 1
+    opts.log_severity_level = ORT_ERRORS_ONLY  # no "[W:onnxruntime:...]" lines on the user's stderr
+    ort.set_default_logger_severity(ORT_ERRORS_ONLY)
     return opts
 
 

@@ -56,15 +56,22 @@ class Prediction:
         return d
 
 
+HIDDEN_REASON = "hidden name (starts with '.'): not read"
+
+
 def expand_paths(paths: list[str | os.PathLike], follow_links: bool = False) -> tuple[list[Path], list[SkippedFile]]:
-    """(files, skipped): files as given; folders listed by sortnet.data.walk (image files, sorted; hidden
-    entries ignored; loops, links out of the folder, special and oversized files skipped with a reason)."""
+    """(files, skipped): files as given; folders listed by sortnet.data.walk (image files, sorted). Every folder
+    entry not read is in skipped with its reason: other extensions, hidden names, loops, links out of the
+    folder, special and oversized files."""
     out: list[Path] = []
     skipped: list[SkippedFile] = []
     for p in map(Path, paths):
         if p.is_dir():
             walker = Walker(p, follow_links=follow_links)
-            out += sorted(Path(f) for f in walker.files(p) if has_image_extension(f))
+            listed = walker.files(p)
+            out += sorted(Path(f) for f in listed if has_image_extension(f))
+            skipped += [SkippedFile(f, "not an image extension") for f in listed if not has_image_extension(f)]
+            skipped += [SkippedFile(h, HIDDEN_REASON) for h in walker.hidden]
             skipped += walker.skipped
         else:
             out.append(p)

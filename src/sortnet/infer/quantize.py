@@ -52,7 +52,8 @@ def _split(data: str, meta: ModelMeta, data_root: str | None, progress: bool, he
 
 
 def _quantize_files(fp32: bytes, calibration: np.ndarray) -> bytes:
-    require("onnxruntime", "onnx")
+    ort = require("onnxruntime", "onnx")
+    ort.set_default_logger_severity(3)  # errors only: the quantizer's graph notes are not the user's business
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

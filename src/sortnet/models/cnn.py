@@ -17,10 +17,20 @@ from torch import nn
 from sortnet.models.family import ModelDefaults, register_model
 
 
+# A whitening direction whose variance is under this fraction of eps would come out below 0.1 of unit size.
+NULL_DIRECTION = 1e-2
+
+
 class BatchNormFrozenScale(nn.BatchNorm2d):
     """BatchNorm with weight fixed at 1 (only the bias learns), as in the speed-run nets."""
 
-    def __init__(self, num_features: int, momentum: float = 0.6, eps: float = 1e-12) -> None:
+    def __init__(self, num_features: int, momentum: float = 0.6, eps: float = 1e-3) -> None:
+        # eps 1e-3, not the speed runs' 1e-12: BatchNorm turns a channel of (near-)zero variance -- dead after
+        # GELU, 1x1 maps of 8 px images, the flat channels of solid-colour images -- into gradient x 1/sqrt(eps)
+        # (1e6 at 1e-12: NaN within steps) and, in eval mode, noise x 1/sqrt(eps) (10% validation on `digits`);
+        # at 1e-5 bf16's rounding noise (~2^-9 of a value) in such channels was still blown up to unit size and
+        # solid-colour images did not train in bf16. Live channels have variance 0.02-1 here: 1e-3 hardly
+        # touches them (Fashion-MNIST within noise, BENCHMARKS.md).
         # airbench convention: running = momentum * running + (1 - momentum) * batch; torch's is the reverse
         super().__init__(num_features, eps=eps, momentum=1 - momentum)
         self.weight.requires_grad = False
@@ -79,12 +89,20 @@ class WhitenedCNN(nn.Module):
         eigvals, eigvecs = torch.linalg.eigh(cov.double())
         eigvals, eigvecs = eigvals.flip(0).float(), eigvecs.T.flip(0).float()  # descending
         filters = eigvecs / torch.sqrt(eigvals.clamp_min(0) + eps)[:, None]
+        # Directions the data does not use (eigenvalue ~0: flat colours, constant borders) would amplify
+        # rounding dirt by 1/sqrt(eps) into near-constant channels that bf16 quantizes and BatchNorm then
+        # scales up to unit size (bf16 and fp32 features 100% apart on solid-colour images): filters off.
+        filters[eigvals < eps * NULL_DIRECTION] = 0
         # unfold/transpose order above is (W', H', C, p_h, p_w) -> rows index (C, p_h, p_w) after reshape
         filters = filters.view(-1, c, p, p)
         self.whiten.weight.copy_(torch.cat([filters, -filters]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.whiten(x))
+        # The whitening scales directions the data hardly uses by up to 1/sqrt(eps) = 45x; in bf16 (8-bit
+        # mantissa) the rounding of its inputs lands in those directions and becomes a signal as large as the
+        # image's own (flat or zero-background images). It is a small conv: always fp32.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x = self.act(self.whiten(x.float()))
         x = self.groups(x)
         return self.pool(x).flatten(1)
 

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from sortnet.errors import SortnetError
+from sortnet.torchload import load_failure_reason, load_weights_only
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
 
@@ -84,9 +85,9 @@ def read_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             return load_file(str(path), device="cpu")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_weights_only(path)
     except Exception as e:  # noqa: BLE001 - torch/safetensors raise many types for bad files
-        raise WeightsError(f"cannot read weights file {path} ({type(e).__name__}: {str(e)[:200]}); give a "
+        raise WeightsError(f"cannot read weights file {path} ({load_failure_reason(e)}); give a "
                            ".safetensors file or a PyTorch state dict (.pth) saved with torch.save") from e
     for key in WRAPPER_KEYS:
         if isinstance(state, dict) and isinstance(state.get(key), dict):

@@ -36,11 +36,13 @@ class ReportOptions:
     seed: int = 0
     check: bool = True  # run the (cached) data check on folders for the summary
     progress: bool = True
+    suspects: str | None = None  # a suspects.csv (sortnet check --labels): adds the "Possibly mislabelled" gallery
+    suspects_shown: int = 24  # suspects drawn in that gallery
 
     def __post_init__(self) -> None:
         from sortnet.reporting.collect import ReportError
 
-        for name in ("top_losses", "samples_per_class", "dream_steps", "dream_seconds"):
+        for name in ("top_losses", "samples_per_class", "dream_steps", "dream_seconds", "suspects_shown"):
             if getattr(self, name) < 0:
                 raise ReportError(f"{name} must be >= 0 (0 turns that part off), got {getattr(self, name)}")
 
@@ -78,6 +80,10 @@ def _sections(inputs: ReportInputs, opts: ReportOptions, timer: dict) -> tuple[l
                                             seed=opts.seed, progress=opts.progress)),
         ("samples", lambda: sec.samples_section(inputs, opts.samples_per_class, opts.seed)),
     ]
+    if opts.suspects:
+        from sortnet.reporting.mislabelled import mislabelled_section
+
+        steps.append(("mislabelled", lambda: mislabelled_section(opts.suspects, inputs.data, opts.suspects_shown)))
     sections = []
     bar = progress(steps, desc="report", unit="section", enabled=opts.progress, leave=False)
     for name, make in bar:

@@ -29,10 +29,11 @@ from sortnet.infer.predictor import Predictor
 from sortnet.jsonsafe import finite_or_null
 from sortnet.parallel import usable_cores
 from sortnet.serve.limits import (Busy, Gate, PixelBudget, TimedOut, UploadError, decode_upload, read_body,
-                                  release_memory, replay_request, upload_pixels)
+                                  map_large_blocks, release_memory, replay_request, upload_pixels)
+from sortnet.serve.listen import bind_socket
 from sortnet.serve.page import asset, page_html
 
-TRIM_MIN_PIXELS = 4_000_000  # requests that decoded at least this many pixels hand freed memory back afterwards
+TRIM_MIN_PIXELS = 1_000_000  # requests that decoded at least this many pixels hand freed memory back afterwards
 
 
 @dataclass
@@ -221,9 +222,13 @@ def serve_model(model: str, *, host: str = "127.0.0.1", port: int = 8000, runtim
     from sortnet.reporting.layout import report_path_for
 
     app = create_app(predictor, limits, report=report_path_for(model))
+    sock = bind_socket(host, port)  # a busy port fails here, before any URL is printed
+    map_large_blocks()  # upload bodies and decoded images go back to the OS after each request (glibc)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {host}: anyone who can reach this machine can use the model", flush=True)
     print(f"sortnet serve: {len(predictor.classes)} classes, runtime {predictor.runtime}; "
           f"page http://{host}:{port}/  API docs http://{host}:{port}/docs", flush=True)
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", **server_options(limits))
+    config = uvicorn.Config(app, host=host, port=port, access_log=access_log, log_level="info",
+                            **server_options(limits))
+    uvicorn.Server(config).run(sockets=[sock])
     return 0

@@ -5,7 +5,8 @@ Read endpoints (GET): / (the page, with the session token inside), /assets/* (pa
 image), /api/backbone.onnx and /api/model.onnx (what the page runs), /api/download/KIND (a file already
 made). Write endpoints (POST, token required; serve/guard): /api/classes (add), /api/classes/rename,
 /api/images?cls=C (upload or captured frames), /api/trash, /api/train (starts a background training),
-/api/predict (the server path for pages without WebAssembly), /api/export/KIND (onnx, int8, report).
+/api/predict (the server path for pages without WebAssembly), /api/export/KIND (onnx, int8, report),
+/api/suspects/move and /api/suspects/leave (the "Possibly mislabelled" panel; GET /api/suspects lists it).
 Every request's Host header is checked. Files are written only through StudioFolder (inside DIR).
 
 Usage:
@@ -22,6 +23,7 @@ from sortnet.infer.predictor import Predictor
 from sortnet.jsonsafe import finite_or_null
 from sortnet.serve.app import asset_response
 from sortnet.serve.limits import UploadError, decode_upload, read_body, replay_request
+from sortnet.serve.listen import bind_socket
 from sortnet.serve.page import page_html
 from sortnet.studio.folder import StudioFolder
 from sortnet.studio.guard import Guard
@@ -82,7 +84,8 @@ def create_studio_app(folder: StudioFolder, guard: Guard, model: str | None = No
         return JSONResponse(finite_or_null({
             "folder": str(folder.root), "classes": [{"name": c, "count": len(f), "recent": f[-RECENT:]}
                                                     for c, f in classes.items()],
-            "training": studio.progress.snapshot(), "model": studio.model_info()}))
+            "training": studio.progress.snapshot(), "model": studio.model_info(),
+            "backbone": {"img_size": studio.learner.prep.img_size} if studio.learner is not None else None}))
 
     @app.get("/api/image/{cls}/{name}")
     def image(cls: str, name: str) -> FileResponse:
@@ -111,6 +114,8 @@ def create_studio_app(folder: StudioFolder, guard: Guard, model: str | None = No
         names = []
         for data in await _images(request):
             names.append(folder.save_image(cls, data))
+        if studio.learner is not None:
+            studio.learner.prefetch()  # their features, while the person goes on collecting
         return {"saved": names}
 
     @app.post("/api/trash")
@@ -136,6 +141,21 @@ def create_studio_app(folder: StudioFolder, guard: Guard, model: str | None = No
         pred = predictor.predict_images([img], top_k=len(predictor.classes))[0]
         return JSONResponse(finite_or_null(pred.to_dict()))
 
+    @app.get("/api/suspects")
+    def suspects() -> JSONResponse:
+        return JSONResponse(finite_or_null(studio.suspects.snapshot()))
+
+    @app.post("/api/suspects/move")
+    async def move_suspect(request: Request) -> dict:
+        moved = studio.suspects.move(str(_json(await request.body()).get("path", "")))
+        if studio.learner is not None:
+            studio.learner.prefetch()  # the file's new path: its features are looked up by path
+        return moved
+
+    @app.post("/api/suspects/leave")
+    async def leave_suspect(request: Request) -> dict:
+        return studio.suspects.leave(str(_json(await request.body()).get("path", "")))
+
     @app.post("/api/export/{kind}")
     def export(kind: str) -> dict:
         return {"download": f"api/download/{studio.export(kind)}"}
@@ -157,10 +177,11 @@ def serve_studio(root: str, *, model: str | None = None, host: str = "127.0.0.1"
     folder = StudioFolder(root)
     guard = Guard(host, port)
     app = create_studio_app(folder, guard, model)
+    sock = bind_socket(host, port)  # a busy port fails here, before the address is printed
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {host}: anyone who can reach this machine can open the page", flush=True)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     print(f"sortnet studio on {folder.root}: open http://{shown}:{port}/  (Ctrl-C stops)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[sock])
     return 0
 

@@ -10,7 +10,9 @@ The model file written to DIR/.sortnet-studio/model.safetensors is an ordinary s
 
 Usage:
     learner = Learner(folder)                    # loads the backbone
-    result = learner.train(progress=lambda done, total, stage: ...)
+    learner.prefetch()                           # features of new images, in a background thread
+    result = learner.train(progress=lambda done, total, stage: ...)   # features + head (what the page runs)
+    learner.save()                               # the model file (downloads, server predictions)
     learner.head_json(); learner.backbone_onnx()
 """
 from __future__ import annotations
@@ -41,10 +43,20 @@ CHUNK = 16  # images per extraction step: the page's progress bar moves this oft
 
 
 @dataclasses.dataclass
+class TrainingSet:
+    """What one training fitted: the suspects panel's out-of-fold predictions start from it (no re-extraction)."""
+    paths: list[Path]
+    feats: np.ndarray  # float32 [2, N, F] (orig, flip)
+    labels: np.ndarray  # int64 [N], indexes classes
+    classes: list[str]
+    lam: float  # the L2 strength the head's CV chose
+
+
+@dataclasses.dataclass
 class TrainResult:
     classes: list[str]
     images: int
-    new_images: int  # features computed this time (the rest came from memory)
+    new_images: int  # images whose features were computed since the last training (by prefetch or this Train)
     cv_accuracy: float
     seconds: float
     model_path: Path
@@ -62,29 +74,75 @@ class Learner:
         self.onnx_file = features_dir() / f"{backbone_key(backbone, self.prep)}.onnx"
         self.extractor = FeatureExtractor(self.model, torch.device("cpu"), onnx_cache=self.onnx_file)
         self.features: dict[tuple, np.ndarray] = {}  # (path, size, mtime_ns) -> float32 [2, F] (orig, flip)
+        self.new_since_training = 0  # images whose features were computed (by prefetch or Train) since the last Train
+        self.last: TrainingSet | None = None  # what the last training fitted (the suspects panel reuses it)
+        self.unreadable: set[tuple] = set()  # keys whose file did not decode: not retried until it changes
         self.lock = threading.Lock()  # one training at a time
+        self._extract_lock = threading.Lock()  # one extraction chunk at a time (prefetch and Train share the work)
+        self._prefetching = threading.Lock()  # held while a prefetch thread runs
         self.head: dict | None = None  # what head_json returns, after a training
+        self._fitted: tuple | None = None  # (classes, LinearHead, images) of the last training: what save() writes
 
-    def _key(self, path: Path) -> tuple:
-        st = path.stat()
+    def _key(self, path: Path) -> tuple | None:
+        try:
+            st = path.stat()
+        except OSError:  # trashed or renamed meanwhile
+            return None
         return str(path), st.st_size, st.st_mtime_ns
+
+    def _todo(self, paths: list[Path]) -> list[Path]:
+        return [p for p in paths if (k := self._key(p)) is not None and k not in self.features
+                and k not in self.unreadable]
 
     def _extract_new(self, paths: list[Path], progress) -> int:
         """Features of the files not seen before (in chunks, reporting progress); returns how many."""
-        todo = [p for p in paths if self._key(p) not in self.features]
+        todo = self._todo(paths)
         for start in range(0, len(todo), CHUNK):
-            chunk = todo[start:start + CHUNK]
-            images, kept, _skipped = decode_files([str(p) for p in chunk], self.prep, workers=1)
-            if len(images):
-                feats = self.extractor.extract(images, EVAL_VIEWS)  # [2, n, F]
+            with self._extract_lock:
+                chunk = self._todo(todo[start:start + CHUNK])  # a prefetch may have done some meanwhile
+                keys = [self._key(p) for p in chunk]
+                images, kept, _skipped = decode_files([str(p) for p in chunk], self.prep, workers=1)
+                feats = self.extractor.extract(images, EVAL_VIEWS) if len(images) else None  # [2, n, F]
                 for row, i in enumerate(kept):
-                    self.features[self._key(chunk[i])] = feats[:, row]
+                    self.features[keys[i]] = feats[:, row]
+                self.new_since_training += len(kept)
+                self.unreadable.update(k for i, k in enumerate(keys) if i not in set(kept) and k is not None)
             progress(min(start + CHUNK, len(todo)), len(todo), "features")
         return len(todo)
 
+    def _listing(self) -> dict[str, list[str]]:
+        return {c: files for c, files in self.folder.classes().items() if files}
+
+    def prefetch(self) -> bool:
+        """Compute the features of images not seen yet in a background thread (no-op when one runs); whether
+        one was started. Train then only fits the head; a Train pressed meanwhile shares the remaining work."""
+        if not self._prefetching.acquire(blocking=False):
+            return False
+        threading.Thread(target=self._prefetch, daemon=True, name="studio-features").start()
+        return True
+
+    def _prefetch(self) -> None:
+        try:
+            while True:  # images saved while this ran are picked up by the next round
+                paths = [self.folder.root / c / f for c, files in self._listing().items() for f in files]
+                if not self._todo(paths):
+                    return
+                self._extract_new(paths, lambda done, total, stage: None)
+        except Exception:  # noqa: BLE001 - best effort: Train extracts whatever is missing and reports errors
+            return
+        finally:
+            self._prefetching.release()
+
+    def wait_prefetch(self, timeout: float = 60.0) -> bool:
+        """Block until no prefetch runs (tests, benchmarks); whether it finished within timeout seconds."""
+        if self._prefetching.acquire(timeout=timeout):
+            self._prefetching.release()
+            return True
+        return False
+
     def train(self, progress=lambda done, total, stage: None) -> TrainResult:
-        """Fit the head on every image of every class; writes the model file. StudioError when impossible."""
-        if not self.lock.acquire(blocking=False):
+        """Fit the head on every image of every class (save() writes the model file). StudioError when impossible."""
+        if not self.lock.acquire(timeout=60):  # a save() of the previous model may still be writing
             raise StudioError("a training is already running; wait for it to finish")
         try:
             return self._train(progress)
@@ -93,25 +151,36 @@ class Learner:
 
     def _train(self, progress) -> TrainResult:
         t0 = time.perf_counter()
-        listing = {c: files for c, files in self.folder.classes().items() if files}
+        listing = self._listing()
         if len(listing) < 2:
             raise StudioError("training needs at least 2 classes with images")
         paths = [self.folder.root / c / f for c, files in listing.items() for f in files]
         labels_all = [i for i, files in enumerate(listing.values()) for _ in files]
-        new = self._extract_new(paths, progress)
-        rows = [(self.features[k], y) for p, y in zip(paths, labels_all) if (k := self._key(p)) in self.features]
-        if len({y for _, y in rows}) < 2:
+        self._extract_new(paths, progress)
+        rows = [(p, self.features[k], y) for p, y in zip(paths, labels_all)
+                if (k := self._key(p)) is not None and k in self.features]
+        if len({y for *_, y in rows}) < 2:
             raise StudioError("training needs at least 2 classes with readable images")
-        feats = np.stack([f for f, _ in rows], axis=1)  # [2, N, F]
-        labels = np.asarray([y for _, y in rows], np.int64)
+        feats = np.stack([f for _, f, _ in rows], axis=1)  # [2, N, F]
+        labels = np.asarray([y for *_, y in rows], np.int64)
+        new, self.new_since_training = self.new_since_training, 0
         progress(0, 1, "head")
         head = train_head(feats, labels, len(listing), views=EVAL_VIEWS)
-        path = self._save(list(listing), head, len(labels))
+        self.last = TrainingSet([p for p, _, _ in rows], feats, labels, list(listing), head.info["lambda"])
+        self._fitted = (list(listing), head, len(labels))
         self.head = {"classes": list(listing), "weight": head.weight.tolist(), "bias": head.bias.tolist(),
                      "cv_accuracy": head.info["cv_accuracy"], "images": len(labels)}
         progress(1, 1, "head")
         return TrainResult(list(listing), len(labels), new, head.info["cv_accuracy"],
-                           round(time.perf_counter() - t0, 2), path)
+                           round(time.perf_counter() - t0, 2), self.folder.outputs() / MODEL_FILE)
+
+    def save(self) -> Path:
+        """Write the last training's model file (DIR/.sortnet-studio/model.safetensors); its path. Separate from
+        train(): the page goes live on head_json first (writing the 14 MB file took 2.5 s of a 3 s retrain)."""
+        with self.lock:
+            if self._fitted is None:
+                raise StudioError("no training yet: press Train first")
+            return self._save(*self._fitted)
 
     def _save(self, classes: list[str], head, n: int) -> Path:
         model = create_model(self.arch, 3, len(classes), self.prep.img_size, self.prep.mean, self.prep.std)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sortnet.infer.predictor import Predictor
 from sortnet.studio.folder import StudioError, StudioFolder
+from sortnet.studio.suspects import SuspectsPanel
 
 EXPORTS = {"model": "model.safetensors", "onnx": "model.onnx", "int8": "model.int8.onnx", "report": "report.html"}
 CANVAS_MAX_PX = 64  # grey models up to this input size get the drawing canvas (digits, MNIST-like)
@@ -24,7 +25,7 @@ class Progress:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._state: dict = {"state": "idle", "stage": "", "done": 0, "total": 0, "result": None, "error": None,
-                             "runs": 0}
+                             "runs": 0, "saved": 0}
 
     def update(self, **changes) -> None:
         with self._lock:
@@ -38,12 +39,14 @@ class Progress:
 class Studio:
     def __init__(self, folder: StudioFolder, model: str | None = None, load_backbone: bool = True) -> None:
         self.folder, self.progress = folder, Progress()
+        self.suspects = SuspectsPanel(folder)
         self.learner = None
         if load_backbone:
             from sortnet.studio.learner import Learner
 
             self.learner = Learner(folder)
             self.learner.backbone_onnx()  # exported once (cached), so the first Train is not slowed by it
+            self.learner.prefetch()  # features of the images already there, while the page opens
         self.model_path: Path | None = Path(model) if model else None
         self.predictor: Predictor | None = Predictor.from_file(model, runtime="torch", threads=1) if model else None
         self.kind = "graph" if model else None  # what the page runs: the whole model, or backbone + head
@@ -63,25 +66,39 @@ class Studio:
         try:
             result = self.learner.train(lambda done, total, stage: self.progress.update(done=done, total=total,
                                                                                        stage=stage))
-            self.predictor = Predictor.from_file(result.model_path, runtime="torch", threads=1)
-            self.model_path, self.kind, self._graph = result.model_path, "backbone", None
-            runs = self.progress.snapshot()["runs"] + 1
-            self.progress.update(state="done", stage="done", runs=runs, result={
-                "classes": result.classes, "images": result.images, "new_images": result.new_images,
-                "cv_accuracy": result.cv_accuracy, "seconds": round(time.perf_counter() - t0, 2)})
+            with self._export_lock:  # downloads wait for the new model file, written after the page went live
+                self.kind, self._graph = "backbone", None
+                runs = self.progress.snapshot()["runs"] + 1
+                self.progress.update(state="done", stage="done", runs=runs, result={
+                    "classes": result.classes, "images": result.images, "new_images": result.new_images,
+                    "cv_accuracy": result.cv_accuracy, "seconds": round(time.perf_counter() - t0, 2)})
+                self.model_path = self.learner.save()
+                self.predictor = Predictor.from_file(self.model_path, runtime="torch", threads=1)
+                self.progress.update(saved=runs)  # the model file of this run is on disk
         except Exception as e:  # noqa: BLE001 - shown in the page; SortnetErrors carry their own advice
             self.progress.update(state="error", stage="", error=str(e) or type(e).__name__)
+            return
+        self._find_suspects(runs)
+
+    def _find_suspects(self, runs: int) -> None:
+        """After the live model is up: the 'Possibly mislabelled' panel from the same features (seconds)."""
+        self.suspects.mark_running(runs)
+        try:
+            self.suspects.update_from_training(self.learner.last, runs)
+        except Exception as e:  # noqa: BLE001 - the panel shows the error; the trained model stays usable
+            self.suspects.set_error(runs, str(e) or type(e).__name__)
 
     def model_info(self) -> dict | None:
+        made = sorted(k for k in EXPORTS if self.made(k) is not None)
+        if self.kind == "backbone" and self.learner is not None and self.learner.head is not None:
+            # from the learner, not the predictor: the page goes live before the model file is written
+            return {"kind": "backbone", "classes": list(self.learner.head["classes"]), "arch": self.learner.arch,
+                    "prep": self.learner.prep.to_dict(), "canvas": False, "made": made, "head": self.learner.head}
         if self.predictor is None:
             return None
         prep = self.predictor.prep
-        info = {"kind": self.kind, "classes": list(self.predictor.classes), "arch": self.predictor.meta.arch,
-                "prep": prep.to_dict(), "canvas": prep.channels == 1 and prep.img_size <= CANVAS_MAX_PX,
-                "made": sorted(k for k in EXPORTS if self.made(k) is not None)}
-        if self.kind == "backbone" and self.learner is not None and self.learner.head is not None:
-            info["head"] = self.learner.head
-        return info
+        return {"kind": self.kind, "classes": list(self.predictor.classes), "arch": self.predictor.meta.arch,
+                "prep": prep.to_dict(), "canvas": prep.channels == 1 and prep.img_size <= CANVAS_MAX_PX, "made": made}
 
     def browser_graph(self, kind: str) -> bytes:
         """The ONNX bytes the page runs: the studio backbone, or the whole given model (exported once)."""
@@ -103,10 +120,10 @@ class Studio:
         """Make one download under DIR/.sortnet-studio/ (model file copy, ONNX, int8 ONNX, report); its kind."""
         if kind not in EXPORTS:
             raise StudioError(f"unknown download {kind!r}; one of {', '.join(EXPORTS)}")
-        if self.model_path is None:
-            raise StudioError("no model yet: press Train first")
         out = self.folder.outputs() / EXPORTS[kind]
         with self._export_lock:
+            if self.model_path is None:
+                raise StudioError("no model yet: press Train first")
             if kind == "model":
                 if self.model_path.resolve() != out.resolve():
                     from sortnet.atomic import atomic_write_bytes

@@ -13,6 +13,7 @@ import torch
 from sortnet.atomic import atomic_path
 from sortnet.errors import SortnetError
 from sortnet.modelfile import non_finite_tensors
+from sortnet.torchload import load_failure_reason, load_weights_only
 
 
 
@@ -41,6 +42,7 @@ def load_checkpoint(path: Path) -> dict:
             f"no checkpoint at {path}; a run can be resumed once it has finished its first epoch."
         )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_weights_only(path)
     except Exception as e:  # torch raises several types for corrupt zips / unpickling refusals
-        raise CheckpointError(f"checkpoint {path} is unreadable ({type(e).__name__}: {e}).") from e
+        raise CheckpointError(f"checkpoint {path} is unreadable ({load_failure_reason(e)}); restore the run's own "
+                              "checkpoint, or start a new run with another --out") from e

@@ -122,9 +122,10 @@ def _fit_config(bundle: DataBundle, settings: dict) -> TrainConfig:
 def _train(trainer: Trainer, run_dir: Path | None) -> None:
     try:
         trainer.fit()
-    except KeyboardInterrupt:
-        hint = f"; continue with: sortnet train --resume {run_dir}" if run_dir is not None else ""
-        raise KeyboardInterrupt(f"training interrupted{hint}") from None
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (sortnet.stopsignal.Terminated)
+        resumable = run_dir is not None and (Path(run_dir) / CHECKPOINT_NAME).exists()
+        hint = f"; continue with: sortnet train --resume {run_dir}" if resumable else ""
+        raise type(e)(f"training interrupted{hint}") from None
 
 
 def build_model(arch: str, bundle: DataBundle, pretrained: bool = False):

@@ -6,6 +6,7 @@ Usage:
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -16,8 +17,10 @@ from sortnet.training import distributed
 from sortnet.training.callbacks import Callback
 from sortnet.training.fit import fit, read_run_file
 from sortnet.training.prepare import prepare
-from sortnet.training.rundir import (MODEL_FILE, RUN_FILE, check_new_run_dir, default_run_dir, make_run_dir,
-                                     remove_unfinished)
+from sortnet.atomic import remove_stale_temps
+from sortnet.training.rundir import (MODEL_FILE, RUN_FILE, WRITTEN_FILES, check_new_run_dir, default_run_dir,
+                                     make_run_dir, remove_unfinished)
+from sortnet.training.runlock import RunLock
 
 __all__ = ["train", "default_run_dir", "check_new_run_dir", "MODEL_FILE"]
 
@@ -39,8 +42,9 @@ def train(data: str | None = None, *, out: str | None = None, resume: str | None
         distributed.join(settings.get("device", "auto"))  # only rank 0 needs the run folder
         saved = distributed.from_main(lambda: read_run_file(Path(resume)))
         overrides = {k: v for k, v in settings.items() if k in ("progress", "device")}
-        bundle = prepare(saved["data"], **dict(saved["config"], **overrides))
-        return fit(bundle, out=resume, resume=True, callbacks=callbacks, started_at=started_at, **overrides)
+        with _owned(Path(resume)):  # the run folder is this process's until the end (rank 0)
+            bundle = prepare(saved["data"], **dict(saved["config"], **overrides))
+            return fit(bundle, out=resume, resume=True, callbacks=callbacks, started_at=started_at, **overrides)
     if data is None:
         raise ConfigError("train needs DATA (a folder or a built-in dataset name) or resume=RUN_DIR")
     cfg = TrainConfig.from_dict(settings)  # bad settings fail before any data is read
@@ -52,13 +56,38 @@ def train(data: str | None = None, *, out: str | None = None, resume: str | None
         return fit(prepare(data, **settings), out=run_dir, callbacks=callbacks, started_at=started_at, **settings)
     check_new_run_dir(run_dir, str(data))
     created = make_run_dir(run_dir)
+    lock = RunLock(run_dir).acquire()  # RunLockError when another run took the folder since the check
+    try:
+        check_new_run_dir(run_dir, str(data), owner=True)  # again, as its owner: a run that ended meanwhile is kept
+    except BaseException:
+        lock.release()
+        raise
     try:
         if cfg.ensemble > 1:
             from sortnet.ensemble.train import train_ensemble
 
-            return train_ensemble(data, run_dir, settings, callbacks)
-        bundle = prepare(data, **settings)
-        return fit(bundle, out=run_dir, callbacks=callbacks, started_at=started_at, **settings)
-    except BaseException:
-        remove_unfinished(run_dir, created)  # no empty or half-made run folder after a failure
+            result = train_ensemble(data, run_dir, settings, callbacks)
+        else:
+            bundle = prepare(data, **settings)
+            result = fit(bundle, out=run_dir, callbacks=callbacks, started_at=started_at, **settings)
+        remove_stale_temps(run_dir, WRITTEN_FILES)
+        return result
+    except BaseException as e:
+        gone = remove_unfinished(run_dir, created)  # no empty or half-made run folder after a failure
+        if gone and isinstance(e, KeyboardInterrupt):  # Ctrl-C or SIGTERM before the first checkpoint
+            raise type(e)("training stopped before its first checkpoint; nothing was kept") from None
         raise
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def _owned(run_dir: Path):
+    """Hold run_dir's lock (rank 0) while resuming; stale temporary files go at the start and the end."""
+    if not distributed.is_main():
+        yield
+        return
+    with RunLock(run_dir):
+        remove_stale_temps(run_dir, WRITTEN_FILES)
+        yield
+        remove_stale_temps(run_dir, WRITTEN_FILES)

@@ -5,7 +5,9 @@ Imports nothing heavy (no torch), so the CLI can refuse a bad --out in milliseco
 Rules for a new run folder (`train --out`, default runs/<data name>): it is new or an empty folder (a
 user's files are never overwritten), not a file, and not inside the data folder (its files would be read
 as data by the next run). A run that fails before its first checkpoint removes what it wrote and the
-folders it made; after a checkpoint the folder stays, for --resume.
+folders it made; after a checkpoint the folder stays, for --resume. A run owns its folder for its whole
+length (training/runlock.py): a second run into it is refused. Temporary files a killed writer left
+(".model.safetensors.*.tmp") are removed when the run is resumed or finishes.
 
 Usage:
     run_dir = Path(out) if out else default_run_dir(data)
@@ -19,13 +21,16 @@ import re
 import shutil
 from pathlib import Path
 
+from sortnet.atomic import remove_stale_temps
 from sortnet.config import ConfigError
+from sortnet.training.runlock import LOCK_FILE, RunLockError, lock_holder
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.safetensors"
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
 TENSORBOARD_DIR = "tensorboard"
+WRITTEN_FILES = (RUN_FILE, MODEL_FILE, CHECKPOINT_NAME, METRICS_FILE, "report.html")  # written atomically
 
 
 def data_name(data: str) -> str:
@@ -42,14 +47,19 @@ def default_run_dir(data: str, root: str = "runs") -> Path:
     return candidate
 
 
-def check_new_run_dir(run_dir: Path, data: str) -> None:
-    """ConfigError unless run_dir is new or an empty folder outside the data folder."""
+def check_new_run_dir(run_dir: Path, data: str, owner: bool = False) -> None:
+    """ConfigError unless run_dir is new or an empty folder outside the data folder; RunLockError while another
+    run owns it (owner=True: this process holds its lock)."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} is a file, not a folder; give a new folder for the run")
+    holder = None if owner else lock_holder(run_dir)
+    if holder is not None:
+        raise RunLockError(f"{run_dir} is in use by another sortnet run{f' (pid {holder})' if holder else ''}; "
+                           "wait for it to finish or choose another --out")
     if (run_dir / CHECKPOINT_NAME).exists() or (run_dir / MODEL_FILE).exists():
         raise ConfigError(f"{run_dir} already holds a run; use --resume {run_dir} or choose another --out")
-    present = sorted(p.name for p in run_dir.iterdir()) if run_dir.exists() else []
+    present = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_FILE) if run_dir.exists() else []
     if present:
         raise ConfigError(f"--out {run_dir} already holds other files ({', '.join(present[:3])}"
                           f"{', ...' if len(present) > 3 else ''}); runs are written only into new or empty "
@@ -67,15 +77,24 @@ def make_run_dir(run_dir: Path) -> list[Path]:
     return created
 
 
-def remove_unfinished(run_dir: Path, created: list[Path]) -> None:
-    """After a failure before the first checkpoint: remove what the run wrote and the folders it made."""
+def remove_unfinished(run_dir: Path, created: list[Path]) -> bool:
+    """After a failure before the first checkpoint: remove what the run wrote and the folders it made.
+
+    Call while owning the folder (its lock file goes too). True when nothing of the run is left."""
     run_dir = Path(run_dir)
     if (run_dir / CHECKPOINT_NAME).exists():
-        return  # resumable (or worth inspecting): the folder stays as it is
+        return False  # resumable (or worth inspecting): the folder stays as it is
     (run_dir / RUN_FILE).unlink(missing_ok=True)
     shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)  # event files this run wrote
+    remove_stale_temps(run_dir, WRITTEN_FILES)
+    (run_dir / LOCK_FILE).unlink(missing_ok=True)
     for folder in created:  # deepest first; a folder someone else wrote into is kept
         try:
             folder.rmdir()
         except OSError:
             break
+    return True
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return (Path(run_dir) / CHECKPOINT_NAME).exists()

@@ -314,15 +314,15 @@ class Trainer:
                 "images_per_second": seen / max(elapsed, 1e-9), "lr": self.opt.param_groups[0]["lr"]}
 
     def _diverged(self, loss: float) -> str:
-        """Advice that worked on the failures of issue 24: fp32 where reduced precision broke; the MLP where
-        blank or single-colour images broke the CNN (a 10x lower lr alone did not); a lower lr last."""
-        lr, prec = self.recipe.lr, "fp32" if self.dtype is None else str(self.dtype).removeprefix("torch.")
-        tips = ["--precision fp32"] if self.dtype is not None else []
-        tips.append(f"--lr {lr / 10:g}")
-        return (f"training diverged: the loss became {loss} at step {self.step} (epoch {self.epoch + 1}) of "
-                f"{self.recipe.model} in {prec} with peak learning rate {lr:g}. Nothing non-finite was saved. "
-                f"Try {', then '.join(tips)}; if it still diverges, look for blank or single-colour images "
-                "(`sortnet check DATA`) or try --model mlp")
+        """The advice that works first: reduced precision is the usual suspect, then the learning rate."""
+        lr = self.recipe.lr
+        tries = [f"--lr {lr / 10:g}"]
+        if self.dtype is not None:  # bf16/fp16 autocast: fp32 is what the numerics are tested against
+            tries.insert(0, "--precision fp32")
+        precision = str(self.dtype).removeprefix("torch.") if self.dtype is not None else "fp32"
+        return (f"training diverged: the loss became {loss} at step {self.step} (epoch {self.epoch + 1}) with peak "
+                f"learning rate {lr:g} in {precision}. Nothing non-finite was saved. "
+                f"Try {' or '.join(tries)}, or --model mlp to check the data")
 
     def _batches(self, perm: torch.Tensor):
         """(index, uint8 pixels) per step; streamed sets fetch the next batch in a thread meanwhile."""

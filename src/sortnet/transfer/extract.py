@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sortnet.atomic import atomic_write_bytes
+from sortnet.data.cacheentry import read_entry, remove_entry, write_entry
 from sortnet.parallel import usable_cores
 from sortnet.progress import progress as show
 from sortnet.training.augment import random_resized_crop
@@ -68,9 +68,11 @@ class FeatureGraph(nn.Module):
 
 
 def _export(graph: FeatureGraph, example: torch.Tensor, cache_file: Path | None) -> bytes | None:
-    """The ONNX graph (from cache_file when there; the export takes ~5-10 s on 2 cores), None if it fails."""
-    if cache_file is not None and cache_file.is_file():
-        return cache_file.read_bytes()
+    """The ONNX graph (from cache_file when it is there and verified; the export takes ~5-10 s on 2 cores),
+    None if the export fails."""
+    cached = read_entry(cache_file) if cache_file is not None else None
+    if cached is not None:
+        return cached
     buf = io.BytesIO()
     try:
         with torch.no_grad(), warnings.catch_warnings():
@@ -80,10 +82,7 @@ def _export(graph: FeatureGraph, example: torch.Tensor, cache_file: Path | None)
     except Exception:  # noqa: BLE001 - any export problem: fall back to PyTorch, which always works
         return None
     if cache_file is not None:
-        try:
-            atomic_write_bytes(cache_file, buf.getvalue())
-        except OSError:
-            pass
+        write_entry(cache_file, buf.getvalue())  # a full or read-only cache only costs the next run the export
     return buf.getvalue()
 
 
@@ -96,12 +95,26 @@ def _onnx_session(graph: FeatureGraph, example: torch.Tensor, cache_file: Path |
     data = _export(graph, example, cache_file)
     if data is None:
         return None
+    try:
+        return _session(ort, data)
+    except Exception:  # noqa: BLE001 - a graph onnxruntime refuses (verified, yet unusable): export it afresh
+        if cache_file is not None:
+            remove_entry(cache_file)
+        data = _export(graph, example, cache_file)
+        try:
+            return _session(ort, data) if data is not None else None
+        except Exception:  # noqa: BLE001 - PyTorch computes the same features, only slower
+            return None
+
+
+def _session(ort, data: bytes):
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads, opts.inter_op_num_threads = usable_cores(), 1
     # no busy-waiting between operators: on a shared machine spinning threads steal the cores the work
     # needs (EfficientNet-Lite0 at load 10 on 2 cores: 14.8 img/s without spinning, 8.9 with)
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3  # errors only: no onnxruntime warnings on the user's stderr
     return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
 
 

@@ -8,8 +8,10 @@ the disk), metadata {"view", "backbone"}. The key is a SHA-256 over
   - the view (name, seed, CACHE_VERSION): a run asking for more views reuses the ones already cached,
   - every row: absolute path + size + mtime (image files), or the pixels' hash (sets without files).
 Editing, adding or removing a file, other weights, another size or other views give another key: a stale
-entry is never read. Writes are atomic; a damaged entry is recomputed. The backbone's exported ONNX graph
-is kept next to them as <backbone_key>.onnx (its export takes seconds; transfer/extract.py reads it back).
+entry is never read. Every entry is a verified cache entry (sortnet.data.cacheentry: SHA-256 written with
+it, checked on read) and its features must be finite: a damaged, rewritten or NaN entry is recomputed. The
+backbone's exported ONNX graph is kept next to them as <backbone_key>.onnx, verified the same way (its
+export takes seconds; transfer/extract.py reads it back).
 
 Usage:
     feats, hits = cached_features(train_set, extractor, backbone={"arch": ..., "sha256": ...}, prep=prep,
@@ -25,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sortnet.atomic import atomic_path
+from sortnet.data.cacheentry import read_entry, remove_entry, write_entry
 from sortnet.data.dataset import ImageSet
 from sortnet.data.filecache import cache_root, stat_key
 from sortnet.data.preprocess import Preprocessing
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: entries carry a checksum (sortnet.data.cacheentry)
 HASH_CHUNK_ROWS = 256
 
 
@@ -65,25 +67,30 @@ def features_key(data: ImageSet, backbone: dict, prep: Preprocessing, view: str,
 
 
 def _read(path: Path, n: int) -> np.ndarray | None:
-    from safetensors import safe_open
+    """float32 [n, F] features of a verified, finite entry; None (and the entry removed) otherwise."""
+    from safetensors.torch import load
 
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            feats = f.get_tensor("features")
-    except Exception:  # noqa: BLE001 - missing or damaged: recompute
+    payload = read_entry(path)
+    if payload is None:
         return None
-    return feats.float().numpy() if feats.ndim == 2 and feats.shape[0] == n else None
+    try:
+        feats = load(payload)["features"].float().numpy()
+    except Exception:  # noqa: BLE001 - a checksummed payload that still does not parse: recompute
+        feats = None
+    if feats is None or feats.ndim != 2 or feats.shape[0] != n or not np.isfinite(feats).all():
+        remove_entry(path)
+        return None
+    return feats
 
 
 def _write(path: Path, feats: np.ndarray, view: str, backbone: dict) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    try:
-        with atomic_path(path) as tmp:
-            save_file({"features": torch.from_numpy(np.ascontiguousarray(feats)).half()}, str(tmp),
-                      metadata={"view": view, "backbone": json.dumps(backbone)})
-    except OSError:
-        pass  # a full or read-only cache only costs the next run the extraction
+    if not np.isfinite(feats).all():
+        return  # never cache NaN/infinite features: the next run computes them again
+    payload = save({"features": torch.from_numpy(np.ascontiguousarray(feats)).half()},
+                   metadata={"view": view, "backbone": json.dumps(backbone)})
+    write_entry(path, payload)  # a full or read-only cache only costs the next run the extraction
 
 
 def cached_features(data: ImageSet, extractor, backbone: dict, prep: Preprocessing, views, *, seed: int = 0,

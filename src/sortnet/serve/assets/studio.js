@@ -138,14 +138,45 @@ function showTraining(t) {
     (100 * t.result.cv_accuracy).toFixed(1) + "%";
 }
 
+/* ---------- possibly mislabelled (after each training) ---------- */
+async function pollSuspects(runs) {
+  const st = await api("api/suspects");
+  if (st.runs !== runs || st.state === "running" || st.state === "none") { setTimeout(() => pollSuspects(runs), 500); return; }
+  renderSuspects(st);
+}
+function renderSuspects(st) {
+  const box = $("suspects"); box.replaceChildren(); $("suspects-box").hidden = false;
+  $("suspects-status").textContent = st.state === "error" ? "(" + st.error + ")" :
+    "(" + st.suspects.length + " listed; about " + st.estimated_errors + " wrong labels among " + st.images + " images)";
+  box.dataset.runs = String(st.runs);
+  for (const s of st.suspects) {
+    const [cls, name] = [s.path.slice(0, s.path.indexOf("/")), s.path.slice(s.path.indexOf("/") + 1)];
+    const img = el("img", { alt: s.path, loading: "lazy" });
+    img.src = "api/image/" + encodeURIComponent(cls) + "/" + encodeURIComponent(name);
+    const move = el("button", { type: "button", className: "move", textContent: "move to " + s.suggested });
+    const leave = el("button", { type: "button", className: "leave", textContent: "leave it" });
+    const card = el("div", { className: "suspect" }, img,
+      el("div", { textContent: "given: " + s.given }), el("div", { textContent: "suggested: " + s.suggested }),
+      el("div", { textContent: "label quality " + s.score.toFixed(3) }), move, leave);
+    card.dataset.path = s.path;
+    const act = async (what) => {
+      try { await postJSON("api/suspects/" + what, { path: s.path }); card.remove(); refresh(); }
+      catch (e) { alert(e.message); }
+    };
+    move.addEventListener("click", () => act("move"));
+    leave.addEventListener("click", () => act("leave"));
+    box.append(card);
+  }
+}
+
 /* ---------- the model in the page ---------- */
 async function loadModel(m) {
   S.runner = null; $("runtime").textContent = "(loading...)";
   try {
     if (!InBrowser.available()) throw new Error("no WebAssembly");
     if (m.kind === "backbone") {
-      S.backbone = S.backbone || await InBrowser.session("api/backbone.onnx");
-      S.runner = await loadInBrowser({ kind: "backbone", session: S.backbone, prep: m.prep, head: m.head });
+      S.runner = await loadInBrowser({ kind: "backbone", session: await preloadBackbone(m.prep.img_size), prep: m.prep,
+                                       head: m.head });
     } else {
       S.runner = await loadInBrowser({ kind: "graph", url: "api/model.onnx", prep: m.prep });
     }
@@ -155,6 +186,19 @@ async function loadModel(m) {
     $("runtime").textContent = "(on the server: " + e.message + ")";
   }
   document.body.dataset.runs = String(S.runs);
+}
+/* The backbone never changes in a session: it is loaded (and run once on a blank image, which warms
+   onnxruntime-web's kernels) when the page opens, so a Train waits only for the head. */
+function preloadBackbone(size) {
+  if (!S.backbone) {
+    S.backbone = InBrowser.session("api/backbone.onnx").then(async (session) => {
+      const x = new Float32Array(2 * 3 * size * size);
+      await session.run({ x: new ort.Tensor("float32", x, [2, 3, size, size]) });
+      return session;
+    });
+    S.backbone.catch(() => { S.backbone = null; });  // tried again at the next model
+  }
+  return S.backbone;
 }
 async function predictImageData(data) {
   const m = S.model, r = S.runner; if (!r) return null;
@@ -232,6 +276,7 @@ for (const b of document.querySelectorAll("#downloads button")) {
 async function refresh() {
   const st = await api("api/state");
   S.classes = st.classes; renderClasses(); showTraining(st.training);
+  if (st.backbone && InBrowser.available()) preloadBackbone(st.backbone.img_size).catch(() => {});
   $("info").textContent = st.folder + ": " + st.classes.length + " classes, " +
     st.classes.reduce((t, c) => t + c.count, 0) + " images";
   const runs = st.model ? st.model.kind + st.training.runs : null;
@@ -241,6 +286,7 @@ async function refresh() {
     $("draw-box").hidden = !st.model.canvas;
     await loadModel(st.model);
     if (st.model.canvas) setupCanvas(st.model.prep);
+    if (st.model.kind === "backbone" && st.training.runs) pollSuspects(st.training.runs).catch(() => {});
   }
 }
 refresh().catch((e) => { $("info").textContent = "studio unavailable: " + e.message; });
