@@ -124,6 +124,18 @@ class EfficientNetLite(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.head(self.blocks(self.stem(x)))).flatten(1)  # [B, 1280]
 
+    def split(self, tail_blocks: int) -> tuple[nn.Sequential, nn.Sequential]:
+        """(front, tail) sharing this body's modules: tail(front(x)) == self(x); the tail is the last
+        tail_blocks MBConv blocks + the 1x1 head conv + pooling (partial fine-tuning trains it alone)."""
+        cut = len(self.blocks) - max(0, min(tail_blocks, len(self.blocks)))
+        front = nn.Sequential(self.stem, *self.blocks[:cut])
+        return front, nn.Sequential(*self.blocks[cut:], self.head, self.pool, nn.Flatten(1))
+
+    def last_stage_blocks(self) -> int:
+        """Blocks after the last stride-2 one: the ones working at the final (smallest) resolution."""
+        strides = [int(b.depthwise[0].stride[0]) for b in self.blocks]
+        return len(strides) - 1 - max(i for i, s in enumerate(strides) if s > 1)
+
 
 _REFERENCE_PARTS = {"_expand_conv": "expand.0", "_bn0": "expand.1", "_depthwise_conv": "depthwise.0",
                     "_bn1": "depthwise.1", "_project_conv": "project.0", "_bn2": "project.1"}

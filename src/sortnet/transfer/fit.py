@@ -5,7 +5,9 @@
 2. Features of every training image (orig + flip views; crop views too when a --time-budget has room)
    and of val/test (orig + flip = the flip TTA) are read from the feature cache or computed once.
 3. A linear head is fitted on them (seconds) and becomes the model's head.
-4. `--finetune full` (or auto's choice): every layer trains further (sortnet.transfer.finetune).
+4. `--finetune full` (or auto's choice): every layer trains further (sortnet.transfer.finetune);
+   `--finetune partial[:N]` (or auto's choice on a CPU with a budget): 2-3 happen on cached activations
+   of the frozen front instead, and the last N blocks + head train on them (sortnet.transfer.partial_fit).
 Held-out metrics come from the same features (a linear head's averaged logits over views are exactly
 the model file's TTA), so nothing is computed twice.
 
@@ -128,15 +130,18 @@ def _fit_head(model, feats: _Features, bundle, cfg, recipe, budget_left, log: _L
 
 
 def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, callbacks=None, state=None,
-                   reason: str = "") -> dict:
-    """Train recipe.model from its pretrained weights on bundle; the finish_model result dict."""
-    from sortnet.training.finish import finish_model
+                   reason: str = "", deadline=None, after_seconds: float = 0.0) -> dict:
+    """Train recipe.model from its pretrained weights on bundle; the finish_model result dict.
+
+    deadline: the whole command's training/clock.Deadline (default: the budget starts now); after_seconds:
+    what the command does after the model file (the report), kept free by partial fine-tuning."""
 
     t0 = time.perf_counter()
     log = _Log(cfg.progress)
+    end = None if not cfg.time_budget else (deadline.remaining() if deadline is not None else cfg.time_budget) + t0
 
     def budget_left():
-        return None if not cfg.time_budget else cfg.time_budget - (time.perf_counter() - t0)
+        return None if end is None else end - time.perf_counter()
 
     prep = _model_prep(bundle, recipe)
     model = create_model(recipe.model, prep.channels, len(bundle.classes), prep.img_size, prep.mean, prep.std)
@@ -146,6 +151,12 @@ def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, cal
     else:
         mode, why = choose_finetune(cfg, model, bundle, device, budget_left())
     _announce(log, bundle, recipe, origin, reason, mode, why, device)
+    partial = _partial(model, bundle, cfg, recipe, origin, device, dtype, log, budget_left, after_seconds) \
+        if mode == "partial" else None
+    if partial is not None:  # head + last blocks on cached activations: val/test logits come with it
+        recipe = dataclasses.replace(recipe, **partial["recipe_updates"])
+        return _finish(model, bundle, cfg, recipe, run_dir, partial["metrics"], partial["logits"], origin, device,
+                       dtype, t0)
     feats = _Features(model, bundle, recipe, cfg, origin, device, dtype, log)
     metrics: dict = {"history": [], "epochs": 0, "best": {}}
     if state is None:
@@ -158,6 +169,28 @@ def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, cal
         feats = _Features(model, bundle, recipe, cfg, origin, device, dtype, log, cache=False)
     logits = {s: _head_logits(feats.get(s, feats.eval_views), model.head) for s in ("val", "test")
               if getattr(bundle, s) is not None and len(getattr(bundle, s))}
+    return _finish(model, bundle, cfg, recipe, run_dir, metrics, logits, origin, device, dtype, t0)
+
+
+def _partial(model, bundle, cfg, recipe, origin, device, dtype, log, budget_left, after_seconds) -> dict | None:
+    """transfer/partial_fit.fit_partial with this run's context; None: it chose the head path."""
+    from sortnet.training.budget import safety_margin
+    from sortnet.training.planner import save_seconds
+    from sortnet.transfer.finetune import partial_blocks
+    from sortnet.transfer.partial_fit import PartialContext, fit_partial
+
+    reserve = (save_seconds(model) + after_seconds + safety_margin(cfg.time_budget)) if cfg.time_budget else 0.0
+    ctx = PartialContext(prep=_model_prep(bundle, recipe), backbone={"arch": recipe.model, "weights_sha256": origin.sha256},
+                         device=device, dtype=dtype, class_weights=_class_weights(cfg, bundle.train.labels,
+                                                                                  len(bundle.classes)),
+                         eval_views=("orig", "flip") if recipe.tta_flip else ("orig",), flip=recipe.flip, log=log,
+                         reserve=reserve)
+    return fit_partial(model, bundle, cfg, ctx, partial_blocks(cfg), budget_left)
+
+
+def _finish(model, bundle, cfg, recipe, run_dir, metrics, logits, origin, device, dtype, t0) -> dict:
+    from sortnet.training.finish import finish_model
+
     metrics["train_seconds"] = round(time.perf_counter() - t0, 2)
     if run_dir is not None:
         payload = {"data": bundle.data, "config": cfg.to_dict(), "recipe": recipe.to_dict()}
