@@ -156,7 +156,7 @@ def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, cal
     if partial is not None:  # head + last blocks on cached activations: val/test logits come with it
         recipe = dataclasses.replace(recipe, **partial["recipe_updates"])
         return _finish(model, bundle, cfg, recipe, run_dir, partial["metrics"], partial["logits"], origin, device,
-                       dtype, t0)
+                       dtype, t0, deadline)
     feats = _Features(model, bundle, recipe, cfg, origin, device, dtype, log)
     metrics: dict = {"history": [], "epochs": 0, "best": {}}
     if state is None:
@@ -169,7 +169,7 @@ def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, cal
         feats = _Features(model, bundle, recipe, cfg, origin, device, dtype, log, cache=False)
     logits = {s: _head_logits(feats.get(s, feats.eval_views), model.head) for s in ("val", "test")
               if getattr(bundle, s) is not None and len(getattr(bundle, s))}
-    return _finish(model, bundle, cfg, recipe, run_dir, metrics, logits, origin, device, dtype, t0)
+    return _finish(model, bundle, cfg, recipe, run_dir, metrics, logits, origin, device, dtype, t0, deadline)
 
 
 def _partial(model, bundle, cfg, recipe, origin, device, dtype, log, budget_left, after_seconds) -> dict | None:
@@ -188,7 +188,7 @@ def _partial(model, bundle, cfg, recipe, origin, device, dtype, log, budget_left
     return fit_partial(model, bundle, cfg, ctx, partial_blocks(cfg), budget_left)
 
 
-def _finish(model, bundle, cfg, recipe, run_dir, metrics, logits, origin, device, dtype, t0) -> dict:
+def _finish(model, bundle, cfg, recipe, run_dir, metrics, logits, origin, device, dtype, t0, deadline) -> dict:
     from sortnet.training.finish import finish_model
 
     metrics["train_seconds"] = round(time.perf_counter() - t0, 2)
@@ -198,8 +198,10 @@ def _finish(model, bundle, cfg, recipe, run_dir, metrics, logits, origin, device
     from sortnet.infer.batch import TTA
 
     tta = TTA(flip=recipe.tta_flip, shift=0)
+    budget = (lambda: {"seconds": deadline.seconds, "used_seconds": round(deadline.elapsed(), 2)}) \
+        if deadline is not None else None  # the model file's moment in the whole command's budget
     return finish_model(model, recipe, tta, bundle, cfg, run_dir, metrics, device=device, dtype=dtype,
-                        logits=logits, weights_source=origin.to_dict())
+                        logits=logits, weights_source=origin.to_dict(), budget=budget)
 
 
 def _full_finetune(model, bundle, cfg, recipe, device, dtype, run_dir, callbacks, state, budget_left):

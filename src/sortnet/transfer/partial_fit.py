@@ -36,7 +36,8 @@ from sortnet.transfer.actcache import (FrontGraph, MEMORY_SHARE, activation_byte
                                        available_memory, cached_activations, front_graph_key)
 from sortnet.transfer.extract import FeatureExtractor, train_views
 from sortnet.transfer.head import train_head
-from sortnet.transfer.partial import TailTrainer, frozen_session, measure_tail, tail_forward, tail_logits
+from sortnet.transfer.partial import (TailTrainer, frozen_session, measure_tail, tail_forward, tail_logits,
+                                      threads)
 
 MIN_EPOCHS = 4  # fewer passes over the tail rarely beat the head they start from
 EPOCH_IMAGES = 20_000  # without a budget: epochs so that ~this many images are seen, within [3, 15]
@@ -215,17 +216,21 @@ def fit_partial(model, bundle, cfg, ctx: PartialContext, blocks: int | None,
         for prm in list(sub.parameters()) + list(model.head.parameters()):
             prm.requires_grad_(True)
         left = seconds_left()
-        budget = None if left is None else max(1.0, left - ctx.reserve - _final_eval(evals, sub, model.head))
+        budget = None if left is None else \
+            max(1.0, left - ctx.reserve - _final_eval(evals, sub, num_threads or torch.get_num_threads()))
         trainer = TailTrainer(sub, model.head, train, labels, val=(evals["val"], bundle.val.labels)
                               if "val" in evals else None, class_weights=ctx.class_weights, seed=cfg.seed,
                               log=ctx.log if cfg.progress else None, num_threads=num_threads)
         result = trainer.fit(seconds=budget, epochs=None if budget else epochs_without_budget(cfg, n))
+        left = seconds_left()
         ctx.log(f"  partial fine-tuning: {result.epochs} epoch(s) in {result.seconds:.1f}s, best on validation: "
-                f"epoch {result.best_epoch}{' (the head alone)' if result.best_epoch == 0 else ''}")
+                f"epoch {result.best_epoch}{' (the head alone)' if result.best_epoch == 0 else ''}"
+                + (f"; {left:.1f}s of the budget left" if left is not None else ""))
         metrics.update(history=result.history, epochs=result.epochs,
                        best=result.history[result.best_epoch - 1] if result.best_epoch else {})
         updates = {"finetune": f"partial:{trained}", "views": len(views), "epochs": result.epochs}
-        logits = {s: tail_logits(sub, model.head, e) for s, e in evals.items()}
+        with threads(num_threads or torch.get_num_threads()):
+            logits = {s: tail_logits(sub, model.head, e) for s, e in evals.items()}
     else:  # the head alone: the frozen tail's features (onnxruntime), views averaged
         with torch.no_grad():
             logits = {s: model.head(_frozen_run(tail, e, ctx, split, "tail")).mean(0) for s, e in evals.items()}
@@ -233,12 +238,13 @@ def fit_partial(model, bundle, cfg, ctx: PartialContext, blocks: int | None,
     return {"recipe_updates": updates, "metrics": metrics, "logits": logits}
 
 
-def _final_eval(evals: dict, sub, head) -> float:
-    """Seconds the last val + test logits take (one timed batch)."""
-    count = sum(e.shape[0] * e.shape[1] for e in evals.values())
+def _final_eval(evals: dict, sub, num_threads: int) -> float:
+    """Seconds the last val + test logits take (one timed batch), plus the last epoch's validation (view 0)."""
+    count = sum(e.shape[0] * e.shape[1] for e in evals.values()) + (evals["val"].shape[1] if "val" in evals else 0)
     if not count:
         return 0.0
     e = next(iter(evals.values()))[0][:32]
-    t0 = time.perf_counter()
-    tail_forward(sub, e)
+    with threads(num_threads):
+        t0 = time.perf_counter()
+        tail_forward(sub, e)
     return (time.perf_counter() - t0) / max(1, len(e)) * count
