@@ -161,3 +161,22 @@ def test_finetune_setting_is_checked() -> None:
         TrainConfig(finetune="partial:x")
     with pytest.raises(ConfigError, match="finetune must be one of"):
         TrainConfig(finetune="some")
+
+
+def test_backbone_for_the_budget_from_recorded_speed(tmp_path, monkeypatch) -> None:
+    from sortnet.transfer.speed import (BACKBONE_EXTRACT_SHARE, budget_backbone, extraction_flops, forward_macs,
+                                        predicted_extract_seconds, record_extraction)
+
+    monkeypatch.setenv("SORTNET_CACHE", str(tmp_path / "cache"))
+    for rate in (9e9, 10e9, 30e9):  # achieved FLOP/s of three past extractions: the median counts
+        record_extraction(rate)
+    assert extraction_flops() == (10e9, "3 past extraction(s) here")
+    lite0 = predicted_extract_seconds("efficientnet-lite0", 100, 2)
+    assert lite0 == pytest.approx(100 * 2 * 2 * forward_macs("efficientnet-lite0", 224) / 10e9)
+    lite2 = predicted_extract_seconds("efficientnet-lite2", 100, 2)
+    assert 1.8 < lite2 / lite0 < 2.8  # Lite2 at 260 px: ~2.2x Lite0's multiply-adds
+    assert budget_backbone(100, 2, lite0 / BACKBONE_EXTRACT_SHARE * 0.9)[0] == "efficientnet-lite0"
+    assert budget_backbone(100, 2, lite2 / BACKBONE_EXTRACT_SHARE * 1.01)[0] == "efficientnet-lite2"
+    arch, why = budget_backbone(100, 2, lite2 / BACKBONE_EXTRACT_SHARE * 1.01,
+                                available=lambda a: a != "efficientnet-lite2")
+    assert arch == "efficientnet-lite1" and "past extraction" in why

@@ -34,6 +34,7 @@ from sortnet.transfer.head import train_head
 
 EXTRACT_SHARE = 0.4  # with --time-budget: crop views are added while extraction stays within this share
 MAX_VIEWS = 4  # orig, flip, crop1, crop2
+RECORD_MIN_IMAGES = 64  # extractions of fewer image views are too short to time the machine by
 
 
 class _Log:
@@ -69,6 +70,7 @@ class _Features:
         self.bundle, self.cfg, self.log, self.cache = bundle, cfg, log, cache
         self.prep = _model_prep(bundle, recipe)
         self.backbone = {"arch": recipe.model, "weights_sha256": origin.sha256}
+        self.arch = recipe.model
         onnx = features_dir() / f"{backbone_key(self.backbone, self.prep)}.onnx" if cache else None
         self.extractor = FeatureExtractor(model, device, dtype, onnx_cache=onnx)
         self.eval_views = ("orig", "flip") if recipe.tta_flip else ("orig",)
@@ -86,6 +88,10 @@ class _Features:
                                       progress=self.cfg.progress, desc=f"{split} features")
         done = len(views) - len(hits)
         rate = f", {self.extractor.images_per_second:.1f} img/s, {self.extractor.backend}" if done else ""
+        if done and len(data) * done >= RECORD_MIN_IMAGES:  # the machine's speed, for choosing a backbone later
+            from sortnet.transfer.speed import forward_macs, record_extraction
+
+            record_extraction(self.extractor.images_per_second * 2 * forward_macs(self.arch, self.prep.img_size))
         cached = f"{len(hits)} view(s) from the cache" if hits else "computed"
         self.log(f"  {split} features: {len(data)} images x {len(views)} view(s) ({', '.join(views)}): {cached} "
                  f"in {time.perf_counter() - t0:.1f}s{rate}")

@@ -42,6 +42,7 @@ from sortnet.transfer.partial import (TailTrainer, frozen_session, measure_tail,
 MIN_EPOCHS = 4  # fewer passes over the tail rarely beat the head they start from
 EPOCH_IMAGES = 20_000  # without a budget: epochs so that ~this many images are seen, within [3, 15]
 EXTRACT_SHARE, MAX_VIEWS = 0.4, 4  # as transfer/fit.py: crops while extraction stays within this budget share
+RECORD_MIN_IMAGES = 64  # extractions of fewer image views are too short to time the machine by
 
 
 class PartialMemoryError(SortnetError):
@@ -98,8 +99,14 @@ class _Acts:
         acts, hits = cached_activations(data, self.extractor, self.ctx.backbone, self.ctx.prep, self.split,
                                         self.shape, views, seed=self.cfg.seed, progress=self.cfg.progress,
                                         desc=f"{name} activations")
-        rate = f", {self.extractor.images_per_second:.1f} img/s, {self.extractor.backend}" if len(hits) < len(views) \
-            else ""
+        done = len(views) - len(hits)
+        rate = f", {self.extractor.images_per_second:.1f} img/s, {self.extractor.backend}" if done else ""
+        if done and done * len(data) >= RECORD_MIN_IMAGES:  # the machine's speed, for choosing a backbone later
+            from sortnet.transfer.speed import module_macs, record_extraction
+
+            p = self.ctx.prep
+            macs = module_macs(self.extractor.graph.body[0], (p.channels, p.img_size, p.img_size))
+            record_extraction(self.extractor.images_per_second * 2 * macs)
         self.ctx.log(f"  {name} activations: {len(data)} images x {len(views)} view(s) ({', '.join(views)}): "
                      f"{f'{len(hits)} view(s) from the cache' if hits else 'computed'} in "
                      f"{time.perf_counter() - t0:.1f}s{rate}")
