@@ -9,7 +9,8 @@ then the last blocks + head trained in what is left of the budget (or the head k
    (and printed) before anything runs; too much -> fewer crop views, then (auto) the head path, or
    (explicit N) an error naming the bytes and a smaller N.
 2. The frozen front runs once per image and view (onnxruntime on CPUs), cached (transfer/actcache.py);
-   crop views are added while extraction stays within the extraction share of the budget.
+   crop views are added while their extraction (with val/test's still to come) stays within EXTRACT_SHARE
+   of what is left of the budget.
 3. The frozen tail turns the activations into features (no second extraction); the linear head
    (transfer/head.py) is fitted on them and starts the fine-tuning.
 4. Planner: the tail's training step and evaluation are timed on this machine; the most blocks whose
@@ -113,15 +114,18 @@ class _Acts:
         return acts
 
 
-def _train_views(acts: _Acts, cfg, n: int, max_views: int, seconds_left) -> tuple[str, ...]:
+def _train_views(acts: _Acts, n: int, n_eval: int, max_views: int, seconds_left) -> tuple[str, ...]:
+    """orig+flip, then crop views while their extraction and the val/test extraction still to come take at
+    most EXTRACT_SHARE of what is left of the budget now (the rest trains the blocks)."""
     if not acts.ctx.flip or max_views < 2:
         return ("orig",)
     views = train_views(2)
     left = seconds_left()
     if left is None or acts.extractor.images_per_second <= 0:
         return views
-    per_view = n / acts.extractor.images_per_second
-    extra = int((EXTRACT_SHARE * cfg.time_budget - 2 * per_view) // per_view)
+    rate = acts.extractor.images_per_second
+    spare = EXTRACT_SHARE * left - n_eval * len(acts.ctx.eval_views) / rate
+    extra = int(spare // (n / rate))
     return train_views(min(MAX_VIEWS, max_views, 2 + max(0, extra)))
 
 
@@ -200,7 +204,8 @@ def fit_partial(model, bundle, cfg, ctx: PartialContext, blocks: int | None,
     acts = _Acts(model, front, split, shape, cfg, ctx)
     n, k = len(bundle.train), len(bundle.classes)
     train = acts.get(bundle.train, ("orig", "flip")[:min(2, max_views)] if ctx.flip else ("orig",), "train")
-    views = _train_views(acts, cfg, n, max_views, seconds_left)
+    n_eval = sum(len(getattr(bundle, s)) for s in ("val", "test") if getattr(bundle, s) is not None)
+    views = _train_views(acts, n, n_eval, max_views, seconds_left)
     if len(views) > train.shape[0]:
         train = acts.get(bundle.train, views, "train")  # the first views are cache hits
     evals = {s: acts.get(getattr(bundle, s), ctx.eval_views, s) for s in ("val", "test")
