@@ -195,14 +195,35 @@ def fit_partial(model, bundle, cfg, ctx: PartialContext, blocks: int | None,
                                  f"(efficientnet-lite0/1/2); {type(body).__name__} cannot: use head or full")
     split = _split_point(body, blocks)
     front, tail = body.split(split)
-    p = ctx.prep
-    shape = activation_shape(front, p.channels, p.img_size)
+    shape = activation_shape(front, ctx.prep.channels, ctx.prep.img_size)
     max_views = _memory_check(shape, bundle, ctx, split, explicit)
     if max_views == 0:
         ctx.log("  partial: the activations do not fit in memory; the head path instead")
         return None
-    acts = _Acts(model, front, split, shape, cfg, ctx)
-    n, k = len(bundle.train), len(bundle.classes)
+    train, evals, views = _extract(_Acts(model, front, split, shape, cfg, ctx), bundle, ctx, max_views, seconds_left)
+    labels = np.asarray(bundle.train.labels)
+    head_info = _fit_head(model, tail, train, labels, views, ctx, len(bundle.classes), cfg.seed, split)
+    left = seconds_left()
+    left = None if left is None else left - ctx.reserve
+    n_val_views = len(bundle.val) * len(ctx.eval_views) if "val" in evals else 0
+    trained, num_threads, why = _plan(tail, model.head, shape, len(labels), n_val_views, split, left, explicit,
+                                      ctx.log)
+    ctx.log(f"  partial fine-tuning: {f'{trained} of {len(body.blocks)} blocks' if trained else 'none'} ({why})")
+    out = {"recipe_updates": {"finetune": "head", "views": len(views), "epochs": 0},
+           "metrics": {"head": head_info, "history": [], "epochs": 0, "best": {}}}
+    if trained:
+        out = _train(model, tail, split, trained, train, evals, labels, bundle, cfg, ctx, num_threads, seconds_left,
+                     out)
+    else:  # the head alone: the frozen tail's features (onnxruntime), views averaged
+        with torch.no_grad():
+            out["logits"] = {s: model.head(_frozen_run(tail, e, ctx, split, "tail")).mean(0) for s, e in evals.items()}
+    model.to(memory_format=torch.contiguous_format).eval()  # training ran channels_last; the model file wants plain
+    return out
+
+
+def _extract(acts: _Acts, bundle, ctx: PartialContext, max_views: int, seconds_left):
+    """(train activations [V, N, ...], {"val"/"test": [V', N', ...]}, train views): cached or computed now."""
+    n = len(bundle.train)
     train = acts.get(bundle.train, ("orig", "flip")[:min(2, max_views)] if ctx.flip else ("orig",), "train")
     n_eval = sum(len(getattr(bundle, s)) for s in ("val", "test") if getattr(bundle, s) is not None)
     views = _train_views(acts, n, n_eval, max_views, seconds_left)
@@ -210,44 +231,35 @@ def fit_partial(model, bundle, cfg, ctx: PartialContext, blocks: int | None,
         train = acts.get(bundle.train, views, "train")  # the first views are cache hits
     evals = {s: acts.get(getattr(bundle, s), ctx.eval_views, s) for s in ("val", "test")
              if getattr(bundle, s) is not None and len(getattr(bundle, s))}
-    labels = np.asarray(bundle.train.labels)
-    head_info = _fit_head(model, tail, train, labels, views, ctx, k, cfg.seed, split)
+    return train, evals, views
+
+
+def _train(model, tail, split, trained, train, evals, labels, bundle, cfg, ctx, num_threads, seconds_left,
+           out: dict) -> dict:
+    """The last `trained` blocks + head train (in place) for the rest of the budget; out gets logits and metrics."""
+    frozen, sub = tail[:split - trained], tail[split - trained:]
+    if split - trained:  # cached blocks that stay frozen: run once over every activation
+        what = f"frozen{split - trained}"
+        train = _frozen_run(frozen, train, ctx, split, what).half()
+        evals = {s: _frozen_run(frozen, e, ctx, split, what).half() for s, e in evals.items()}
+    threads_used = num_threads or torch.get_num_threads()
     left = seconds_left()
-    left = None if left is None else left - ctx.reserve
-    n_val_views = len(bundle.val) * len(ctx.eval_views) if "val" in evals else 0
-    trained, num_threads, why = _plan(tail, model.head, shape, n, n_val_views, split, left, explicit, ctx.log)
-    ctx.log(f"  partial fine-tuning: {f'{trained} of {len(body.blocks)} blocks' if trained else 'none'} ({why})")
-    metrics = {"head": head_info, "history": [], "epochs": 0, "best": {}}
-    updates = {"finetune": "head", "views": len(views), "epochs": 0}
-    if trained:
-        frozen, sub = tail[:split - trained], tail[split - trained:]
-        if split - trained:  # cached blocks that stay frozen: run once over every activation
-            what = f"frozen{split - trained}"
-            train = _frozen_run(frozen, train, ctx, split, what).half()
-            evals = {s: _frozen_run(frozen, e, ctx, split, what).half() for s, e in evals.items()}
-        for prm in list(sub.parameters()) + list(model.head.parameters()):
-            prm.requires_grad_(True)
-        left = seconds_left()
-        budget = None if left is None else \
-            max(1.0, left - ctx.reserve - _final_eval(evals, sub, num_threads or torch.get_num_threads()))
-        trainer = TailTrainer(sub, model.head, train, labels, val=(evals["val"], bundle.val.labels)
-                              if "val" in evals else None, class_weights=ctx.class_weights, seed=cfg.seed,
-                              log=ctx.log if cfg.progress else None, num_threads=num_threads)
-        result = trainer.fit(seconds=budget, epochs=None if budget else epochs_without_budget(cfg, n))
-        left = seconds_left()
-        ctx.log(f"  partial fine-tuning: {result.epochs} epoch(s) in {result.seconds:.1f}s, best on validation: "
-                f"epoch {result.best_epoch}{' (the head alone)' if result.best_epoch == 0 else ''}"
-                + (f"; {left:.1f}s of the budget left" if left is not None else ""))
-        metrics.update(history=result.history, epochs=result.epochs,
-                       best=result.history[result.best_epoch - 1] if result.best_epoch else {})
-        updates = {"finetune": f"partial:{trained}", "views": len(views), "epochs": result.epochs}
-        with threads(num_threads or torch.get_num_threads()):
-            logits = {s: tail_logits(sub, model.head, e) for s, e in evals.items()}
-    else:  # the head alone: the frozen tail's features (onnxruntime), views averaged
-        with torch.no_grad():
-            logits = {s: model.head(_frozen_run(tail, e, ctx, split, "tail")).mean(0) for s, e in evals.items()}
-    model.to(memory_format=torch.contiguous_format).eval()  # training ran channels_last; the model file wants plain
-    return {"recipe_updates": updates, "metrics": metrics, "logits": logits}
+    budget = None if left is None else max(1.0, left - ctx.reserve - _final_eval(evals, sub, threads_used))
+    trainer = TailTrainer(sub, model.head, train, labels, val=(evals["val"], bundle.val.labels)
+                          if "val" in evals else None, class_weights=ctx.class_weights, seed=cfg.seed,
+                          log=ctx.log if cfg.progress else None, num_threads=num_threads)
+    result = trainer.fit(seconds=budget, epochs=None if budget else epochs_without_budget(cfg, len(labels)))
+    left = seconds_left()
+    head_only = result.best_epoch == 0
+    ctx.log(f"  partial fine-tuning: {result.epochs} epoch(s) in {result.seconds:.1f}s, best on validation: "
+            f"epoch {result.best_epoch}{' (the head alone: kept)' if head_only else ''}"
+            + (f"; {left:.1f}s of the budget left" if left is not None else ""))
+    out["metrics"].update(history=result.history, epochs=result.epochs, best_epoch=result.best_epoch,
+                          best=result.history[result.best_epoch - 1] if result.best_epoch else {})
+    out["recipe_updates"].update(finetune=f"partial:{trained}", epochs=result.epochs)  # what ran; best_epoch: kept
+    with threads(threads_used):
+        out["logits"] = {s: tail_logits(sub, model.head, e) for s, e in evals.items()}
+    return out
 
 
 def _final_eval(evals: dict, sub, num_threads: int) -> float:
