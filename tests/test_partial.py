@@ -180,3 +180,19 @@ def test_backbone_for_the_budget_from_recorded_speed(tmp_path, monkeypatch) -> N
     arch, why = budget_backbone(100, 2, lite2 / BACKBONE_EXTRACT_SHARE * 1.01,
                                 available=lambda a: a != "efficientnet-lite2")
     assert arch == "efficientnet-lite1" and "past extraction" in why
+
+
+def test_auto_on_a_cpu_with_a_budget_considers_partial() -> None:
+    import types
+
+    from sortnet.transfer.finetune import FULL_MIN_IMAGES, choose_finetune
+
+    model = types.SimpleNamespace(body=EfficientNetLite(LITE_CONFIGS["efficientnet-lite0"]))
+    small = types.SimpleNamespace(train=range(FULL_MIN_IMAGES - 1), val=range(20))
+    mode, why = choose_finetune(TrainConfig(), model, small, torch.device("cpu"), 600.0)
+    assert mode == "partial" and "last blocks" in why
+    no_val = types.SimpleNamespace(train=range(FULL_MIN_IMAGES - 1), val=None)
+    assert choose_finetune(TrainConfig(), model, no_val, torch.device("cpu"), 600.0)[0] == "head"
+    assert choose_finetune(TrainConfig(), model, small, torch.device("cpu"), None)[0] == "head"
+    assert choose_finetune(TrainConfig(finetune="partial:3"), model, small, torch.device("cpu"), None) == \
+        ("partial", "--finetune partial:3")

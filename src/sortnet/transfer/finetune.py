@@ -71,7 +71,7 @@ def partial_blocks(cfg) -> int | None:
 
 def can_split(model) -> bool:
     """Partial fine-tuning needs a body that can be cut into a frozen front and a trainable tail."""
-    return callable(getattr(model.body, "split", None))
+    return callable(getattr(getattr(model, "body", None), "split", None))
 
 
 def choose_finetune(cfg, model, bundle, device, budget_left: float | None) -> tuple[str, str]:
@@ -87,7 +87,8 @@ def choose_finetune(cfg, model, bundle, device, budget_left: float | None) -> tu
     if budget_left is None:
         return "head", ("CPU, no --time-budget: frozen backbone, linear head on cached features (seconds); "
                         "--finetune partial / full or a --time-budget fine-tunes")
-    partial_ok = can_split(model) and bundle.val is not None and len(bundle.val) > 0
+    val = getattr(bundle, "val", None)
+    partial_ok = can_split(model) and val is not None and len(val) > 0
     if n < FULL_MIN_IMAGES:
         if partial_ok:
             return "partial", (f"{n} training images: too few for every layer; the last blocks train on cached "
