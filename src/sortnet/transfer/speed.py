@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 BUNDLED_BACKBONES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
-EXTRACT_EFFICIENCY = 0.06  # achieved / matmul FLOP/s of onnxruntime fp32 extraction (BENCHMARKS.md 23)
+EXTRACT_EFFICIENCY = 0.25  # achieved / matmul FLOP/s of onnxruntime fp32 extraction: 0.24-0.33 measured (BENCHMARKS.md, "issue 23")
 BACKBONE_EXTRACT_SHARE = 0.25
 HISTORY = 9  # past extraction rates kept ($SORTNET_CACHE/speed.json)
 
