@@ -168,11 +168,12 @@ def test_backbone_for_the_budget_from_recorded_speed(tmp_path, monkeypatch) -> N
                                         predicted_extract_seconds, record_extraction)
 
     monkeypatch.setenv("SORTNET_CACHE", str(tmp_path / "cache"))
-    for rate in (9e9, 10e9, 30e9):  # achieved FLOP/s of three past extractions: the median counts
-        record_extraction(rate)
-    assert extraction_flops() == (10e9, "3 past extraction(s) here")
+    flops0 = 2 * forward_macs("efficientnet-lite0", 224)
+    for img_s in (9.0, 10.0, 30.0):  # three past extractions: the median counts
+        record_extraction("efficientnet-lite0", 224, img_s)
+    assert extraction_flops() == (pytest.approx(10.0 * flops0), "3 past extraction(s) here")
     lite0 = predicted_extract_seconds("efficientnet-lite0", 100, 2)
-    assert lite0 == pytest.approx(100 * 2 * 2 * forward_macs("efficientnet-lite0", 224) / 10e9)
+    assert lite0 == pytest.approx(100 * 2 / 10.0)  # the same backbone: the recorded img/s itself
     lite2 = predicted_extract_seconds("efficientnet-lite2", 100, 2)
     assert 1.8 < lite2 / lite0 < 2.8  # Lite2 at 260 px: ~2.2x Lite0's multiply-adds
     assert budget_backbone(100, 2, lite0 / BACKBONE_EXTRACT_SHARE * 0.9)[0] == "efficientnet-lite0"
@@ -180,6 +181,8 @@ def test_backbone_for_the_budget_from_recorded_speed(tmp_path, monkeypatch) -> N
     arch, why = budget_backbone(100, 2, lite2 / BACKBONE_EXTRACT_SHARE * 1.01,
                                 available=lambda a: a != "efficientnet-lite2")
     assert arch == "efficientnet-lite1" and "past extraction" in why
+    record_extraction("efficientnet-lite0", 224, 10.0, split=4)  # a partial run's front counts by its own work
+    assert extraction_flops()[1] == "4 past extraction(s) here"
 
 
 def test_auto_on_a_cpu_with_a_budget_considers_partial() -> None:

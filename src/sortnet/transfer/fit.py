@@ -89,9 +89,9 @@ class _Features:
         done = len(views) - len(hits)
         rate = f", {self.extractor.images_per_second:.1f} img/s, {self.extractor.backend}" if done else ""
         if done and len(data) * done >= RECORD_MIN_IMAGES:  # the machine's speed, for choosing a backbone later
-            from sortnet.transfer.speed import forward_macs, record_extraction
+            from sortnet.transfer.speed import record_extraction
 
-            record_extraction(self.extractor.images_per_second * 2 * forward_macs(self.arch, self.prep.img_size))
+            record_extraction(self.arch, self.prep.img_size, self.extractor.images_per_second)
         cached = f"{len(hits)} view(s) from the cache" if hits else "computed"
         self.log(f"  {split} features: {len(data)} images x {len(views)} view(s) ({', '.join(views)}): {cached} "
                  f"in {time.perf_counter() - t0:.1f}s{rate}")

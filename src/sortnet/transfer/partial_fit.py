@@ -103,11 +103,10 @@ class _Acts:
         done = len(views) - len(hits)
         rate = f", {self.extractor.images_per_second:.1f} img/s, {self.extractor.backend}" if done else ""
         if done and done * len(data) >= RECORD_MIN_IMAGES:  # the machine's speed, for choosing a backbone later
-            from sortnet.transfer.speed import module_macs, record_extraction
+            from sortnet.transfer.speed import record_extraction
 
-            p = self.ctx.prep
-            macs = module_macs(self.extractor.graph.body[0], (p.channels, p.img_size, p.img_size))
-            record_extraction(self.extractor.images_per_second * 2 * macs)
+            record_extraction(self.ctx.backbone["arch"], self.ctx.prep.img_size, self.extractor.images_per_second,
+                              split=self.split)
         self.ctx.log(f"  {name} activations: {len(data)} images x {len(views)} view(s) ({', '.join(views)}): "
                      f"{f'{len(hits)} view(s) from the cache' if hits else 'computed'} in "
                      f"{time.perf_counter() - t0:.1f}s{rate}")

@@ -1,6 +1,6 @@
 """How long a bundled backbone's feature extraction will take on this machine, predicted before any image is
 decoded: forward multiply-adds per image (counted with hooks on the model) x images x views, over the
-FLOP/s that extraction reached on this machine in past runs (every extraction records it in
+FLOP/s that extraction reached on this machine in past runs (every extraction records its images/s in
 $SORTNET_CACHE/speed.json; the median of the last HISTORY), or, before any, the matmul rate measured now
 (a 1024^2 float32 matmul on every core, ~0.1 s) x EXTRACT_EFFICIENCY, the share of it onnxruntime's
 extraction of these depthwise-separable networks reaches (BENCHMARKS.md, benchmarks/bench_extract.py).
@@ -79,27 +79,50 @@ def _speed_file() -> Path:
     return cache_root() / "speed.json"
 
 
-def record_extraction(flops_per_second: float) -> None:
-    """Remember an extraction's achieved FLOP/s on this machine (the last HISTORY runs are kept)."""
+@functools.lru_cache(maxsize=8)
+def front_macs(arch: str, img_size: int, split: int) -> int:
+    """Multiply-adds of the front of arch's body before its last `split` blocks (partial fine-tuning)."""
+    from sortnet.models.registry import create_model
+
+    front, _ = create_model(arch, 3, 2, img_size, (0.5,) * 3, (0.25,) * 3).body.split(split)
+    return module_macs(front, (3, img_size, img_size))
+
+
+def record_extraction(arch: str, img_size: int, images_per_second: float, split: int | None = None) -> None:
+    """Remember an extraction's speed on this machine (the last HISTORY kept); only img/s is stored now, the
+    multiply-adds are counted when a prediction needs them (a default run pays nothing for this)."""
     from sortnet.atomic import atomic_write_text
 
+    entry = {"arch": arch, "img_size": img_size, "split": split, "img_s": images_per_second}
+    past = _records()
     try:
-        past = json.loads(_speed_file().read_text()).get("extract_flops", [])
-    except (OSError, ValueError, AttributeError):
-        past = []
-    try:
-        atomic_write_text(_speed_file(), json.dumps({"extract_flops": (past + [flops_per_second])[-HISTORY:]}))
+        atomic_write_text(_speed_file(), json.dumps({"extractions": (past + [entry])[-HISTORY:]}))
     except OSError:
         pass
+
+
+def _records() -> list[dict]:
+    try:
+        past = json.loads(_speed_file().read_text()).get("extractions", [])
+        return [r for r in past if isinstance(r, dict) and {"arch", "img_size", "img_s"} <= set(r)]
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def _flops(record: dict) -> float | None:
+    try:
+        split = record.get("split")
+        macs = forward_macs(record["arch"], int(record["img_size"])) if split is None else \
+            front_macs(record["arch"], int(record["img_size"]), int(split))
+        return float(record["img_s"]) * 2 * macs
+    except Exception:  # noqa: BLE001 - a record of a model this sortnet no longer has: ignored
+        return None
 
 
 def extraction_flops() -> tuple[float, str]:
     """(expected extraction FLOP/s here, where the number comes from): the median of past extractions on this
     machine, else the matmul rate measured now x EXTRACT_EFFICIENCY."""
-    try:
-        past = [float(x) for x in json.loads(_speed_file().read_text()).get("extract_flops", [])]
-    except (OSError, ValueError, AttributeError, TypeError):
-        past = []
+    past = [f for f in map(_flops, _records()) if f]
     if past:
         return statistics.median(past), f"{len(past)} past extraction(s) here"
     return matmul_flops() * EXTRACT_EFFICIENCY, "the matmul rate measured now"
