@@ -46,8 +46,8 @@ EXTRACT_SHARE, MAX_VIEWS = 0.4, 4  # as transfer/fit.py: crops while extraction 
 RECORD_MIN_IMAGES = 64  # extractions of fewer image views are too short to time the machine by
 
 
-class PartialMemoryError(SortnetError):
-    """The activations of partial fine-tuning would not fit in memory."""
+class PartialFinetuneError(SortnetError):
+    """Partial fine-tuning cannot run as asked (activations too big for memory, a backbone without blocks)."""
 
 
 @dataclass
@@ -179,7 +179,7 @@ def _memory_check(shape, bundle, ctx: PartialContext, split: int, explicit: bool
             f"{len(ctx.eval_views)} eval view(s): {_gib(need)} (limit {_gib(limit)}, {MEMORY_SHARE:.0%} of the "
             f"available memory)")
     if views == 0 and explicit:
-        raise PartialMemoryError(f"--finetune partial:{split}: the activations need {_gib(need)}, more than "
+        raise PartialFinetuneError(f"--finetune partial:{split}: the activations need {_gib(need)}, more than "
                                  f"{_gib(limit)}; train fewer blocks (a smaller N: later blocks have smaller maps), "
                                  "fewer images, or --finetune head")
     return views
@@ -190,7 +190,7 @@ def fit_partial(model, bundle, cfg, ctx: PartialContext, blocks: int | None,
     """Head + partial fine-tuning on cached activations, model trained in place; None -> the head path."""
     body, explicit = model.body, blocks is not None
     if not callable(getattr(body, "split", None)):
-        raise PartialMemoryError(f"--finetune partial needs a backbone that can be split into blocks "
+        raise PartialFinetuneError(f"--finetune partial needs a backbone that can be split into blocks "
                                  f"(efficientnet-lite0/1/2); {type(body).__name__} cannot: use head or full")
     split = _split_point(body, blocks)
     front, tail = body.split(split)
