@@ -199,3 +199,13 @@ def test_auto_on_a_cpu_with_a_budget_considers_partial() -> None:
     assert choose_finetune(TrainConfig(), model, small, torch.device("cpu"), None)[0] == "head"
     assert choose_finetune(TrainConfig(finetune="partial:3"), model, small, torch.device("cpu"), None) == \
         ("partial", "--finetune partial:3")
+
+
+def test_partial_needs_a_splittable_backbone() -> None:
+    import types
+
+    from sortnet.transfer.partial_fit import PartialFinetuneError, fit_partial
+
+    model = types.SimpleNamespace(body=nn.Sequential(nn.Conv2d(3, 4, 3)))
+    with pytest.raises(PartialFinetuneError, match="efficientnet-lite0/1/2"):
+        fit_partial(model, None, TrainConfig(), None, 2, lambda: None)
