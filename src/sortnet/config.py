@@ -58,7 +58,7 @@ class TrainConfig:
     # True = --pretrained, False = --no-pretrained (random init)
     pretrained: bool | None = None
     weights: str | None = None  # a local weights file used instead of a download (air-gapped machines)
-    finetune: str = "auto"  # pretrained models: auto | head (frozen backbone, cached features) | full
+    finetune: str = "auto"  # pretrained models: auto | head (frozen backbone, cached features) | partial:N | full
 
     def __post_init__(self) -> None:
         if isinstance(self.time_budget, str):
@@ -71,7 +71,10 @@ class TrainConfig:
         _check_choice("balance", self.balance, ("auto", "sampler", "weights", "none"))
         if str(self.max_memory).strip().lower() != "auto":
             parse_size(self.max_memory, "max_memory")
-        _check_choice("finetune", self.finetune, ("auto", "head", "full"))
+        _check_choice("finetune", self.finetune, ("auto", "head", "partial", "full"), prefix_ok=True)
+        if self.finetune.startswith("partial:") and not self.finetune.removeprefix("partial:").isdigit():
+            raise ConfigError(f"finetune partial:N needs a whole number of blocks to train, got {self.finetune!r} "
+                              "(e.g. partial:4; plain `partial` lets the planner choose)")
         if self.pretrained not in (None, True, False):
             raise ConfigError(f"pretrained must be true, false or None (auto), got {self.pretrained!r}")
         if self.weights is not None and self.pretrained is False:
