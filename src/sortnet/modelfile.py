@@ -65,14 +65,21 @@ def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def build_model(meta: ModelMeta, device: str | torch.device | None = None) -> torch.nn.Module:
     """The (untrained) model meta describes: a SortnetModel, or an EnsembleModel of them when meta.ensemble is
-    set (sortnet/ensemble/). Device "meta" builds shapes only, allocating nothing."""
+    set (sortnet/ensemble/). Device "meta" builds shapes only, allocating nothing. A model whose metadata has
+    an `unknown` scorer gets it as submodule `unknown` (its tensors "unknown.*"; sortnet/unknown/scorer.py)."""
     prep = meta.preprocessing
     with torch.device(device or "cpu"):
         if meta.ensemble is not None:
             from sortnet.ensemble.model import ensemble_from_meta
 
             return ensemble_from_meta(meta)
-        return create_model(meta.arch, prep.channels, meta.num_classes, prep.img_size, prep.mean, prep.std)
+        model = create_model(meta.arch, prep.channels, meta.num_classes, prep.img_size, prep.mean, prep.std)
+        if meta.unknown is not None:
+            from sortnet.calibrate import temperature_of
+            from sortnet.unknown.scorer import scorer_from_spec
+
+            model.add_module("unknown", scorer_from_spec(meta.unknown, meta.num_classes, temperature_of(meta)))
+        return model
 
 
 def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:

@@ -156,8 +156,14 @@ def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, cal
         metrics.update(history=trainer.history, epochs=trainer.epoch, best=trainer.best)
         model = trainer.model
         feats = _Features(model, bundle, recipe, cfg, origin, device, dtype, log, cache=False)
-    logits = {s: _head_logits(feats.get(s, feats.eval_views), model.head) for s in ("val", "test")
-              if getattr(bundle, s) is not None and len(getattr(bundle, s))}
+    held = {s: feats.get(s, feats.eval_views) for s in ("val", "test")
+            if getattr(bundle, s) is not None and len(getattr(bundle, s))}
+    logits = {s: _head_logits(f, model.head) for s, f in held.items()}
+    # the unknown scorer's features, averaged over the TTA views like the logits; the frozen body's training
+    # features are cached (a fine-tuned body's are computed for the scorer's sample only, in finish_model)
+    features = {"val": held["val"].mean(0)} if "val" in held else {}
+    if mode != "full":
+        features["train"] = feats.get("train", feats.eval_views).mean(0)
     metrics["train_seconds"] = round(time.perf_counter() - t0, 2)
     if run_dir is not None:
         payload = {"data": bundle.data, "config": cfg.to_dict(), "recipe": recipe.to_dict()}
@@ -166,7 +172,7 @@ def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, cal
 
     tta = TTA(flip=recipe.tta_flip, shift=0)
     return finish_model(model, recipe, tta, bundle, cfg, run_dir, metrics, device=device, dtype=dtype,
-                        logits=logits, weights_source=origin.to_dict())
+                        logits=logits, weights_source=origin.to_dict(), features=features)
 
 
 def _full_finetune(model, bundle, cfg, recipe, device, dtype, run_dir, callbacks, state, budget_left):
