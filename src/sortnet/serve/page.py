@@ -31,6 +31,7 @@ PAGE_HTML = """<!doctype html>
   .fill { background: #2a7; height: 100%; border-radius: 3px; }
   .pct { width: 3.5rem; text-align: right; font-variant-numeric: tabular-nums; }
   .error { color: #b00; }
+  .unknown { font-weight: 600; color: #8a5a00; margin-bottom: 4px; }
   #camera { display: none; }
 </style>
 </head>
@@ -56,8 +57,12 @@ PAGE_HTML = """<!doctype html>
 "use strict";
 const $ = (id) => document.getElementById(id);
 
-function bars(container, predictions) {
+function bars(container, predictions, res) {
   container.replaceChildren();
+  if (res && res.unknown) {  // none of the classes: say so, the closest class stays in the bars below
+    const note = document.createElement("div"); note.className = "unknown";
+    note.textContent = "unknown (closest: " + res.class + ")"; container.append(note);
+  }
   for (const p of predictions.slice(0, 3)) {
     const row = document.createElement("div"); row.className = "row";
     const name = document.createElement("span"); name.className = "name"; name.textContent = p.class;
@@ -84,7 +89,7 @@ async function addFile(file) {
   const img = document.createElement("img"); img.alt = file.name; img.src = URL.createObjectURL(file);
   const out = document.createElement("div"); out.className = "bars"; out.textContent = "classifying...";
   card.append(img, out); $("results").prepend(card);
-  try { const res = await classify(file, file.name); bars(out, res.predictions); card.dataset.label = res.class; }
+  try { const res = await classify(file, file.name); bars(out, res.predictions, res); card.dataset.label = res.class; }
   catch (e) { out.className = "bars error"; out.textContent = e.message; }
 }
 
@@ -106,7 +111,7 @@ async function cameraLoop() {
     canvas.width = video.videoWidth; canvas.height = video.videoHeight;
     canvas.getContext("2d").drawImage(video, 0, 0);
     const blob = await new Promise((r) => canvas.toBlob(r, "image/jpeg", 0.9));
-    try { const res = await classify(blob, "frame.jpg"); bars($("cam-bars"), res.predictions); }
+    try { const res = await classify(blob, "frame.jpg"); bars($("cam-bars"), res.predictions, res); }
     catch (e) { $("cam-bars").textContent = e.message; await new Promise((r) => setTimeout(r, 500)); }
     const now = performance.now(); fps = 0.9 * fps + 0.1 * (1000 / (now - last)); last = now;
     $("cam-fps").textContent = fps.toFixed(1) + " frames/s";
