@@ -208,3 +208,28 @@ def test_cli_train_then_predict_says_unknown(tmp_path):
     assert "unknown" not in never
     bad = run_cli("predict", model, odd, "--unknown-accept", "0.1", check=False)
     assert bad.returncode == 2 and "0.5..1" in bad.stderr
+
+
+def test_report_section_shows_scores_threshold_and_negatives(tmp_path):
+    from PIL import Image
+
+    from sortnet.reporting.collect import ReportInputs
+    from sortnet.reporting.unknown import unknown_section
+
+    path, images = _scored_model_file(tmp_path, "knn", temperature=2.0)
+    model, meta = load_model(path)
+    probs = Predictor(model, meta).predict_arrays(images)
+    negatives = tmp_path / "negatives"
+    negatives.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(negatives / f"n{i}.png")
+    inputs = ReportInputs(model, meta, images, np.arange(len(images)) % 3, probs, split="val")
+    s = unknown_section(inputs, str(negatives))
+    assert {f.name for f in s.figures} == {"reliability_before", "unknown_scores", "unknown_nearest"}
+    rows = {r[0]: r[1] for r in s.tables[-1].rows}
+    assert rows["method"] == "knn" and "of 6" in rows["unknown examples rejected"]
+    assert float(rows["threshold"]) == pytest.approx(meta.unknown["threshold"], rel=1e-3)
+    plain = unknown_section(ReportInputs(*load_model(make_model_file(tmp_path / "old.safetensors")), images,
+                                         np.arange(len(images)) % 3, probs), None)
+    assert "no unknown scorer" in " ".join(plain.paragraphs)
