@@ -93,6 +93,10 @@ def save_model(path: str | os.PathLike, model: torch.nn.Module, meta: ModelMeta)
 
     Never writes NaN/infinite weights (ModelFileError: a diverged run), nor bare NaN in the metadata JSON.
     """
+    scorer = "unknown" in dict(model.named_children())  # sortnet/unknown/: tensors and metadata travel together
+    if scorer != (meta.unknown is not None):
+        raise ValueError(f"model {'has' if scorer else 'lacks'} an unknown scorer but its metadata "
+                         f"{'lacks' if scorer else 'has'} one: attach both (sortnet.unknown.attach) or neither")
     tensors = model_tensors(model)
     bad = non_finite_tensors(tensors)
     if bad:
