@@ -100,7 +100,7 @@ def fashion_holdout(bundle, held: int, args) -> dict:
         return ImageSet(np.asarray(s.images)[rows], remap[s.labels[rows]], classes)
 
     b9 = dataclasses.replace(bundle, train=known(bundle.train, args.train_images), val=known(bundle.val, args.val_images),
-                             test=known(bundle.test, 9000), classes=classes)
+                             test=known(bundle.test, args.test_images), classes=classes)
     t0 = time.perf_counter()
     clf = sortnet.fit(b9, model=args.model, epochs=args.epochs, progress=False, report=False)
     train_s = time.perf_counter() - t0
@@ -181,6 +181,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3, help="Fashion-MNIST epochs per run [default: 3]")
     ap.add_argument("--train-images", type=int, default=6000, help="Fashion-MNIST training sample per run")
     ap.add_argument("--val-images", type=int, default=2000, help="Fashion-MNIST validation sample per run")
+    ap.add_argument("--test-images", type=int, default=9000, help="Fashion-MNIST known test images per run")
     ap.add_argument("--skip-fashion", action="store_true")
     ap.add_argument("--skip-photos", action="store_true")
     ap.add_argument("--photos", default=str(DEFAULT_PHOTOS))

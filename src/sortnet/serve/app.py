@@ -59,6 +59,7 @@ def _model_info(predictor: Predictor, limits: ServeLimits) -> dict:
         "metrics": meta.metrics, "quantization": meta.quantization,
         "runtime": predictor.runtime, "tta": predictor.tta.to_dict() if predictor.tta else None,
         "sortnet_version": meta.provenance.sortnet_version,
+        "temperature": predictor.temperature, "unknown_threshold": predictor.unknown_threshold,
         "limits": {k: v for k, v in asdict(limits).items()},
     }
 
