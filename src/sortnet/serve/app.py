@@ -59,7 +59,8 @@ def _model_info(predictor: Predictor, limits: ServeLimits) -> dict:
         "metrics": meta.metrics, "quantization": meta.quantization,
         "runtime": predictor.runtime, "tta": predictor.tta.to_dict() if predictor.tta else None,
         "sortnet_version": meta.provenance.sortnet_version,
-        "temperature": predictor.temperature, "unknown_threshold": predictor.unknown_threshold,
+        "temperature": getattr(predictor, "temperature", 1.0),  # test doubles and older predictors lack these
+        "unknown_threshold": getattr(predictor, "unknown_threshold", None),
         "limits": {k: v for k, v in asdict(limits).items()},
     }
 
