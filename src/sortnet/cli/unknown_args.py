@@ -33,8 +33,8 @@ def add_unknown_args(p: argparse.ArgumentParser) -> None:
                    help="answer 'unknown (closest: X)' for images less like the known classes than all but this "
                         "share of the validation images, 0.5..1 (default: the model file's, set in training: 0.95)")
     g.add_argument("--unknown-threshold", type=_number, metavar="SCORE",
-                   help="answer 'unknown' above this unknown_score instead (the model file's threshold: "
-                        "`sortnet models --info`/report; scores are in --json output)")
+                   help="answer 'unknown' above this unknown_score instead (the model file's threshold is in "
+                        "its report, section 8, and GET /model of `sortnet serve`; each image's score is in --json)")
 
 
 def unknown_options(args: argparse.Namespace) -> dict:
