@@ -59,6 +59,10 @@ TRAIN_HELP = {
     "finetune": "pretrained models: head (frozen backbone, features cached, a linear head in seconds) | partial:N "
                 "(then the last N blocks train on cached activations; plain `partial`: N chosen) | full (then every "
                 "layer, discriminative learning rates) | auto (by measured costs, device and --time-budget)",
+    "unknown_accept": "the unknown threshold accepts this share of known validation images; images scoring above "
+                      "it are answered 'unknown (closest: X)' (change it later: predict/serve --unknown-accept)",
+    "unknown_method": "how unlike the known classes an image is: auto (knn, chosen by benchmark) | knn | "
+                      "mahalanobis | energy | msp | none (the model never says unknown)",
 }
 
 

@@ -173,9 +173,16 @@ def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, cal
         metrics.update(history=trainer.history, epochs=trainer.epoch, best=trainer.best)
         model = trainer.model
         feats = _Features(model, bundle, recipe, cfg, origin, device, dtype, log, cache=False)
-    logits = {s: _head_logits(feats.get(s, feats.eval_views), model.head) for s in ("val", "test")
-              if getattr(bundle, s) is not None and len(getattr(bundle, s))}
-    return _finish(model, bundle, cfg, recipe, run_dir, metrics, logits, origin, device, dtype, t0, deadline)
+    held = {s: feats.get(s, feats.eval_views) for s in ("val", "test")
+            if getattr(bundle, s) is not None and len(getattr(bundle, s))}
+    logits = {s: _head_logits(f, model.head) for s, f in held.items()}
+    # the unknown scorer's features, averaged over the TTA views like the logits; the frozen body's training
+    # features are cached (a fine-tuned body's are computed for the scorer's sample only, in finish_model)
+    features = {"val": held["val"].mean(0)} if "val" in held else {}
+    if mode != "full":
+        features["train"] = feats.get("train", feats.eval_views).mean(0)
+    return _finish(model, bundle, cfg, recipe, run_dir, metrics, logits, origin, device, dtype, t0, deadline,
+                   features)
 
 
 def _partial(model, bundle, cfg, recipe, origin, device, dtype, log, budget_left, after_seconds) -> dict | None:
@@ -194,7 +201,10 @@ def _partial(model, bundle, cfg, recipe, origin, device, dtype, log, budget_left
     return fit_partial(model, bundle, cfg, ctx, partial_blocks(cfg), budget_left)
 
 
-def _finish(model, bundle, cfg, recipe, run_dir, metrics, logits, origin, device, dtype, t0, deadline) -> dict:
+def _finish(model, bundle, cfg, recipe, run_dir, metrics, logits, origin, device, dtype, t0, deadline,
+            features: dict | None = None) -> dict:
+    """features: the unknown scorer's {"train", "val"} penultimate features where cached (finish_model computes
+    the rest)."""
     from sortnet.training.finish import finish_model
 
     metrics["train_seconds"] = round(time.perf_counter() - t0, 2)
@@ -207,7 +217,7 @@ def _finish(model, bundle, cfg, recipe, run_dir, metrics, logits, origin, device
     budget = (lambda: {"seconds": deadline.seconds, "used_seconds": round(deadline.elapsed(), 2)}) \
         if deadline is not None else None  # the model file's moment in the whole command's budget
     return finish_model(model, recipe, tta, bundle, cfg, run_dir, metrics, device=device, dtype=dtype,
-                        logits=logits, weights_source=origin.to_dict(), budget=budget)
+                        logits=logits, weights_source=origin.to_dict(), budget=budget, features=features)
 
 
 def _full_finetune(model, bundle, cfg, recipe, device, dtype, run_dir, callbacks, state, budget_left):
