@@ -40,7 +40,8 @@ def test_same_shape_from_api_cli_http_and_jsonl(setup, capsys):
     jsonl = list(classify_stream(predictor, setup["frames"], top_k=2))
     assert api == cli and [r["path"] for r in api] == [str(setup["file"]), str(setup["frames"] / "two.png")]
     good, bad = api
-    assert set(good) == {"path", "class", "probability", "predictions", "inverted"}
+    assert set(good) == {"path", "class", "probability", "predictions", "inverted", "unknown", "unknown_score"}
+    assert good["unknown"] is False and good["unknown_score"] is None  # a model file without an unknown scorer
     assert good["class"] == good["predictions"][0]["class"] and good["probability"] == good["predictions"][0][
         "probability"] and len(good["predictions"]) == 2 and good["inverted"] is False
     assert set(bad) == {"path", "error", "predictions"} and bad["predictions"] == []
@@ -63,6 +64,6 @@ def test_error_and_inverted_fields():
     assert Prediction("x.png", error="zero-byte file").to_dict() == {"path": "x.png", "error": "zero-byte file",
                                                                      "predictions": []}
     d = Prediction(None, [("a", 0.75), ("b", 0.25)], inverted=True).to_dict()
-    assert d == {"class": "a", "probability": 0.75, "inverted": True,
+    assert d == {"class": "a", "probability": 0.75, "inverted": True, "unknown": False, "unknown_score": None,
                  "predictions": [{"class": "a", "probability": 0.75}, {"class": "b", "probability": 0.25}]}
     assert json.loads(json.dumps(d)) == d  # plain JSON

@@ -88,15 +88,18 @@ def evaluate(model, data, **kwargs):
 
 
 def predict(model, paths, top_k: int = 3, invert: str = "auto", device: str = "cpu", tta: bool = True,
-            runtime: str | None = None, follow_links: bool = False):
+            runtime: str | None = None, follow_links: bool = False, unknown_accept: float | None = None,
+            unknown_threshold: float | None = None):
     """Predictions for image files and folders: a list of Prediction (class names + probabilities;
     `.to_dict()` is the JSON shape of docs/CONTRACTS.md). model: a model file (.safetensors or .onnx),
     a Classifier or a Predictor. runtime: torch | onnx | auto (default: torch, onnx for .onnx files).
-    follow_links: follow links out of a folder (skipped, each a Prediction with its reason, otherwise)."""
+    follow_links: follow links out of a folder (skipped, each a Prediction with its reason, otherwise).
+    unknown_accept / unknown_threshold: move the model's unknown threshold (Prediction.unknown)."""
     from sortnet.infer.predictor import as_predictor
 
     items = paths if isinstance(paths, (list, tuple)) else [paths]
-    options = {"invert": invert, "device": device, "tta": tta, **({"runtime": runtime} if runtime else {})}
+    options = {"invert": invert, "device": device, "tta": tta, **({"runtime": runtime} if runtime else {}),
+               "unknown_accept": unknown_accept, "unknown_threshold": unknown_threshold}
     return as_predictor(model, **options).predict_paths(list(items), top_k, follow_links=follow_links)
 
 

@@ -58,7 +58,9 @@ class TrainConfig:
     # True = --pretrained, False = --no-pretrained (random init)
     pretrained: bool | None = None
     weights: str | None = None  # a local weights file used instead of a download (air-gapped machines)
-    finetune: str = "auto"  # pretrained models: auto | head (frozen backbone, cached features) | full
+    finetune: str = "auto"  # pretrained models: auto | head (frozen backbone, cached features) | partial:N | full
+    unknown_accept: float = 0.95  # share of known validation images the unknown threshold accepts (sortnet/unknown/)
+    unknown_method: str = "auto"  # auto (measured default) | knn | mahalanobis | energy | msp | none
 
     def __post_init__(self) -> None:
         if isinstance(self.time_budget, str):
@@ -71,7 +73,11 @@ class TrainConfig:
         _check_choice("balance", self.balance, ("auto", "sampler", "weights", "none"))
         if str(self.max_memory).strip().lower() != "auto":
             parse_size(self.max_memory, "max_memory")
-        _check_choice("finetune", self.finetune, ("auto", "head", "full"))
+        _check_choice("finetune", self.finetune, ("auto", "head", "partial", "full"), prefix_ok=True)
+        if self.finetune.startswith("partial:") and not self.finetune.removeprefix("partial:").isdigit():
+            raise ConfigError(f"finetune partial:N needs a whole number of blocks to train, got {self.finetune!r} "
+                              "(e.g. partial:4; plain `partial` lets the planner choose)")
+        _check_choice("unknown_method", self.unknown_method, ("auto", "knn", "mahalanobis", "energy", "msp", "none"))
         if self.pretrained not in (None, True, False):
             raise ConfigError(f"pretrained must be true, false or None (auto), got {self.pretrained!r}")
         if self.weights is not None and self.pretrained is False:
@@ -99,6 +105,8 @@ class TrainConfig:
         _check_number("seed", self.seed, low=0, high=2**32 - 1, integer=True)
         _check_number("time_budget", self.time_budget, low=0, low_open=True, hint="seconds, e.g. 60s or 10m")
         _check_number("ensemble", self.ensemble, low=1, high=64, integer=True, hint="models in the ensemble")
+        _check_number("unknown_accept", self.unknown_accept, low=0.5, high=1,
+                      hint="share of known validation images accepted, e.g. 0.95")
 
     def to_dict(self) -> dict:
         return asdict(self)

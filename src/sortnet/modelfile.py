@@ -65,14 +65,21 @@ def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def build_model(meta: ModelMeta, device: str | torch.device | None = None) -> torch.nn.Module:
     """The (untrained) model meta describes: a SortnetModel, or an EnsembleModel of them when meta.ensemble is
-    set (sortnet/ensemble/). Device "meta" builds shapes only, allocating nothing."""
+    set (sortnet/ensemble/). Device "meta" builds shapes only, allocating nothing. A model whose metadata has
+    an `unknown` scorer gets it as submodule `unknown` (its tensors "unknown.*"; sortnet/unknown/scorer.py)."""
     prep = meta.preprocessing
     with torch.device(device or "cpu"):
         if meta.ensemble is not None:
             from sortnet.ensemble.model import ensemble_from_meta
 
             return ensemble_from_meta(meta)
-        return create_model(meta.arch, prep.channels, meta.num_classes, prep.img_size, prep.mean, prep.std)
+        model = create_model(meta.arch, prep.channels, meta.num_classes, prep.img_size, prep.mean, prep.std)
+        if meta.unknown is not None:
+            from sortnet.calibrate import temperature_of
+            from sortnet.unknown.scorer import scorer_from_spec
+
+            model.add_module("unknown", scorer_from_spec(meta.unknown, meta.num_classes, temperature_of(meta)))
+        return model
 
 
 def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
@@ -88,6 +95,10 @@ def save_model(path: str | os.PathLike, model: torch.nn.Module, meta: ModelMeta,
     new/protect: as sortnet.atomic (a user-named output: never an existing file, never one of `protect`).
     Never writes NaN/infinite weights (ModelFileError: a diverged run), nor bare NaN in the metadata JSON.
     """
+    scorer = "unknown" in dict(model.named_children())  # sortnet/unknown/: tensors and metadata travel together
+    if scorer != (meta.unknown is not None):
+        raise ValueError(f"model {'has' if scorer else 'lacks'} an unknown scorer but its metadata "
+                         f"{'lacks' if scorer else 'has'} one: attach both (sortnet.unknown.attach) or neither")
     tensors = model_tensors(model)
     bad = non_finite_tensors(tensors)
     if bad:

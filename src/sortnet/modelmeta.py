@@ -13,7 +13,10 @@ Stored layout (format_version 2; version 1 = the same without "provenance", with
      "recipe": {...} | null, "metrics": {...}, "data": "photos/" | null,
      "provenance": {"sortnet_version", "created", "weights_source": {"name", "source", "sha256"} | null},
      "weights_sha256": "..."}
-ONNX exports add "quantization" and "exported_tta"; an ensemble (arch "ensemble") adds "ensemble": {"members":
+Optional (files without them load as before): "calibration": {"temperature", "fitted_on", "nll_before", ...}
+(sortnet/calibrate.py; probabilities are softmax(logits / temperature)) and "unknown": {"method", "dim",
+"bank"?, "k"?, "threshold", "accept", "accepted_val", "val_images", "val_quantiles"} (sortnet/unknown/; the
+scorer's tensors are in the file as "unknown.*"). ONNX exports add "quantization" and "exported_tta"; an ensemble (arch "ensemble") adds "ensemble": {"members":
 [each member's metadata, validated by this same reader], "weights", "weighting", "sources"}; other unknown
 top-level keys are kept in `extra`.
 
@@ -45,7 +48,12 @@ MIN_CROP = 0.2  # Preprocessing.crop: centre-crop fraction of the shorter side
 BACKGROUNDS = (None, "dark", "light")
 _PREP_FIELDS = ("img_size", "channels", "mean", "std", "resize", "background", "crop")
 _KNOWN = ("format_version", "classes", "preprocessing", "arch", "tta", "config", "recipe", "metrics", "data",
-          "provenance", "sortnet_version", "weights_sha256", "quantization", "exported_tta", "ensemble")
+          "provenance", "sortnet_version", "weights_sha256", "quantization", "exported_tta", "ensemble",
+          "calibration", "unknown")
+UNKNOWN_METHODS = ("msp", "energy", "mahalanobis", "knn")  # sortnet/unknown/scorer.py
+MAX_TEMPERATURE = 1000.0
+MAX_BANK_ROWS = 100_000
+MAX_FEATURE_DIM = 100_000
 
 
 class ModelFileError(SortnetError):
@@ -94,6 +102,8 @@ class ModelMeta:
     quantization: dict | None = None  # ONNX int8 exports: the accuracy report
     exported_tta: TTA | None = None  # ONNX/TorchScript exports: the TTA inside the graph
     ensemble: EnsembleSpec | None = None  # set for ensembles (arch "ensemble"; see sortnet/ensemble/)
+    calibration: dict | None = None  # temperature scaling fitted on validation (sortnet/calibrate.py)
+    unknown: dict | None = None  # the unknown scorer and its threshold (sortnet/unknown/)
     extra: dict = field(default_factory=dict)  # unknown top-level keys, kept as they were
 
     @property
@@ -123,6 +133,10 @@ class ModelMeta:
             d["exported_tta"] = self.exported_tta.to_dict()
         if self.ensemble is not None:
             d["ensemble"] = self.ensemble.to_dict()
+        if self.calibration is not None:
+            d["calibration"] = self.calibration
+        if self.unknown is not None:
+            d["unknown"] = self.unknown
         return d
 
     @classmethod
@@ -148,6 +162,7 @@ class ModelMeta:
                    quantization=check.optional_object("quantization", d.get("quantization")),
                    exported_tta=check.tta("exported_tta", d.get("exported_tta")),
                    ensemble=check.ensemble(d.get("ensemble"), classes),
+                   calibration=check.calibration(d.get("calibration")), unknown=check.unknown(d.get("unknown")),
                    extra={k: v for k, v in d.items() if k not in _KNOWN})
 
 
@@ -249,6 +264,33 @@ class _Checker:
                                                              value.get("sortnet_version")),
                           created=self.optional_text("provenance.created", value.get("created")),
                           weights_source=source)
+
+    def calibration(self, value) -> dict | None:
+        value = self.optional_object("calibration", value)
+        if value is not None:
+            t = value.get("temperature")
+            if not _is_number(t) or not 0 < t <= MAX_TEMPERATURE:
+                raise self.fail("calibration.temperature", f"a number in (0, {MAX_TEMPERATURE:g}]", t)
+        return value
+
+    def unknown(self, value) -> dict | None:
+        """The scorer's method and tensor shapes (they decide what build_model allocates) and its threshold."""
+        value = self.optional_object("unknown", value)
+        if value is None:
+            return None
+        if value.get("method") not in UNKNOWN_METHODS:
+            raise self.fail("unknown.method", " or ".join(UNKNOWN_METHODS), value.get("method"))
+        bounds = {"dim": (1, MAX_FEATURE_DIM)} | ({"bank": (1, MAX_BANK_ROWS), "k": (1, MAX_BANK_ROWS)}
+                                                   if value["method"] == "knn" else {})
+        for name, (lo, hi) in bounds.items():
+            if not _is_int(value.get(name)) or not lo <= value[name] <= hi:
+                raise self.fail(f"unknown.{name}", f"a whole number in {lo}..{hi:,}", value.get(name))
+        if not _is_number(value.get("threshold")):
+            raise self.fail("unknown.threshold", "a finite number", value.get("threshold"))
+        qs = value.get("val_quantiles")
+        if not isinstance(qs, list) or not 2 <= len(qs) <= 10_001 or not all(map(_is_number, qs)):
+            raise self.fail("unknown.val_quantiles", "a list of 2..10001 finite numbers", qs)
+        return value
 
     def ensemble(self, value, classes: list[str]) -> EnsembleSpec | None:
         """Members validated by ModelMeta.from_dict itself; same classes; one finite weight >= 0 each."""

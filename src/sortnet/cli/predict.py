@@ -16,6 +16,7 @@ import sys
 from sortnet.argtypes import int_at_least
 from sortnet.cli.common import add_invert_arg
 from sortnet.cli.train import TRAIN_HELP
+from sortnet.cli.unknown_args import add_unknown_args, unknown_options
 from sortnet.jsonsafe import dumps
 from sortnet.textsafe import terminal_safe
 
@@ -36,6 +37,7 @@ def register(sub) -> None:
     p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
                    help="auto: onnxruntime on the CPU when installed (and for .onnx files), else torch")
     p.add_argument("--follow-links", action="store_true", help=TRAIN_HELP["follow_links"])
+    add_unknown_args(p)
     p.add_argument("--camera", type=int, metavar="INDEX", help="classify frames of camera INDEX (0 = first) "
                                                               "until Ctrl-C; needs opencv-python-headless")
     p.add_argument("--video", metavar="PATH", help="classify the frames of a video file, or of a folder of "
@@ -47,7 +49,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    options = {"device": args.device, "invert": args.invert, "tta": args.tta, "runtime": args.runtime}
+    options = {"device": args.device, "invert": args.invert, "tta": args.tta, "runtime": args.runtime,
+               **unknown_options(args)}
     if args.camera is not None or args.video:
         return _live(args, options)
     if not args.paths:
@@ -70,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         for p in preds:
             shown = p.error and f"error: {p.error}" or "  ".join(f"{c} {pr:.3f}" for c, pr in p.top)
+            if p.unknown:  # the closest class stays visible: "unknown (closest: cat 0.412)"
+                shown = f"unknown (closest: {shown})"
             print(f"{terminal_safe(p.path)}\t{terminal_safe(shown)}{'  (inverted)' if p.inverted else ''}")
     _count_not_read(preds)
     return 1 if all(p.error for p in preds) else 0

@@ -37,6 +37,9 @@ def register(sub) -> None:
     p.add_argument("--data-root", help="where built-in datasets live")
     p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars")
+    p.add_argument("--unknown-examples", metavar="DIR",
+                   help="images of none of the model's classes: section 8 shows their unknown scores against the "
+                        "threshold (share rejected, AUROC)")
     p.set_defaults(func=run)
 
 
@@ -47,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
                          data_root=args.data_root, download=args.download, top_losses=args.top_losses,
                          samples_per_class=args.samples, dream_steps=args.dream_steps,
                          dream_seconds=args.dream_seconds, seed=args.seed, check=args.check, progress=args.progress,
-                         suspects=args.suspects, suspects_shown=args.suspects_shown)
+                         suspects=args.suspects, suspects_shown=args.suspects_shown,
+                         unknown_examples=args.unknown_examples)
     print(f"wrote {result.path} ({result.html_bytes / 1e6:.2f} MB; its {len(result.figures)} pictures also in "
           f"{result.path.parent / IMAGES_DIR}/) in {result.seconds:.1f} s: "
           f"accuracy {result.scores['accuracy']:.4f}, ECE {result.scores['ece']:.4f}")

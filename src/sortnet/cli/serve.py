@@ -9,6 +9,7 @@ import argparse
 
 from sortnet.argtypes import int_at_least, port_number, positive_float
 from sortnet.cli.common import add_invert_arg
+from sortnet.cli.unknown_args import add_unknown_args, unknown_options
 
 
 def register(sub) -> None:
@@ -42,6 +43,7 @@ def register(sub) -> None:
     add_invert_arg(p)
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True, help="test-time augmentation")
     p.add_argument("--access-log", action="store_true", help="log every request (slower under load)")
+    add_unknown_args(p)
     p.set_defaults(func=run)
 
 
@@ -58,4 +60,4 @@ def run(args: argparse.Namespace) -> int:
                          body_timeout_s=args.body_timeout, header_timeout_s=args.header_timeout,
                          max_connections=args.max_connections)
     return serve_model(args.model, host=args.host, port=args.port, runtime=args.runtime, invert=args.invert,
-                       tta=args.tta, limits=limits, access_log=args.access_log)
+                       tta=args.tta, limits=limits, access_log=args.access_log, **unknown_options(args))

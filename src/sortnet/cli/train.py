@@ -57,8 +57,13 @@ TRAIN_HELP = {
     "pretrained": "start from ImageNet weights (default: yes for photos, with the bundled efficientnet-lite0; "
                   "torchvision/timm models download theirs once, then work offline); --no-pretrained: random init",
     "weights": "local file of pretrained weights (.pth state dict or .safetensors) used instead of a download",
-    "finetune": "pretrained models: head (frozen backbone, features cached, a linear head in seconds) | full "
-                "(then every layer, discriminative learning rates) | auto (by data size, device and --time-budget)",
+    "finetune": "pretrained models: head (frozen backbone, features cached, a linear head in seconds) | partial:N "
+                "(then the last N blocks train on cached activations; plain `partial`: N chosen) | full (then every "
+                "layer, discriminative learning rates) | auto (by measured costs, device and --time-budget)",
+    "unknown_accept": "the unknown threshold accepts this share of known validation images; images scoring above "
+                      "it are answered 'unknown (closest: X)' (change it later: predict/serve --unknown-accept)",
+    "unknown_method": "how unlike the known classes an image is: auto (knn, chosen by benchmark) | knn | "
+                      "mahalanobis | energy | msp | none (the model never says unknown)",
 }
 
 

@@ -274,6 +274,13 @@ def load_eval_data(data: str, prep: Preprocessing, classes: list[str], *, data_r
     return images, skipped
 
 
+def count_images(data: str) -> int | None:
+    """Images listed in a folder or label CSV (all splits; no decoding); None for built-in names and missing paths."""
+    if builtin_name(str(data)) is not None or not Path(data).expanduser().exists():
+        return None
+    return len((read_csv_source(str(data)) if is_csv_source(str(data)) else listed_from_folder(str(data))).paths)
+
+
 def median_image_side(data: str) -> float | None:
     """Median shorter side (px) of up to AUTO_SAMPLE training images of a folder or label CSV (headers only);
     None for built-in names, missing paths and folders without readable images."""

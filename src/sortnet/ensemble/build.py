@@ -15,11 +15,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sortnet.calibrate import temperature_of
 from sortnet.ensemble.model import ENSEMBLE_ARCH, EnsembleModel, common_preprocessing
 from sortnet.errors import SortnetError
 from sortnet.atomic import check_output
 from sortnet.modelfile import load_model, save_model
 from sortnet.modelmeta import WEIGHTINGS, EnsembleSpec, ModelMeta
+from sortnet.unknown.attach import without_unknown
 
 
 class EnsembleError(SortnetError):
@@ -61,19 +63,25 @@ def ensemble_from_members(members: list[tuple], weighting: str = "equal", names:
     """(model, ModelMeta) pairs -> (EnsembleModel, its ModelMeta)."""
     if not members:
         raise EnsembleError("an ensemble needs at least one member model")
+    # plain members: a scorer lives in one model's feature space (an ensemble has none; it never says unknown)
+    members = [without_unknown(model, meta) for model, meta in members]
     metas = [meta for _, meta in members]
     names = names or [m.arch for m in metas]
     _check_members(metas, names)
     weights = member_weights(metas, weighting, names)
     preps = [m.preprocessing for m in metas]
     common = common_preprocessing(preps)
-    model = EnsembleModel([m for m, _ in members], preps, [m.tta for m in metas], common, weights)
+    model = EnsembleModel([m for m, _ in members], preps, [m.tta for m in metas], common, weights,
+                          [temperature_of(m) for m in metas])
     data = {m.data for m in metas}
     spec = EnsembleSpec(members=metas, weights=[w / sum(weights) for w in weights], weighting=weighting,
                         sources=[str(n) for n in names])
     meta = ModelMeta(classes=list(metas[0].classes), preprocessing=common, arch=ENSEMBLE_ARCH,
                      tta=None,  # each member's own views run inside the ensemble
-                     data=data.pop() if len(data) == 1 else None, ensemble=spec)
+                     data=data.pop() if len(data) == 1 else None, ensemble=spec,
+                     # one member: its logits pass through unchanged, so its temperature applies to the output;
+                     # several: each member's temperature is applied inside, before averaging
+                     calibration=metas[0].calibration if len(metas) == 1 else None)
     return model, meta
 
 

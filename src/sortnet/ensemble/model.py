@@ -5,7 +5,9 @@ member side, colour if any member is colour; see `common_preprocessing`) and eac
 of it through a MemberInput (sortnet/ensemble/adapt.py), its own test-time-augmentation views and its own
 normalization (inside the member). The output is the log of the weighted mean of the members' softmax
 probabilities, so anything that applies softmax to "logits" (Predictor, evaluate, the ONNX graph) gets
-the averaged probabilities; an ensemble of one returns its member's logits unchanged.
+the averaged probabilities; an ensemble of one returns its member's logits unchanged. Each member's
+probabilities are its calibrated ones (softmax of its logits / its model file's temperature, sortnet/calibrate.py),
+so the average is of probabilities the members would show alone.
 
 Tensors: members' state dicts under `members.<i>.`; the adapters and weights are rebuilt from metadata.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sortnet.calibrate import temperature_of
 from sortnet.data.preprocess import Preprocessing
 from sortnet.ensemble.adapt import MemberInput
 from sortnet.infer.batch import TTA, tta_views
@@ -41,7 +44,8 @@ def common_preprocessing(preps: list[Preprocessing]) -> Preprocessing:
 
 class EnsembleModel(nn.Module):
     def __init__(self, members: list[nn.Module], preps: list[Preprocessing], ttas: list[TTA | None],
-                 common: Preprocessing, weights: list[float] | None = None) -> None:
+                 common: Preprocessing, weights: list[float] | None = None,
+                 temperatures: list[float] | None = None) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -53,6 +57,7 @@ class EnsembleModel(nn.Module):
         self.ttas = list(ttas)
         total = float(sum(weights))
         self.register_buffer("weights", torch.tensor([w / total for w in weights]), persistent=False)
+        self.temperatures = [float(t) for t in (temperatures or [1.0] * len(members))]
         self.num_classes = members[0].num_classes
         self.eval()
 
@@ -71,7 +76,7 @@ class EnsembleModel(nn.Module):
         x = x.float()
         if len(self.members) == 1:
             return self.member_logits(x, 0)
-        probs = sum(self.weights[i] * torch.softmax(self.member_logits(x, i), dim=1)
+        probs = sum(self.weights[i] * torch.softmax(self.member_logits(x, i) / self.temperatures[i], dim=1)
                     for i in range(len(self.members)))
         return torch.log(probs.clamp_min(1e-30))  # softmax(log p) = p, since the weighted mean sums to 1
 
@@ -81,4 +86,5 @@ def ensemble_from_meta(meta: ModelMeta) -> EnsembleModel:
     members = [create_model(m.arch, m.preprocessing.channels, m.num_classes, m.preprocessing.img_size,
                             m.preprocessing.mean, m.preprocessing.std) for m in meta.ensemble.members]
     return EnsembleModel(members, [m.preprocessing for m in meta.ensemble.members],
-                         [m.tta for m in meta.ensemble.members], meta.preprocessing, meta.ensemble.weights)
+                         [m.tta for m in meta.ensemble.members], meta.preprocessing, meta.ensemble.weights,
+                         [temperature_of(m) for m in meta.ensemble.members])

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from sortnet.atomic import atomic_write_text
+from sortnet.calibrate import calibrated_probs, fit_calibration
 from sortnet.config import TrainConfig
 from sortnet.ensemble.build import ensemble_from_members
 from sortnet.evaluation.metrics import compute_metrics
@@ -30,14 +31,15 @@ FINAL_EVAL = 0.6  # the final ensemble evaluation, per member, as a share of one
 MEMBER_PREFIX = "member-"
 
 
-def _ensemble_metrics(model, bundle) -> dict:
-    out = {}
-    for split in ("val", "test"):
-        data = getattr(bundle, split)
-        if data is not None and len(data):
-            logits = predict_logits(model, data.images, torch.device("cpu"), batch_size=256)
-            out[split] = compute_metrics(data.labels, torch.softmax(logits, 1).numpy(), bundle.classes)
-    return out
+def _ensemble_metrics(model, bundle) -> tuple[dict, dict | None]:
+    """(metrics per held-out split, calibration): the temperature of the ensemble's output, fitted on val
+    (sortnet/calibrate.py), applied before the metrics as everywhere else."""
+    logits = {split: predict_logits(model, data.images, torch.device("cpu"), batch_size=256)
+              for split in ("val", "test") if (data := getattr(bundle, split)) is not None and len(data)}
+    calibration = fit_calibration(logits["val"], bundle.val.labels) if "val" in logits else None
+    t = calibration["temperature"] if calibration else 1.0
+    return {split: compute_metrics(getattr(bundle, split).labels, calibrated_probs(lg, t), bundle.classes)
+            for split, lg in logits.items()}, calibration
 
 
 def _summary(members: list, ens: dict) -> dict:
@@ -88,8 +90,9 @@ def train_ensemble(data: str, run_dir: Path, settings: dict, callbacks=None):
         overheads.append(max(0.0, time.perf_counter() - t0 - members[-1].metrics["train_seconds"]))
     names = [str(run_dir / f"{MEMBER_PREFIX}{k + 1}" / "model.safetensors") for k in range(count)]
     model, meta = ensemble_from_members([(c.model, c.meta) for c in members], "equal", names)
-    metrics = _ensemble_metrics(model, bundle)
-    meta = meta.replace(metrics={k: {"accuracy": v["accuracy"]} for k, v in metrics.items()}, config=cfg.to_dict())
+    metrics, calibration = _ensemble_metrics(model, bundle)
+    meta = meta.replace(metrics={k: {"accuracy": v["accuracy"]} for k, v in metrics.items()}, config=cfg.to_dict(),
+                        calibration=calibration)
     path = save_model(run_dir / "model.safetensors", model, meta)
     summary = _summary(members, metrics)
     atomic_write_text(run_dir / "metrics.json", json.dumps(

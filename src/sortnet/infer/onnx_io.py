@@ -17,6 +17,7 @@ from sortnet.modelmeta import ModelMeta
 
 OPSET = 17
 INPUT_NAME, OUTPUT_NAMES = "images", ("probabilities", "logits")
+UNKNOWN_OUTPUT = "unknown_score"  # a third output, for models with an unknown scorer (sortnet/unknown/)
 INPUT_CONTRACT = (
     "images: uint8 [batch, C, H, W], pixels 0..255, H = W = preprocessing.img_size, C = preprocessing.channels. "
     "Make them like sortnet.data.preprocess.image_to_array: decode, EXIF-orient, convert to L (C=1) or RGB (C=3), "
@@ -25,7 +26,9 @@ INPUT_CONTRACT = (
     "resizes both sides). sortnet's --invert auto inverts (255 - x) only for MNIST-like models (C = 1, "
     "img_size <= 64, preprocessing.background 'dark', crop 1) and only an image whose 1-px border median is >= 128 "
     "and that is nearly grey (sortnet.data.invert); never a colour photo. Normalization and TTA happen inside the graph. "
-    "Outputs: probabilities float32 [batch, K] (softmax), logits float32 [batch, K]; K indexes sortnet.classes."
+    "Outputs: probabilities float32 [batch, K] (softmax of logits / sortnet.temperature), logits float32 [batch, K]; "
+    "K indexes sortnet.classes. Models with an unknown scorer add unknown_score float32 [batch]: above "
+    "sortnet.unknown_threshold means none of the classes (answer 'unknown', closest class = the top one)."
 )
 
 
@@ -40,12 +43,17 @@ class OnnxModelError(SortnetError):
 def onnx_metadata(meta: ModelMeta, tta: bool) -> dict[str, str]:
     """The string key/values stored in an exported file's metadata_props (the graph's TTA as exported_tta)."""
     full = meta.replace(exported_tta=meta.tta if tta else None)
-    return {
+    props = {
         "sortnet": json.dumps(full.to_dict()),
         "sortnet.classes": json.dumps(list(meta.classes)),
         "sortnet.preprocessing": json.dumps(meta.preprocessing.to_dict()),
         "sortnet.input": INPUT_CONTRACT,
+        "sortnet.temperature": json.dumps(meta.calibration["temperature"] if meta.calibration else 1.0),
     }
+    if meta.unknown is not None:  # for runtimes that read plain keys rather than the sortnet JSON
+        props["sortnet.unknown_threshold"] = json.dumps(meta.unknown["threshold"])
+        props["sortnet.unknown_accept"] = json.dumps(meta.unknown.get("accept"))
+    return props
 
 
 def set_onnx_metadata(proto, props: dict[str, str]) -> None:

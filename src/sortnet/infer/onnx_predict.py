@@ -14,7 +14,7 @@ import numpy as np
 
 from sortnet.extras import require
 from sortnet.infer.graph import onnx_bytes
-from sortnet.infer.onnx_io import INPUT_NAME, OnnxModelError, read_onnx_metadata
+from sortnet.infer.onnx_io import INPUT_NAME, UNKNOWN_OUTPUT, OnnxModelError, read_onnx_metadata
 from sortnet.modelmeta import ModelMeta
 from sortnet.parallel import usable_cores
 
@@ -76,6 +76,7 @@ class OnnxBackend:
         inputs = self.session.get_inputs()
         if [i.name for i in inputs] != [INPUT_NAME]:
             raise OnnxModelError(f"expected one input named {INPUT_NAME!r}; this is not a sortnet export")
+        self.has_unknown = UNKNOWN_OUTPUT in [o.name for o in self.session.get_outputs()]
 
     @classmethod
     def from_torch(cls, model, meta: ModelMeta, tta: bool = True, threads: int | None = None) -> "OnnxBackend":
@@ -88,11 +89,19 @@ class OnnxBackend:
 
     def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """float32 probabilities [N, K] for uint8 [N, C, H, W] (already preprocessed)."""
+        return self.predict_scored(images, batch_size)[0]
+
+    def predict_scored(self, images: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
+        """(float32 probabilities [N, K], float unknown scores [N] or None when the export has no scorer)."""
         images = np.ascontiguousarray(images, dtype=np.uint8)
-        out = [self.session.run(["probabilities"], {INPUT_NAME: images[i : i + batch_size]})[0]
+        names = ["probabilities"] + ([UNKNOWN_OUTPUT] if self.has_unknown else [])
+        out = [self.session.run(names, {INPUT_NAME: images[i : i + batch_size]})
                for i in range(0, len(images), batch_size)]
         k = self.meta.num_classes
-        return np.concatenate(out).astype(np.float32, copy=False) if out else np.zeros((0, k), np.float32)
+        probs = np.concatenate([o[0] for o in out]).astype(np.float32, copy=False) if out else np.zeros((0, k), np.float32)
+        if not self.has_unknown:
+            return probs, None
+        return probs, (np.concatenate([o[1] for o in out]).astype(np.float64) if out else np.zeros(0))
 
 
 def _read_onnx(path: Path) -> bytes:

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-import torch
 from PIL import Image
 
+from sortnet.calibrate import calibrated_probs, temperature_of
 from sortnet.data.dataset import SkippedFile
 from sortnet.data.decode import decode_or_reason, has_image_extension, to_rgb_or_l
 from sortnet.data.invert import INVERT_CHOICES, model_input
@@ -30,6 +30,8 @@ from sortnet.infer.batch import TTA, predict_logits
 from sortnet.modelfile import load_model
 from sortnet.modelmeta import ModelMeta
 from sortnet.parallel import usable_cores
+from sortnet.unknown.fit import features_and_logits, unknown_scores
+from sortnet.unknown.threshold import choose_threshold
 
 @dataclass
 class Prediction:
@@ -37,6 +39,8 @@ class Prediction:
     top: list[tuple[str, float]] = field(default_factory=list)  # (class name, probability), best first
     error: str | None = None
     inverted: bool = False
+    unknown: bool = False  # unknown_score above the model's threshold: "unknown (closest: <label>)"
+    unknown_score: float | None = None  # None: the model has no unknown scorer (older files)
 
     @property
     def label(self) -> str | None:
@@ -44,7 +48,9 @@ class Prediction:
 
     def to_dict(self) -> dict:
         """The one JSON shape of a prediction (docs/CONTRACTS.md), used by the API, CLI --json, HTTP and JSONL:
-        {"path"?, "class", "probability", "predictions": [{"class", "probability"}, ...], "inverted"}, or
+        {"path"?, "class", "probability", "predictions": [{"class", "probability"}, ...], "inverted", "unknown",
+        "unknown_score"} ("class" stays the closest class when "unknown" is true; "unknown_score" null for models
+        without a scorer), or
         {"path"?, "error", "predictions": []} for a file that could not be read. "path" only when known."""
         d: dict = {} if self.path is None else {"path": self.path}
         if self.error is not None or not self.top:
@@ -52,8 +58,14 @@ class Prediction:
             return d
         top = [{"class": c, "probability": round(p, 6)} for c, p in self.top]
         d.update({"class": top[0]["class"], "probability": top[0]["probability"], "predictions": top,
-                  "inverted": self.inverted})
+                  "inverted": self.inverted, "unknown": self.unknown,
+                  "unknown_score": None if self.unknown_score is None else round(self.unknown_score, 6)})
         return d
+
+    @property
+    def shown_label(self) -> str | None:
+        """What people see: the class, or "unknown (closest: class)"."""
+        return f"unknown (closest: {self.label})" if self.unknown and self.label is not None else self.label
 
 
 HIDDEN_REASON = "hidden name (starts with '.'): not read"
@@ -80,9 +92,11 @@ def expand_paths(paths: list[str | os.PathLike], follow_links: bool = False) -> 
 
 class Predictor:
     def __init__(self, model, meta: ModelMeta, device: str = "cpu", invert: str = "auto", tta: bool = True,
-                 batch_size: int = 64, runtime: str = "torch", threads: int | None = None) -> None:
+                 batch_size: int = 64, runtime: str = "torch", threads: int | None = None,
+                 unknown_accept: float | None = None, unknown_threshold: float | None = None) -> None:
         """model: a torch SortnetModel, or an OnnxBackend (then runtime is onnx and TTA is what the export holds).
-        runtime: torch | onnx | auto; onnx on a torch model exports it in memory. threads: onnxruntime threads."""
+        runtime: torch | onnx | auto; onnx on a torch model exports it in memory. threads: onnxruntime threads.
+        unknown_accept / unknown_threshold: move the model file's unknown threshold (sortnet/unknown/threshold.py)."""
         from sortnet.infer.onnx_predict import OnnxBackend, resolve_runtime
 
         if invert not in INVERT_CHOICES:
@@ -99,6 +113,10 @@ class Predictor:
         self.model = None if self.onnx else model.to(self.device).eval()
         if self.runtime == "onnx" and self.onnx is None:  # exported in memory: same weights, same TTA views
             self.onnx = OnnxBackend.from_torch(self.model, meta, tta=self.tta is not None, threads=threads)
+        self.temperature = temperature_of(meta)  # probabilities are softmax(logits / T) (sortnet/calibrate.py)
+        self.scorer = None if self.model is None else getattr(self.model, "unknown", None)
+        scored = self.onnx.has_unknown if self.onnx is not None else self.scorer is not None
+        self.unknown_threshold = choose_threshold(meta.unknown if scored else None, unknown_accept, unknown_threshold)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, *, runtime: str | None = None, threads: int | None = None,
@@ -122,10 +140,28 @@ class Predictor:
 
     def predict_arrays(self, arrays: np.ndarray) -> np.ndarray:
         """Probabilities float32 [N, K] for uint8 [N, C, H, W] already preprocessed."""
+        return self.predict_scored(arrays)[0]
+
+    def predict_scored(self, arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities float32 [N, K], unknown scores float [N] or None for a model without a scorer)."""
         if self.onnx is not None:
-            return self.onnx.predict(np.asarray(arrays), self.batch_size)
-        logits = predict_logits(self.model, arrays, self.device, self.dtype, self.batch_size, self.tta)
-        return torch.softmax(logits, 1).numpy()
+            return self.onnx.predict_scored(np.asarray(arrays), self.batch_size)
+        if self.scorer is None:
+            logits = predict_logits(self.model, arrays, self.device, self.dtype, self.batch_size, self.tta)
+            return calibrated_probs(logits, self.temperature), None
+        feats, logits = features_and_logits(self.model, arrays, self.device, self.dtype, self.tta, self.batch_size)
+        return calibrated_probs(logits, self.temperature), unknown_scores(self.scorer.cpu(), feats, logits)
+
+    def _prediction(self, path, probs: np.ndarray, score, top_k: int, inverted: bool = False) -> Prediction:
+        unknown = bool(score is not None and self.unknown_threshold is not None and score > self.unknown_threshold)
+        return Prediction(path, self.top(probs, top_k), inverted=inverted, unknown=unknown,
+                          unknown_score=None if score is None else float(score))
+
+    def _predictions(self, arrays: np.ndarray, top_k: int, paths=None, inverted=None) -> list[Prediction]:
+        probs, scores = self.predict_scored(arrays)
+        n = len(probs)
+        return [self._prediction(None if paths is None else paths[i], probs[i], None if scores is None else scores[i],
+                                 top_k, False if inverted is None else inverted[i]) for i in range(n)]
 
     def top(self, probs: np.ndarray, k: int) -> list[tuple[str, float]]:
         """The k best (class name, probability) of one probability row [K], best first (ties: lower index)."""
@@ -134,15 +170,14 @@ class Predictor:
 
     def predict_batch(self, arrays: np.ndarray, top_k: int = 3) -> list[Prediction]:
         """One Prediction per uint8 [N, C, H, W] image already preprocessed (no path, never inverted)."""
-        return [Prediction(None, self.top(row, top_k)) for row in self.predict_arrays(arrays)]
+        return self._predictions(arrays, top_k)
 
     def predict_images(self, images: Iterable[Image.Image], top_k: int = 3) -> list[Prediction]:
         """Images are consumed one at a time (a generator of decodes keeps at most two full-size images alive)."""
         prepped = [self.preprocess(to_rgb_or_l(img)) for img in images]  # alpha on white, CMYK, 16-bit: as decode
         if not prepped:
             return []
-        probs = self.predict_arrays(np.stack([a for a, _ in prepped]))
-        return [Prediction(None, self.top(p, top_k), inverted=inv) for p, (_, inv) in zip(probs, prepped)]
+        return self._predictions(np.stack([a for a, _ in prepped]), top_k, inverted=[inv for _, inv in prepped])
 
     def _load(self, path: Path):
         """(uint8 [C, H, W], inverted) for a good file, its skip reason (str) for a bad one; never raises."""
@@ -175,9 +210,10 @@ class Predictor:
         good = [i for i, item in enumerate(loaded) if not isinstance(item, str)]
         results = [Prediction(str(f), error=item if isinstance(item, str) else None) for f, item in zip(files, loaded)]
         if good:
-            probs = self.predict_arrays(np.stack([loaded[i][0] for i in good]))
-            for i, p in zip(good, probs):
-                results[i].top, results[i].inverted = self.top(p, top_k), loaded[i][1]
+            preds = self._predictions(np.stack([loaded[i][0] for i in good]), top_k, [str(files[i]) for i in good],
+                                      [loaded[i][1] for i in good])
+            for i, pred in zip(good, preds):
+                results[i] = pred
         return results
 
 

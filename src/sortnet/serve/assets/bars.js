@@ -1,7 +1,11 @@
 "use strict";
 /* Top-k probability bars, shared by the serve and studio pages. Class names go in with textContent, never as HTML. */
-function bars(container, predictions) {
+function bars(container, predictions, res) {
   container.replaceChildren();
+  if (res && res.unknown) {  // none of the classes: say so, the closest class stays in the bars below
+    const note = document.createElement("div"); note.className = "unknown";
+    note.textContent = "unknown (closest: " + res.class + ")"; container.append(note);
+  }
   for (const p of predictions.slice(0, 3)) {
     const row = document.createElement("div"); row.className = "row";
     const name = document.createElement("span"); name.className = "name"; name.textContent = p.class;

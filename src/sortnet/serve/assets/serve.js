@@ -14,7 +14,7 @@ async function addFile(file) {
   const img = document.createElement("img"); img.alt = file.name; img.src = URL.createObjectURL(file);
   const out = document.createElement("div"); out.className = "bars"; out.textContent = "classifying...";
   card.append(img, out); $("results").prepend(card);
-  try { const res = await classify(file, file.name); bars(out, res.predictions); card.dataset.label = res.class; }
+  try { const res = await classify(file, file.name); bars(out, res.predictions, res); card.dataset.label = res.class; }
   catch (e) { out.className = "bars error"; out.textContent = e.message; }
 }
 
@@ -36,7 +36,7 @@ async function cameraLoop() {
     canvas.width = video.videoWidth; canvas.height = video.videoHeight;
     canvas.getContext("2d").drawImage(video, 0, 0);
     const blob = await new Promise((r) => canvas.toBlob(r, "image/jpeg", 0.9));
-    try { const res = await classify(blob, "frame.jpg"); bars($("cam-bars"), res.predictions); }
+    try { const res = await classify(blob, "frame.jpg"); bars($("cam-bars"), res.predictions, res); }
     catch (e) { $("cam-bars").textContent = e.message; await new Promise((r) => setTimeout(r, 500)); }
     const now = performance.now(); fps = 0.9 * fps + 0.1 * (1000 / (now - last)); last = now;
     $("cam-fps").textContent = fps.toFixed(1) + " frames/s";
