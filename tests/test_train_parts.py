@@ -107,10 +107,16 @@ def test_sub_epoch_budget_ends_inside_first_epoch():
     assert t.opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
-def test_short_runs_drop_regularisation_unless_asked():
+def test_short_runs_drop_regularisation_unless_asked(monkeypatch):
+    from sortnet.training import recipe as recipe_module
+
     b = _bundle()
     cpu = torch.device("cpu")
     long = resolve_recipe(TrainConfig(model="cnn-small", epochs=20), b, cpu)
+    few = resolve_recipe(TrainConfig(model="cnn-small", epochs=20), b, cpu, length=1.5)
+    # few images: a short run memorises them, so it keeps its regularisation
+    assert few.label_smoothing == 0.1 and few.translate > 0
+    monkeypatch.setattr(recipe_module, "SHORT_RUN_MIN_IMAGES", len(b.train))  # as many as a large set needs
     short = resolve_recipe(TrainConfig(model="cnn-small", epochs=20), b, cpu, length=1.5)
     assert long.label_smoothing == 0.1 and long.translate > 0 and long.tta_shift == 1
     assert short.label_smoothing == 0.0 and short.translate == 0 and short.tta_shift == 0
