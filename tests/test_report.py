@@ -30,7 +30,7 @@ from sortnet.reporting.weights import linear_class_pictures
 SHAPES = {"hbar": 0, "vbar": 1, "disc": 2, "diagonal": 4}  # conftest shape kinds
 SIZE = 16
 CHROMIUM = "/usr/bin/chromium"
-SECTIONS = ["summary", "curves", "metrics", "confusion", "top-losses", "learned", "samples"]
+SECTIONS = ["summary", "curves", "metrics", "confusion", "top-losses", "learned", "samples", "unknown"]
 
 
 def make_shapes(root: Path, per_class: int, seed: int = 0) -> Path:

@@ -86,7 +86,8 @@ def _sections(inputs: ReportInputs, opts: ReportOptions, timer: dict) -> tuple[l
     if opts.suspects:
         from sortnet.reporting.mislabelled import mislabelled_section
 
-        steps.append(("mislabelled", lambda: mislabelled_section(opts.suspects, inputs.data, opts.suspects_shown)))
+        steps.append(("mislabelled", lambda: mislabelled_section(opts.suspects, inputs.data, opts.suspects_shown,
+                                                                  number=9)))
     sections = []
     bar = progress(steps, desc="report", unit="section", enabled=opts.progress, leave=False)
     for name, make in bar:
