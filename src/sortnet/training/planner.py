@@ -18,16 +18,15 @@ Usage:
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import torch
-from torch import nn
 
 from sortnet.config import TrainConfig
 from sortnet.data.dataset import DataBundle
+from sortnet.models.macs import module_macs
 from sortnet.models.registry import create_model, size_group_models, model_defaults
 from sortnet.training.budget import affordable_steps, safety_margin
 from sortnet.training.clock import Deadline
@@ -229,25 +228,10 @@ def _images_for(costs: Costs, recipe: Recipe, n_train: int, deadline: Deadline) 
 
 
 def _macs_per_image(arch: str, bundle: DataBundle) -> float:
-    """Forward multiply-adds per image of a fresh `arch` at the data's shape: convolutions and linear layers,
-    counted with hooks (torch's FlopCounterMode would load torch._dynamo: seconds of imports)."""
+    """Forward multiply-adds per image of a fresh `arch` at the data's shape (models/macs.py)."""
     prep = bundle.preprocessing
-    model = create_model(arch, prep.channels, len(bundle.classes), prep.img_size, prep.mean, prep.std).eval()
-    total = 0
-
-    def count(module, inputs, output):
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            total += output.numel() * module.in_channels // module.groups * math.prod(module.kernel_size)
-        elif isinstance(module, nn.Linear):
-            total += output.numel() * module.in_features
-
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d | nn.Linear):
-            m.register_forward_hook(count)
-    with torch.no_grad():
-        model(torch.zeros(1, prep.channels, prep.img_size, prep.img_size))
-    return float(max(total, 1))
+    model = create_model(arch, prep.channels, len(bundle.classes), prep.img_size, prep.mean, prep.std)
+    return float(max(module_macs(model, (prep.channels, prep.img_size, prep.img_size)), 1))
 
 
 def _candidates(cfg: TrainConfig, bundle: DataBundle, device: torch.device, augment) -> list[str]:

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
+
+from sortnet.models.macs import module_macs
 
 BUNDLED_BACKBONES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 EXTRACT_EFFICIENCY = 0.25  # achieved / matmul FLOP/s of onnxruntime fp32 extraction: 0.24-0.33 measured (BENCHMARKS.md, "issue 23")
@@ -42,27 +43,6 @@ def matmul_flops(n: int = 1024, repeats: int = 3) -> float:
         torch.matmul(a, b)
         best = min(best, time.perf_counter() - t0)
     return 2 * n ** 3 / best
-
-
-def module_macs(module: nn.Module, shape: tuple[int, ...]) -> int:
-    """Multiply-adds of one forward pass of module on one input of shape (C, H, W) (convolutions, linear)."""
-    total = 0
-
-    def count(m, i, o):
-        nonlocal total
-        if isinstance(m, nn.Conv2d):
-            total += o.numel() * m.in_channels // m.groups * math.prod(m.kernel_size)
-        elif isinstance(m, nn.Linear):
-            total += o.numel() * m.in_features
-
-    hooks = [m.register_forward_hook(count) for m in module.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-    try:
-        with torch.no_grad():
-            module.eval()(torch.zeros(1, *shape))
-    finally:
-        for h in hooks:
-            h.remove()
-    return total
 
 
 @functools.lru_cache(maxsize=8)
