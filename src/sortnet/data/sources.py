@@ -25,7 +25,7 @@ from sortnet.data.groups import grouped_split, has_real_groups, merge_groups, re
 from sortnet.data.listsource import listed_from_folder, load_listed, source_name
 from sortnet.data.mapped import as_rows, is_on_disk
 from sortnet.data.invert import auto_inverts, model_input
-from sortnet.data.preprocess import Preprocessing, border_ring, image_to_array
+from sortnet.data.preprocess import Preprocessing, border_ring
 from sortnet.progress import progress as show
 
 __all__ = ["DataError", "load_data", "load_eval_data", "stratified_split", "channel_stats", "border_background",

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from sortnet.atomic import atomic_write_text
 from sortnet.jsonsafe import dumps
 from sortnet.labels.confident import SCORE_METHODS, confident_learning
