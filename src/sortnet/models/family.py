@@ -54,6 +54,9 @@ class ModelDefaults:
     # the budget on this machine (the narrowest takes 0). None: no such group.
     size_group: str | None = None
     size_min_images: int = 0
+    # False: too little capacity to memorise a few thousand images in a short run (pixel models), so short runs
+    # skip label smoothing and random shifts whatever the data size (training/recipe.py fit_to_length)
+    memorises_small_data: bool = True
     extra: dict = field(default_factory=dict)  # family-specific hints, documented where they are read
 
 

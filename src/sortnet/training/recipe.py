@@ -138,13 +138,15 @@ def resolve_recipe(cfg: TrainConfig, bundle: DataBundle, device: torch.device,
         tta_shift=1 if cfg.tta and translate > 0 else 0,
         pretrained=choice.pretrained,
     )
-    return fit_to_length(recipe, cfg, float(length if length is not None else recipe.epochs), n_train)
+    many = n_train >= SHORT_RUN_MIN_IMAGES or not d.memorises_small_data
+    return fit_to_length(recipe, cfg, float(length if length is not None else recipe.epochs), many)
 
 
-def fit_to_length(recipe: Recipe, cfg: TrainConfig, epochs: float, n_train: int) -> Recipe:
-    """Regularisation for the run's real length (in passes): none of it in short runs on many images, unless
-    asked for."""
-    short = epochs <= SHORT_RUN_EPOCHS and n_train >= SHORT_RUN_MIN_IMAGES
+def fit_to_length(recipe: Recipe, cfg: TrainConfig, epochs: float, underfits: bool = True) -> Recipe:
+    """Regularisation for the run's real length (in passes): none of it in short runs, unless asked for, or
+    unless the model could memorise its few images (underfits=False: fewer than SHORT_RUN_MIN_IMAGES for a
+    model with the capacity to)."""
+    short = epochs <= SHORT_RUN_EPOCHS and underfits
     smoothing = cfg.label_smoothing if cfg.label_smoothing is not None else (
         0.0 if short else DEFAULT_LABEL_SMOOTHING)
     translate = 0 if short and cfg.augment == "auto" else recipe.translate
