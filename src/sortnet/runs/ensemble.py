@@ -94,9 +94,11 @@ def train_ensemble(data: str, run_dir: Path, settings: dict, callbacks=None, dea
     meta = meta.replace(metrics={k: {"accuracy": v["accuracy"]} for k, v in metrics.items()}, config=cfg.to_dict(),
                         calibration=calibration)
     path = save_model(run_dir / MODEL_FILE, model, meta)
+    budget = {"budget": {"seconds": deadline.seconds, "used_seconds": round(deadline.elapsed(), 2)}} \
+        if deadline is not None else {}  # the model file's moment in the whole command's budget
     summary = _summary(members, metrics)
     write_metrics_file(run_dir, {"ensemble": {**metrics, "summary": summary}, "members": [c.metrics for c in members],
-                                 "seconds": round(time.monotonic() - started, 1)}, default=_plain)
+                                 "seconds": round(time.monotonic() - started, 1), **budget}, default=_plain)
     if cfg.progress:
         for split, s in summary.items():
             print(f"ensemble of {count}: {split} accuracy {s['ensemble']:.4f} (members {s['members']}, "
