@@ -152,7 +152,7 @@ def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, cal
     if partial is not None:  # head + last blocks on cached activations: val/test logits come with it
         recipe = dataclasses.replace(recipe, **partial["recipe_updates"])
         return _finish(model, bundle, cfg, recipe, run_dir, partial["metrics"], partial["logits"], origin, device,
-                       dtype, t0, deadline)
+                       dtype, t0, deadline, partial.get("features"))
     feats = _Features(model, bundle, recipe, cfg, origin, device, dtype, log)
     metrics: dict = {"history": [], "epochs": 0, "best": {}}
     if state is None:
