@@ -18,12 +18,12 @@ optuna = pytest.importorskip("optuna")
 
 import sortnet  # noqa: E402
 from sortnet.cli import main  # noqa: E402
-from sortnet.infer.batch import predict_logits  # noqa: E402
 from sortnet.models.spec import build_spec_body  # noqa: E402
 from sortnet.nas.config import SearchConfig  # noqa: E402
 from sortnet.nas.genome import MAX_BLOCKS, suggest_genome  # noqa: E402
 from sortnet.nas.leaderboard import leaderboard_rows  # noqa: E402
 from sortnet.nas.study import SearchError  # noqa: E402
+from sortnet.tta import predict_logits  # noqa: E402
 
 TINY = {"max_epochs": 2, "img_sizes": "8,12", "progress": False, "check": False, "population": 2}
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from sortnet.config import MAX_IMG_SIZE  # px: also the training limit, so no trained model is above it
 from sortnet.data.preprocess import RESIZE_MODES, Preprocessing
 from sortnet.errors import SortnetError
-from sortnet.infer.batch import TTA
+from sortnet.tta import TTA
 
 FORMAT_VERSION = 2
 MAX_CLASSES = 100_000

@@ -141,7 +141,7 @@ def _scratch_oof(bundle: DataBundle, data: ImageSet, fold: np.ndarray, folds: in
 
     import torch
 
-    from sortnet.infer.batch import predict_logits
+    from sortnet.tta import predict_logits
     from sortnet.training.fit import fit
 
     k, t0 = len(bundle.classes), time.monotonic()

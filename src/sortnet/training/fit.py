@@ -32,12 +32,13 @@ from sortnet.training.callbacks import Callback, CheckpointSaver, ProgressBar, T
 from sortnet.training.checkpoint import CheckpointError, load_checkpoint
 from sortnet.training.clock import Deadline
 from sortnet.training.finish import finish_run
-from sortnet.training.planner import PRECISION_MAX_SHARE, measure_costs, plan_budget, tta_view_count
+from sortnet.training.planner import PRECISION_MAX_SHARE, measure_costs, plan_budget
 from sortnet.training.precision import choose_precision, measures_precision
 from sortnet.training.recipe import Recipe, augmentation, resolve_recipe
 from sortnet.training.rundir import CHECKPOINT_NAME, MODEL_FILE, RUN_FILE
 from sortnet.training.threads import ThreadTuner
 from sortnet.training.trainer import Trainer, resolve_balance
+from sortnet.tta import view_count
 
 # The report after training (RUN_DIR/report.html) beyond its dreams' time bound: figures, HTML, TensorBoard images
 # (Fashion-MNIST, 10k test images, 2-core AVX2 machine otherwise idle: 10.4-12.5 s in all after a 60 s budget).
@@ -191,7 +192,7 @@ def build_trainer(bundle: DataBundle, cfg: TrainConfig, device, dtype, run_dir: 
             costs = distributed.from_main(lambda: measure_costs(trainer, bundle, checkpoints=run_dir is not None))
             keeper = TimeBudget(cfg.time_budget, spent=spent, start=deadline.start, step_seconds=costs.step,
                                 epoch_end_seconds=costs.epoch_end(),
-                                finish_seconds=costs.finish(tta_view_count(trainer.recipe))
+                                finish_seconds=costs.finish(view_count(trainer.recipe.tta()))
                                 + report_reserve_seconds(cfg, run_dir))
     if deadline is not None:
         trainer.callbacks.insert(1, keeper)

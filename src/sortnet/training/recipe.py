@@ -19,6 +19,7 @@ from sortnet.data.dataset import DataBundle
 from sortnet.models.registry import SMALL_IMAGE_PX, ModelDefaults, model_defaults
 from sortnet.training.choice import resolve_choice
 from sortnet.training.mirror import mirror_safe
+from sortnet.tta import TTA
 
 # A run this short (in passes over the data) underfits rather than overfits: regularisation (label
 # smoothing, random shifts) then costs accuracy. Measured on Fashion-MNIST at 20 s and 100 s budgets
@@ -61,6 +62,10 @@ class Recipe:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def tta(self) -> TTA:
+        """The views the final evaluation and the model file average (sortnet.tta.view_count counts them)."""
+        return TTA(flip=self.tta_flip, shift=self.tta_shift)
 
 
 def small_data_batch(batch: int, n_train: int, epochs: int | None) -> int:

@@ -211,7 +211,7 @@ def _finish(model, bundle, cfg, recipe, run_dir, metrics, logits, origin, device
     if run_dir is not None:
         payload = {"data": bundle.data, "config": cfg.to_dict(), "recipe": recipe.to_dict()}
         atomic_write_text(Path(run_dir) / "run.json", json.dumps(payload, indent=2))
-    from sortnet.infer.batch import TTA
+    from sortnet.tta import TTA
 
     tta = TTA(flip=recipe.tta_flip, shift=0)
     budget = (lambda: {"seconds": deadline.seconds, "used_seconds": round(deadline.elapsed(), 2)}) \
