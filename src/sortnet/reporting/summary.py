@@ -21,6 +21,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from sortnet.modelmeta import ModelMeta
+from sortnet.models.macs import parameter_count
 from sortnet.tta import view_count
 
 SETTINGS = ("model", "epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "label_smoothing",
@@ -37,8 +38,7 @@ def count_flops(model: torch.nn.Module, channels: int, img_size: int) -> int:
 
 def model_summary(model: torch.nn.Module, meta: ModelMeta, img_size: int, channels: int,
                   model_path: str | os.PathLike | None = None) -> dict:
-    params = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    params, trainable = parameter_count(model), parameter_count(model, trainable_only=True)
     views = view_count(meta.tta, img_size)
     out = {"arch": meta.arch, "parameters": int(params), "trainable_parameters": int(trainable),
            "flops_per_image": count_flops(model, channels, img_size), "tta_views": views,
