@@ -274,7 +274,7 @@ class _Checker:
         return value
 
     def unknown(self, value) -> dict | None:
-        """The scorer's method and tensor shapes (they decide what build_model allocates) and its threshold."""
+        """The scorer's method and tensor shapes (they decide what model_from_meta allocates) and its threshold."""
         value = self.optional_object("unknown", value)
         if value is None:
             return None

@@ -131,7 +131,7 @@ def _train(trainer: Trainer, run_dir: Path | None) -> None:
         raise type(e)(f"training interrupted{hint}") from None
 
 
-def build_model(arch: str, bundle: DataBundle, pretrained: bool = False):
+def model_for_training(arch: str, bundle: DataBundle, pretrained: bool = False):
     """The model for arch, normalized as its family declares (else by the data's statistics), data-initialized.
 
     pretrained: normalized as its ImageNet weights want (the weights themselves are loaded by the caller)."""
@@ -164,7 +164,7 @@ def build_trainer(bundle: DataBundle, cfg: TrainConfig, device, dtype, run_dir: 
         callbacks: list[Callback] = [ProgressBar(cfg.progress)]
         if run_dir is not None:
             callbacks += [TensorBoardLogger(run_dir / "tensorboard"), CheckpointSaver(run_dir)]
-        model = model if model is not None else build_model(recipe.model, bundle, recipe.pretrained)
+        model = model if model is not None else model_for_training(recipe.model, bundle, recipe.pretrained)
         return Trainer(model, bundle.train, bundle.val, recipe, device=device, dtype=dtype, seed=cfg.seed,
                        callbacks=callbacks + list(user_callbacks or []), balance=balance, compile=cfg.compile)
 
