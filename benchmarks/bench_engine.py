@@ -20,7 +20,7 @@ from sortnet.data.dataset import DataBundle, ImageSet
 from sortnet.data.preprocess import Preprocessing
 from sortnet.models.registry import create_model
 from sortnet.device import resolve_precision, use_all_cores
-from sortnet.training.recipe import resolve_recipe
+from sortnet.runs.recipe import resolve_recipe
 from sortnet.training.trainer import Trainer
 
 

@@ -120,7 +120,7 @@ def find_phase(args, tmp: Path) -> dict:
 def retrain_phase(args, tmp: Path) -> dict:
     """cleaned = noisy with every flagged suspect moved to its suggested class; clean / noisy / cleaned trained."""
     from sortnet.labels.moves import move_to_class
-    from sortnet.labels.suspects import read_suspects_csv
+    from sortnet.data.suspects import read_suspects_csv
 
     cleaned = tmp / "cleaned"
     if not cleaned.exists():

@@ -55,7 +55,7 @@ def auto_choice(bundle, model: str) -> str:
     import torch
 
     from sortnet.device import resolve_device, resolve_precision
-    from sortnet.training.fit import _fit_config, build_trainer
+    from sortnet.runs.fit import _fit_config, build_trainer
 
     cfg = _fit_config(bundle, {"model": model, "epochs": 1, "precision": "auto", "progress": False})
     device = resolve_device("cpu")

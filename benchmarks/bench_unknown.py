@@ -72,7 +72,7 @@ def threshold_numbers(val: np.ndarray, known: np.ndarray, unknown: np.ndarray, a
 
 def calibration_numbers(logits, labels, temperature: float) -> dict:
     from sortnet.calibrate import calibrated_probs, nll
-    from sortnet.reporting.calibration import expected_calibration_error
+    from sortnet.calibrate import expected_calibration_error
 
     before, after = calibrated_probs(logits), calibrated_probs(logits, temperature)
     return {"temperature": temperature, "accuracy": float((before.argmax(1) == labels).mean()),
@@ -134,7 +134,7 @@ def photo_unknowns(prep, n_fashion: int, seed: int = 0) -> dict:
             side = int(min(w, h) * rng.uniform(0.5, 0.9))
             x, y = rng.integers(0, w - side + 1), rng.integers(0, h - side + 1)
             photos.append(image_to_array(img.crop((x, y, x + side, y + side)), prep))
-    from sortnet.training.prepare import prepare
+    from sortnet.runs.prepare import prepare
 
     fashion = prepare("fashion-mnist", progress=False, check=False).test
     rows = rng.choice(len(fashion), n_fashion, replace=False)
@@ -195,7 +195,7 @@ def main() -> None:
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2))
     if not args.skip_fashion:
-        from sortnet.training.prepare import prepare
+        from sortnet.runs.prepare import prepare
 
         bundle = prepare("fashion-mnist", progress=False, check=False)
         for h in args.holdout:

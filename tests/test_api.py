@@ -5,7 +5,7 @@ import sortnet
 
 
 def test_api_names_survive_submodule_imports():
-    for mod in ("sortnet.training.run", "sortnet.training.trainer", "sortnet.evaluation.run", "sortnet.models.registry", "sortnet.nas.run"):
+    for mod in ("sortnet.runs.train", "sortnet.training.trainer", "sortnet.evaluation.run", "sortnet.models.registry", "sortnet.nas.run"):
         importlib.import_module(mod)
     for name in ("train", "evaluate", "predict", "load", "list_models", "list_datasets", "search"):
         assert callable(getattr(sortnet, name)), name

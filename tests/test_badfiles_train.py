@@ -12,7 +12,7 @@ import sortnet.data.listsource as listsource
 from badfiles import write_bad_files
 from conftest import make_class_folder
 from sortnet.data.check import run_check
-from sortnet.training.run import train
+from sortnet.runs.train import train
 
 
 @pytest.fixture(autouse=True)

@@ -23,9 +23,9 @@ from sortnet.training.budget import TimeBudget, affordable_steps
 from sortnet.training.callbacks import Callback
 from sortnet.training.clock import Deadline, process_age
 from sortnet.training.fastpath import choose_layout, machine_kind, workload_key
-from sortnet.training.finish import final_tta, held_out_logits
-from sortnet.training.planner import Costs, plan_budget
-from sortnet.training.recipe import resolve_recipe
+from sortnet.runs.finish import final_tta, held_out_logits
+from sortnet.runs.planner import Costs, plan_budget
+from sortnet.runs.recipe import resolve_recipe
 from sortnet.training.schedule import Schedule
 from sortnet.training.threads import ThreadTuner
 from sortnet.training.trainer import Trainer
@@ -254,7 +254,7 @@ def test_planner_picks_a_wider_net_only_when_the_budget_lets_it_see_enough_image
 def test_model_choice_counts_test_time_augmentation_only_where_it_pays():
     """The images a candidate net sees are counted with the TTA the length plan will keep: views that cost
     more than TTA_MAX_SHARE of the budget are dropped there, so they must not eat the candidate's budget here."""
-    from sortnet.training.planner import _images_for
+    from sortnet.runs.planner import _images_for
 
     b = _bundle(test=64)
     cfg, _ = _make(b, time_budget=10.0)
@@ -267,7 +267,7 @@ def test_model_choice_counts_test_time_augmentation_only_where_it_pays():
 
 
 def test_planner_keeps_the_mirror_view_when_only_the_shifted_views_are_too_dear():
-    from sortnet.training.planner import tta_that_pays
+    from sortnet.runs.planner import tta_that_pays
 
     b = _bundle(test=64)
     cfg, _ = _make(b, time_budget=10.0)

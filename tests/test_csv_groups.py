@@ -94,7 +94,7 @@ def test_balance_choice_and_training(tmp_path):
     assert resolve_balance("auto", [100, 10])[0] == "weights"
     assert resolve_balance("auto", [10, 11])[0] == "none"
     assert resolve_balance("sampler", [10, 11]) == ("sampler", "set by --balance")
-    from sortnet.training.run import train
+    from sortnet.runs.train import train
 
     root = make_class_folder(tmp_path, classes=2, per_class=4)
     for i in range(4, 24):

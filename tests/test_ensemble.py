@@ -16,7 +16,7 @@ from conftest import make_class_folder, make_image
 from modelkit import make_model_file
 from sortnet.config import ConfigError
 from sortnet.data.preprocess import Preprocessing, image_to_array
-from sortnet.ensemble.adapt import MemberInput
+from sortnet.models.ensemble_input import MemberInput
 from sortnet.ensemble.build import EnsembleError, make_ensemble
 from sortnet.infer.predictor import Predictor
 from sortnet.modelfile import load_model, save_model

@@ -22,7 +22,7 @@ from sortnet.cli.main import main
 from sortnet.data.decode import BadImageError, decode_image
 from sortnet.modelfile import read_metadata
 from sortnet.training.checkpoint import CheckpointError, load_checkpoint
-from sortnet.training.prepare import prepare
+from sortnet.runs.prepare import prepare
 
 
 def _strict_json(text):

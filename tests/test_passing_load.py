@@ -8,7 +8,7 @@ import torch
 
 from sortnet.models.registry import model_defaults
 from sortnet.training.clock import Deadline
-from sortnet.training.planner import Costs, plan_budget
+from sortnet.runs.planner import Costs, plan_budget
 from sortnet.training.steptime import LOADED_RATIO, remember_step, remembered_step, unloaded_costs
 from sortnet.training.threads import ThreadTuner
 from test_budget import _bundle, _make, _trainer

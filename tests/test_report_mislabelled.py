@@ -8,7 +8,7 @@ import sortnet
 from conftest import make_class_folder
 from modelkit import make_model_file
 
-from sortnet.labels.suspects import Suspect, write_suspects_csv
+from sortnet.data.suspects import Suspect, write_suspects_csv
 from sortnet.reporting import IMAGES_DIR
 from sortnet.reporting.mislabelled import mislabelled_section
 

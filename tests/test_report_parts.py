@@ -11,7 +11,7 @@ import torch
 from sklearn import metrics as skm
 
 from sortnet.models.registry import create_model
-from sortnet.reporting.calibration import expected_calibration_error, reliability_bins
+from sortnet.calibrate import expected_calibration_error, reliability_bins
 from sortnet.reporting.charts import curves_png, history_series
 from sortnet.reporting.dreams import class_dreams, gaussian_blur
 from sortnet.reporting.gradcam import find_target_layer, grad_cam

@@ -17,8 +17,8 @@ from conftest import make_class_folder
 from sortnet.cli.main import main
 from sortnet.stopsignal import Terminated, terminate_as_interrupt
 from sortnet.training.callbacks import Callback
-from sortnet.training.run import train
-from sortnet.training.runlock import LOCK_FILE, RunLock, RunLockError
+from sortnet.runs.train import train
+from sortnet.runfolder.lock import LOCK_FILE, RunLock, RunLockError
 
 FAST = dict(epochs=1, model="linear", progress=False, check=False, report=False)
 
@@ -72,7 +72,7 @@ def test_second_run_into_an_owned_folder_is_refused(data, tmp_path):
 
 def test_a_lock_file_left_by_a_killed_process_does_not_block(data, tmp_path):
     run = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from sortnet.training.runlock import RunLock;"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from sortnet.runfolder.lock import RunLock;"
                                f"RunLock({str(run)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE, text=True, env=dict(os.environ))
     run.mkdir()

@@ -9,7 +9,7 @@ from sortnet.data.preprocess import Preprocessing
 from sortnet.models.registry import create_model
 from sortnet.training.augment import alternating_flip_mask, flip_batch, random_resized_crop, random_translate
 from sortnet.device import cpu_supports_bf16, resolve_precision
-from sortnet.training.recipe import resolve_recipe
+from sortnet.runs.recipe import resolve_recipe
 from sortnet.training.schedule import lr_multiplier
 from sortnet.training.trainer import Trainer
 
@@ -147,7 +147,7 @@ def test_flips_only_where_mirror_images_keep_their_class():
 
 
 def test_small_data_gets_enough_steps_big_data_the_family_batch():
-    from sortnet.training.recipe import small_data_batch
+    from sortnet.runs.recipe import small_data_batch
 
     # 1,150 images: 1150 / 32 steps per epoch = 35.9 -> 32; given 5 epochs, 5 * 1150 / 160 = 35.9 -> 32
     assert small_data_batch(128, 1150, 5) == 32 and small_data_batch(128, 1150, None) == 32

@@ -34,21 +34,21 @@ __all__ = ["train", "prepare", "fit", "search", "Callback", "EarlyStopping", "ch
 
 def train(data=None, **kwargs):
     """Train a classifier; keyword names and defaults match `sortnet train --help` (see TrainConfig)."""
-    from sortnet.training.run import train as _train
+    from sortnet.runs.train import train as _train
 
     return _train(data, **kwargs)
 
 
 def prepare(data, **settings):
     """Check, decode and split the data once (a DataBundle); any `train` setting is accepted, the data ones used."""
-    from sortnet.training.prepare import prepare as _prepare
+    from sortnet.runs.prepare import prepare as _prepare
 
     return _prepare(data, **settings)
 
 
 def fit(bundle, *, out=None, callbacks=None, **settings):
     """Train on a prepared bundle -> Classifier; out=None writes nothing; callbacks: Keras-style Callback objects."""
-    from sortnet.training.fit import fit as _fit
+    from sortnet.runs.fit import fit as _fit
 
     return _fit(bundle, out=out, callbacks=callbacks, **settings)
 

@@ -16,6 +16,7 @@ from sortnet.data.preprocess import Preprocessing
 from sortnet.infer.predictor import Prediction, Predictor
 from sortnet.modelfile import load_model, save_model
 from sortnet.modelmeta import ModelMeta
+from sortnet.runfolder.layout import MODEL_FILE
 
 
 class Classifier:
@@ -44,7 +45,7 @@ class Classifier:
 
     @property
     def model_path(self) -> Path | None:
-        return self.run_dir / "model.safetensors" if self.run_dir else None
+        return self.run_dir / MODEL_FILE if self.run_dir else None
 
     def predictor(self, **kwargs) -> Predictor:
         """A Predictor over this in-memory model (kwargs: device, invert, tta, batch_size, runtime, threads)."""

@@ -1,6 +1,6 @@
 """Training configuration: one dataclass, one source of defaults for the CLI and the Python API.
 
-`None` / "auto" fields are resolved from the data and model by `sortnet.training.recipe.resolve_recipe`.
+`None` / "auto" fields are resolved from the data and model by `sortnet.runs.recipe.resolve_recipe`.
 
 Usage:
     cfg = TrainConfig.from_dict({"epochs": 5, "lr": 0.1})   # unknown keys raise with a suggestion

@@ -70,7 +70,7 @@ def model_from_meta(meta: ModelMeta, device: str | torch.device | None = None) -
     prep = meta.preprocessing
     with torch.device(device or "cpu"):
         if meta.ensemble is not None:
-            from sortnet.ensemble.model import ensemble_from_meta
+            from sortnet.models.ensemble import ensemble_from_meta
 
             return ensemble_from_meta(meta)
         model = create_model(meta.arch, prep.channels, meta.num_classes, prep.img_size, prep.mean, prep.std)

@@ -5,7 +5,7 @@ traceback (exit status 2); Ctrl-C exits with 130, SIGTERM (handled as Ctrl-C: th
 
 Usage:
     sys.exit(main())                    # the console script (pyproject: sortnet = "sortnet.cli:main")
-    main(["predict", "model.safetensors", "img.jpg", "--json"])
+    main(["predict", "photos.safetensors", "img.jpg", "--json"])
 """
 from __future__ import annotations
 

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.resume:
         if not args.data:
             raise SystemExit("sortnet train: give DATA (a folder or built-in dataset) or --resume RUN_DIR")
-        from sortnet.training.rundir import check_new_run_dir, default_run_dir
+        from sortnet.runfolder.layout import check_new_run_dir, default_run_dir
 
         TrainConfig.from_dict(settings)  # bad settings and a bad --out fail in milliseconds, before torch loads
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun rank 0 alone owns the run folder

@@ -72,9 +72,9 @@ def curve(data: str, *, fractions=None, seeds: int = 2, out: str | Path | None =
     settings: any `train` setting (model, epochs, time_budget for the whole curve, img_size, ...).
     """
     from sortnet.compare.plot import plot_curve
-    from sortnet.training.fit import fit
-    from sortnet.training.prepare import prepare
-    from sortnet.training.rundir import check_new_run_dir, make_run_dir
+    from sortnet.runs.fit import fit
+    from sortnet.runs.prepare import prepare
+    from sortnet.runfolder.layout import check_new_run_dir, make_run_dir
 
     started = time.perf_counter() if started is None else started
     fractions = parse_fractions(fractions)
@@ -134,6 +134,6 @@ def summarize(runs: list[dict]) -> list[dict]:
 
 
 def _default_out(data: str) -> Path:
-    from sortnet.training.rundir import default_run_dir
+    from sortnet.runfolder.layout import default_run_dir
 
     return default_run_dir("curve-" + (Path(str(data).rstrip("/")).name or "data"))

@@ -131,7 +131,7 @@ class Ladder:
         return FIXED_OVERHEAD_S + OVERHEAD_SAFETY * forwards / ips
 
     def train_and_measure(self, plan: RungPlan, bundle: DataBundle, fit_budget: float) -> dict:
-        from sortnet.training.fit import fit
+        from sortnet.runs.fit import fit
 
         clf = fit(bundle, model=plan.arch, time_budget=fit_budget, **{**self.fit_settings, **plan.settings})
         path = clf.save(self.out / f"{plan.rung.name}.safetensors")
@@ -174,7 +174,7 @@ def forward_images_per_second(arch: str, img_size: int, channels: int, classes: 
 
 
 def default_out(data: str) -> Path:
-    from sortnet.training.rundir import default_run_dir
+    from sortnet.runfolder.layout import default_run_dir
 
     return default_run_dir("ladder-" + (Path(str(data).rstrip("/")).name or "data"))
 
@@ -187,8 +187,8 @@ def ladder(data: str, *, time_budget: str | float = "10m", rungs=None, out: str 
     """
     from sortnet.compare.plot import plot_ladder
     from sortnet.device import resolve_device
-    from sortnet.training.prepare import prepare
-    from sortnet.training.rundir import check_new_run_dir, make_run_dir
+    from sortnet.runs.prepare import prepare
+    from sortnet.runfolder.layout import check_new_run_dir, make_run_dir
 
     started = time.perf_counter() if started is None else started
     budget = parse_duration(time_budget)

@@ -77,7 +77,7 @@ def pretrained_arch() -> tuple[str | None, str]:
 
 def _plan(rung: Rung, prep: "Preprocessing", device: "torch.device") -> RungPlan:
     from sortnet.models.registry import model_defaults
-    from sortnet.training.choice import auto_model
+    from sortnet.runs.choice import auto_model
 
     if rung.name in ("linear", "mlp"):
         plan = RungPlan(rung, arch=rung.name)

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from sortnet.calibrate import temperature_of
-from sortnet.ensemble.model import ENSEMBLE_ARCH, EnsembleModel, common_preprocessing
+from sortnet.models.ensemble import ENSEMBLE_ARCH, EnsembleModel, common_preprocessing
 from sortnet.errors import SortnetError
 from sortnet.atomic import check_output
 from sortnet.modelfile import load_model, save_model

@@ -19,7 +19,7 @@ from pathlib import Path
 from sortnet.config import ConfigError
 from sortnet.labels.find import LabelErrors, data_root, find_label_errors, write_label_errors
 from sortnet.labels.moves import Move, MoveError, UndoResult, move_to_class, undo_moves
-from sortnet.labels.suspects import SUMMARY_FILE, read_suspects_csv, suspects_root
+from sortnet.data.suspects import SUMMARY_FILE, read_suspects_csv, suspects_root
 
 OUR_FILES = ("suspects.csv", "ranking.csv", SUMMARY_FILE)
 

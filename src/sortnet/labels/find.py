@@ -25,7 +25,7 @@ from sortnet.atomic import atomic_write_text
 from sortnet.jsonsafe import dumps
 from sortnet.labels.confident import SCORE_METHODS, confident_learning
 from sortnet.labels.oof import DEFAULT_FOLDS, out_of_fold
-from sortnet.labels.suspects import SUMMARY_FILE, Suspect, write_suspects_csv
+from sortnet.data.suspects import SUMMARY_FILE, Suspect, write_suspects_csv
 
 SUSPECTS_FILE, RANKING_FILE = "suspects.csv", "ranking.csv"
 

@@ -141,8 +141,8 @@ def _scratch_oof(bundle: DataBundle, data: ImageSet, fold: np.ndarray, folds: in
 
     import torch
 
+    from sortnet.runs.fit import fit
     from sortnet.tta import predict_logits
-    from sortnet.training.fit import fit
 
     k, t0 = len(bundle.classes), time.monotonic()
     probs = np.zeros((len(data), k), np.float32)
@@ -170,7 +170,7 @@ def out_of_fold(data: str, *, folds: int = DEFAULT_FOLDS, seed: int = 0, time_bu
     """
     from sortnet.config import parse_duration
     from sortnet.device import resolve_device
-    from sortnet.training.prepare import prepare
+    from sortnet.runs.prepare import prepare
 
     t0 = time.perf_counter()
     settings = {k: v for k, v in settings.items() if k not in ("val_fraction", "time_budget", "report")}

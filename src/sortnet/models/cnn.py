@@ -157,7 +157,7 @@ class PhotoResNet(nn.Module):
 WHITENED = ModelDefaults(min_img_size=3, optimizer="sgd", lr=0.1, weight_decay=5e-4, batch_small=128, batch_large=64,
                          data_init=True)
 # The three widths are one size group for --time-budget: the planner picks the widest that sees at least this many
-# training images within the budget on the machine at hand (training/planner.py). Measured on Fashion-MNIST
+# training images within the budget on the machine at hand (runs/planner.py). Measured on Fashion-MNIST
 # (BENCHMARKS.md section 11, 2-core AVX2 CPU, whole-command budgets): cnn-small costs ~2.5x cnn-tiny per image;
 # at 120 s cnn-tiny (155k images) beat cnn-small (98k) 92.3% to 91.0%, at 300 s cnn-small (180k images) beat
 # cnn-tiny (520k) 93.2% to 92.1%: the threshold sits between, where the narrow net's capacity starts to limit it.

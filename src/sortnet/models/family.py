@@ -50,12 +50,12 @@ class ModelDefaults:
     min_epochs: int = 8
     data_init: bool = False  # needs init_from_data (patch whitening) before training
     # --time-budget with model auto: models naming the same size_group are one net at several widths; the
-    # planner (training/planner.py) picks the widest that sees >= size_min_images training images within
+    # planner (runs/planner.py) picks the widest that sees >= size_min_images training images within
     # the budget on this machine (the narrowest takes 0). None: no such group.
     size_group: str | None = None
     size_min_images: int = 0
     # False: too little capacity to memorise a few thousand images in a short run (pixel models), so short runs
-    # skip label smoothing and random shifts whatever the data size (training/recipe.py fit_to_length)
+    # skip label smoothing and random shifts whatever the data size (runs/recipe.py fit_to_length)
     memorises_small_data: bool = True
     extra: dict = field(default_factory=dict)  # family-specific hints, documented where they are read
 

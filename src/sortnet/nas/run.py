@@ -42,7 +42,7 @@ class SearchResult:
 
 def default_search_dir(data: str, root: str = "runs") -> Path:
     """runs/<data name>-search: the same command finds the same folder, so it continues the study."""
-    from sortnet.training.rundir import data_name
+    from sortnet.runfolder.layout import data_name
 
     return Path(root) / f"{data_name(data)}-search"
 
@@ -83,8 +83,8 @@ def search(data: str, *, out: str | Path | None = None, pruner=None, **settings)
 
 def _objective(data: str, cfg: SearchConfig, run_dir: Path, deadline: float | None) -> TrialObjective:
     from sortnet.models.registry import SPEC_DEFAULTS
-    from sortnet.training.prepare import prepare
-    from sortnet.training.recipe import auto_epochs
+    from sortnet.runs.prepare import prepare
+    from sortnet.runs.recipe import auto_epochs
 
     sizes = cfg.size_list()
     t0 = time.perf_counter()

@@ -73,7 +73,7 @@ class TrialObjective:
         if img_size in self.bundles:
             earlier = self.unbilled.pop(img_size, 0.0)
             return self.bundles[img_size], earlier, earlier > 0
-        from sortnet.training.prepare import prepare
+        from sortnet.runs.prepare import prepare
 
         t0 = time.perf_counter()
         self.bundles[img_size] = prepare(self.data, img_size=img_size, **self.cfg.prepare_settings())
@@ -107,7 +107,7 @@ class TrialObjective:
             raise
 
     def _run(self, trial, t0: float):
-        from sortnet.training.fit import fit
+        from sortnet.runs.fit import fit
 
         genome = suggest_genome(trial, self.sizes, self.max_epochs, self.channels)
         trial.set_user_attr("spec", genome.spec)

@@ -6,7 +6,7 @@ images. A failure here never costs the trained model: the model file is already 
 message says how to make the report again.
 
 Usage:
-    report_after_training(result, bundle, run_dir / "model.safetensors")   # result: finish_run's dict
+    report_after_training(result, bundle, run_dir / MODEL_FILE)   # result: finish_run's dict
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import numpy as np
 from sortnet.reporting.build import ReportOptions, write_report
 from sortnet.reporting.collect import ReportInputs
 from sortnet.reporting.layout import AFTER_TRAINING_OPTIONS
+from sortnet.runfolder.layout import TENSORBOARD_DIR
 
 
 def _held_out(result: dict, bundle) -> tuple[str, object] | None:
@@ -48,7 +49,7 @@ def report_after_training(result: dict, bundle, model_path: str | Path, progress
                           model_path=model_path, run_dir=run_dir)
     try:
         out = write_report(inputs, run_dir, ReportOptions(progress=progress, check=check, **AFTER_TRAINING_OPTIONS),
-                           tensorboard_dir=run_dir / "tensorboard")
+                           tensorboard_dir=run_dir / TENSORBOARD_DIR)
     except Exception as e:  # noqa: BLE001 - the model is saved; a report bug must not turn the run into an error
         print(f"report: failed ({type(e).__name__}: {e}); make it with: sortnet report {model_path} "
               f"{bundle.data}", file=sys.stderr, flush=True)  # shown even with --no-progress

@@ -22,7 +22,8 @@ from sortnet.reporting.html import Section, render_page
 from sortnet.reporting.learned import learned_section
 from sortnet.reporting.unknown import unknown_section
 from sortnet.reporting.scores import report_scores
-from sortnet.reporting.summary import data_summary, model_summary, read_run_folder, training_summary
+from sortnet.reporting.summary import data_summary, model_summary, training_summary
+from sortnet.runfolder.record import read_run_records
 
 TENSORBOARD_TAGS = {"curves": "report/curves", "confusion_counts": "report/confusion_matrix",
                     "confusion_normalized": "report/confusion_matrix_normalized"}
@@ -64,7 +65,7 @@ def _sections(inputs: ReportInputs, opts: ReportOptions, timer: dict) -> tuple[l
     """The eight sections in order, each step timed into `timer` (seconds) under a progress bar."""
     prep = inputs.meta.preprocessing
     scores = report_scores(inputs.labels, inputs.probs, inputs.classes)
-    training = training_summary(inputs.meta, read_run_folder(inputs.run_dir))
+    training = training_summary(inputs.meta, read_run_records(inputs.run_dir))
 
     def summary() -> Section:
         data = data_summary(inputs.data, inputs.labels, inputs.classes, inputs.skipped, check=opts.check,
@@ -128,7 +129,7 @@ def write_report(inputs: ReportInputs, out_dir: str | Path, opts: ReportOptions 
     if tensorboard_dir is not None:
         from sortnet.reporting.tensorboard import log_figures
 
-        epochs = len(read_run_folder(inputs.run_dir).get("metrics.json", {}).get("history", [])) or 0
+        epochs = len(read_run_records(inputs.run_dir)["metrics"].get("history", [])) or 0
         log_figures(tensorboard_dir, {tag: figures[n] for n, tag in TENSORBOARD_TAGS.items() if n in figures}, epochs)
     total = inputs.collect_seconds + time.perf_counter() - t0
     return ReportResult(path, len(page.encode()), total, inputs.collect_seconds, timer, scores, figures)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from sortnet.reporting.calibration import ReliabilityBins
+from sortnet.calibrate import ReliabilityBins
 from sortnet.reporting.galleries import figure_png
 
 TRAIN_COLOUR, VAL_COLOUR = "#1f77b4", "#d62728"

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-REPORT_FILE = "report.html"
+from sortnet.runfolder.layout import REPORT_FILE  # noqa: F401 - re-exported: the report's own name for it
+
 IMAGES_DIR = "report_images"
 # the report written after training: fewer, time-bounded dreams than `sortnet report` (200 steps, 10 s)
 AFTER_TRAINING_OPTIONS = {"dream_steps": 100, "dream_seconds": 3.0}

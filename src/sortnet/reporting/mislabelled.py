@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from sortnet.data.decode import decode_or_reason
-from sortnet.labels.suspects import read_suspects_csv, suspects_root
+from sortnet.data.suspects import read_suspects_csv, suspects_root
 from sortnet.reporting.galleries import captioned_grid
 from sortnet.reporting.html import Figure, Section, Table
 

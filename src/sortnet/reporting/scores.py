@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from sortnet.evaluation.metrics import compute_metrics
-from sortnet.reporting.calibration import reliability_bins
+from sortnet.calibrate import reliability_bins
 
 
 def balanced_accuracy(cm: np.ndarray) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sortnet.reporting.calibration import reliability_bins
+from sortnet.calibrate import reliability_bins
 from sortnet.reporting.charts import confusion_png, curves_png, reliability_png
 from sortnet.reporting.collect import ReportInputs
 from sortnet.reporting.galleries import captioned_grid, grid_rows
@@ -50,8 +50,10 @@ def summary_section(inputs: ReportInputs, data: dict, model: dict, training: dic
                          "model file": f"{model.get('file', 'n/a')} ({mb / 1e6:.2f} MB)" if mb else "n/a"}))
     recipe = training["recipe"]
     secs = training.get("seconds")
+    head = training.get("head") or {}
     s.tables.append(_kv({"trained on": training.get("data"), "training time": f"{secs:.1f} s" if secs else None,
-                         "epochs": training.get("epochs") or recipe.get("epochs"),
+                         **({"head": _head_fit(head)} if training.get("head_only") and head else
+                            {"epochs": training.get("epochs") or recipe.get("epochs")}),
                          **{k: v for k, v in recipe.items() if k != "model"}}))
     settings = {k: v for k, v in training["settings"].items() if v is not None}
     if settings:
@@ -78,8 +80,7 @@ def curves_section(training: dict) -> Section:
     s = Section("curves", "2. Training curves")
     png = curves_png(training["history"])
     if png is None:
-        s.paragraphs.append("No per-epoch history: the model file is not inside its training run folder "
-                            "(metrics.json), so there are no curves to draw.")
+        s.paragraphs.append(_no_curves_reason(training))
         return s
     s.figures.append(Figure("curves", png, "Loss, accuracy and learning rate per epoch (train and validation)."))
     best = training.get("best") or {}
@@ -87,6 +88,27 @@ def curves_section(training: dict) -> Section:
     if best.get("epoch", -1) > 0 and acc is not None:
         s.paragraphs.append(f"Best validation accuracy {acc:.4f} after epoch {best['epoch']}.")
     return s
+
+
+def _head_fit(head: dict) -> str:
+    """How a head-only run's linear head was fitted (transfer/head.py's info)."""
+    parts = ["logistic regression on cached features"]
+    if head.get("lambda") is not None:
+        parts.append(f"L2 {head['lambda']:g} by 3-fold CV")
+    if head.get("cv_accuracy") is not None:
+        parts.append(f"held-out accuracy {head['cv_accuracy']:.3f}")
+    return ", ".join(parts)
+
+
+def _no_curves_reason(training: dict) -> str:
+    if training.get("head_only"):
+        return (f"No training curves: this run fitted only a linear head on the frozen body's cached features "
+                f"({_head_fit(training.get('head') or {})}), in one solve rather than epochs.")
+    if training.get("in_run_folder"):
+        return ("No per-epoch history in the run folder's metrics.json (the run trained no epochs with the "
+                "trainer, e.g. a head and last blocks fitted on cached activations).")
+    return ("No per-epoch history: the model file is not inside its training run folder (metrics.json), so "
+            "there are no curves to draw.")
 
 
 def metrics_section(inputs: ReportInputs, scores: dict) -> Section:

@@ -8,11 +8,10 @@ augmentation runs that many forward passes per image (`tta_views`, counted by so
 Usage:
     s = model_summary(model, meta, img_size=28, model_path=path)   # {"parameters": ..., "flops_per_image": ...}
     s = data_summary("photos/", labels, classes, skipped)          # counts + `sortnet check` warnings
-    s = training_summary(meta, run_dir)                           # settings, recipe, seconds, history
+    s = training_summary(meta, read_run_records(run_dir))         # settings, recipe, seconds, history
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -26,6 +25,9 @@ from sortnet.tta import view_count
 
 SETTINGS = ("model", "epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "label_smoothing",
             "augment", "tta", "img_size", "channels", "val_fraction", "seed", "time_budget", "balance", "precision")
+# A head fitted on cached features (finetune "head") runs no trainer: these settings did not apply to it
+TRAINER_SETTINGS = ("epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "label_smoothing")
+HEAD_RECIPE = ("model", "pretrained", "finetune", "views", "tta_flip")  # what a head-only run's recipe decided
 
 
 def count_flops(model: torch.nn.Module, channels: int, img_size: int) -> int:
@@ -73,26 +75,18 @@ def data_summary(data: str, labels: np.ndarray, classes: list[str], skipped: lis
     return out
 
 
-def read_run_folder(run_dir: str | os.PathLike | None) -> dict:
-    """metrics.json and run.json of a training run folder ({} for what is missing or unreadable)."""
-    out: dict = {}
-    if run_dir is None:
-        return out
-    for name in ("metrics.json", "run.json"):
-        path = Path(run_dir) / name
-        try:
-            out[name] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-    return out
-
-
-def training_summary(meta: ModelMeta, run: dict) -> dict:
-    """Settings and recipe (from the model file), time, epochs and per-epoch history (from the run folder)."""
-    metrics = run.get("metrics.json", {})
-    config = meta.config or run.get("run.json", {}).get("config") or {}
-    recipe = meta.recipe or run.get("run.json", {}).get("recipe") or {}
-    return {"data": meta.data, "settings": {k: config[k] for k in SETTINGS if k in config},
-            "recipe": dict(recipe), "seconds": metrics.get("train_seconds"), "epochs": metrics.get("epochs"),
-            "best": metrics.get("best"), "history": list(metrics.get("history", [])),
+def training_summary(meta: ModelMeta, records: dict) -> dict:
+    """Settings and recipe (from the model file), time, epochs and per-epoch history (from the run folder's
+    records, runfolder/record.read_run_records). A head-only pretrained run lists only what applied to it: no
+    epochs, optimizer or augmentation of a trainer it never ran, and its head's fit instead."""
+    metrics, run = records.get("metrics") or {}, records.get("run") or {}
+    config = meta.config or run.get("config") or {}
+    recipe = dict(meta.recipe or run.get("recipe") or {})
+    head_only = bool(recipe.get("pretrained")) and recipe.get("finetune") == "head"
+    settings = {k: config[k] for k in SETTINGS if k in config and not (head_only and k in TRAINER_SETTINGS)}
+    if head_only:
+        recipe = {k: recipe[k] for k in HEAD_RECIPE if k in recipe}
+    return {"data": meta.data, "settings": settings, "recipe": recipe, "head_only": head_only,
+            "head": metrics.get("head"), "in_run_folder": bool(metrics), "seconds": metrics.get("train_seconds"),
+            "epochs": metrics.get("epochs"), "best": metrics.get("best"), "history": list(metrics.get("history", [])),
             "final": {k: meta.metrics[k] for k in ("val", "test") if k in meta.metrics}}

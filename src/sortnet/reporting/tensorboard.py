@@ -1,7 +1,7 @@
 """Report figures into a TensorBoard log: the confusion matrix and the training curves as images.
 
 Usage:
-    log_figures(run_dir / "tensorboard", {"report/confusion_matrix": png_bytes}, step=epochs)
+    log_figures(run_dir / TENSORBOARD_DIR, {"report/confusion_matrix": png_bytes}, step=epochs)
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import torch
 from matplotlib.figure import Figure as MplFigure
 
 from sortnet.calibrate import calibrated_probs
-from sortnet.reporting.calibration import reliability_bins
+from sortnet.calibrate import reliability_bins
 from sortnet.reporting.charts import TRAIN_COLOUR, VAL_COLOUR, reliability_png
 from sortnet.reporting.collect import ReportInputs
 from sortnet.reporting.galleries import captioned_grid, figure_png

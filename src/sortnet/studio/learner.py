@@ -31,6 +31,7 @@ from sortnet.modelfile import save_model
 from sortnet.modelmeta import ModelMeta, Provenance
 from sortnet.models.pretrained import load_pretrained
 from sortnet.models.registry import create_model, model_defaults
+from sortnet.runfolder.layout import MODEL_FILE
 from sortnet.studio.folder import StudioError, StudioFolder
 from sortnet.transfer.extract import EVAL_VIEWS, FeatureExtractor
 from sortnet.transfer.featcache import backbone_key, features_dir
@@ -38,7 +39,6 @@ from sortnet.transfer.head import train_head
 from sortnet.tta import TTA
 
 ARCH = "efficientnet-lite0"
-MODEL_FILE = "model.safetensors"
 CHUNK = 16  # images per extraction step: the page's progress bar moves this often
 
 

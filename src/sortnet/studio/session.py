@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 from sortnet.infer.predictor import Predictor
+from sortnet.runfolder.layout import MODEL_FILE, REPORT_FILE
 from sortnet.studio.folder import StudioError, StudioFolder
 from sortnet.studio.suspects import SuspectsPanel
 
-EXPORTS = {"model": "model.safetensors", "onnx": "model.onnx", "int8": "model.int8.onnx", "report": "report.html"}
+EXPORTS = {"model": MODEL_FILE, "onnx": "model.onnx", "int8": "model.int8.onnx", "report": REPORT_FILE}
 CANVAS_MAX_PX = 64  # grey models up to this input size get the drawing canvas (digits, MNIST-like)
 
 

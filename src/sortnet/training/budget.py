@@ -52,8 +52,8 @@ def affordable_steps(seconds: float, step_seconds: float, epoch_end_seconds: flo
 
 def plan_steps(trainer, budget_seconds: float, val_images: int = 0) -> tuple[int, float]:
     """(steps, seconds per step) of training that fit `budget_seconds`, an epoch end's validation counted:
-    for a phase that budgets itself (fine-tuning after feature extraction, transfer/fit.py). Measured on a
-    copy of the model; whole-command runs are planned by training/planner.py instead."""
+    for a phase that budgets itself (fine-tuning after feature extraction, runs/pretrained.py). Measured on a
+    copy of the model; whole-command runs are planned by runs/planner.py instead."""
     step = trainer.measure_step_seconds(steps=3, warmup_steps=1)
     val = val_images * trainer.measure_eval_seconds(repeats=1) if val_images else 0.0
     left = budget_seconds - safety_margin(budget_seconds)

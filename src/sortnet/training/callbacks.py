@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from sortnet.progress import progress, write_line
 from sortnet.training.checkpoint import save_checkpoint
-from sortnet.training.rundir import CHECKPOINT_NAME
+from sortnet.runfolder.layout import CHECKPOINT_NAME
 
 if TYPE_CHECKING:
     from sortnet.training.trainer import Trainer

@@ -1,8 +1,8 @@
 """Training checkpoints: written atomically, read with torch's weights-only loader (no arbitrary pickle).
 
 Usage:
-    save_checkpoint(run_dir / "checkpoint.pt", state)
-    state = load_checkpoint(run_dir / "checkpoint.pt")
+    save_checkpoint(run_dir / CHECKPOINT_NAME, state)        # runfolder/layout.py names the file
+    state = load_checkpoint(run_dir / CHECKPOINT_NAME)
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ then the last blocks + head trained in what is left of the budget (or the head k
    time (the schedule spans the time, so the budget is used, not stopped short); blocks of the cached
    tail that stay frozen are run once more over the activations. Nothing fits -> the head alone.
 
-Usage (transfer/fit.py):
+Usage (runs/pretrained.py):
     out = fit_partial(model, bundle, cfg, ctx, seconds_left=lambda: 95.0)
     # None -> take the head path; else {"recipe_updates", "metrics", "logits"}
 """
@@ -42,7 +42,7 @@ from sortnet.transfer.partial import (TailTrainer, frozen_session, measure_tail,
 
 MIN_EPOCHS = 4  # fewer passes over the tail rarely beat the head they start from
 EPOCH_IMAGES = 20_000  # without a budget: epochs so that ~this many images are seen, within [3, 15]
-EXTRACT_SHARE, MAX_VIEWS = 0.4, 4  # as transfer/fit.py: crops while extraction stays within this budget share
+EXTRACT_SHARE, MAX_VIEWS = 0.4, 4  # as runs/pretrained.py: crops while extraction stays within this budget share
 RECORD_MIN_IMAGES = 64  # extractions of fewer image views are too short to time the machine by
 
 
@@ -52,7 +52,7 @@ class PartialFinetuneError(SortnetError):
 
 @dataclass
 class PartialContext:
-    """What fit_partial needs of the run (kept here so transfer/fit.py need not be imported)."""
+    """What fit_partial needs of the run (kept here so runs/pretrained.py need not be imported)."""
     prep: object  # Preprocessing with the model's normalization (part of every cache key)
     backbone: dict  # {"arch", "weights_sha256"}
     device: torch.device

@@ -1,6 +1,6 @@
 """After training: the unknown scorer fitted and attached to the model, its entry put in the metadata.
 
-Usage (training/finish.py):
+Usage (runs/finish.py):
     model, meta, val_scores = attach_unknown(model, meta, bundle, tta, cfg, device, dtype, features=None)
 """
 from __future__ import annotations

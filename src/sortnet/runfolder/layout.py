@@ -1,4 +1,4 @@
-"""The run folder: its file names, the rules for a new one, and the clean-up after a run that failed early.
+"""The run folder: its file names (the one place they are written), the rules for a new one, and the clean-up after a run that failed early.
 
 Imports nothing heavy (no torch), so the CLI can refuse a bad --out in milliseconds.
 
@@ -6,7 +6,7 @@ Rules for a new run folder (`train --out`, default runs/<data name>): it is new 
 user's files are never overwritten), not a file, and not inside the data folder (its files would be read
 as data by the next run). A run that fails before its first checkpoint removes what it wrote and the
 folders it made; after a checkpoint the folder stays, for --resume. A run owns its folder for its whole
-length (training/runlock.py): a second run into it is refused. Temporary files a killed writer left
+length (runfolder/lock.py): a second run into it is refused. Temporary files a killed writer left
 (".model.safetensors.*.tmp") are removed when the run is resumed or finishes.
 
 Usage:
@@ -23,14 +23,21 @@ from pathlib import Path
 
 from sortnet.atomic import remove_stale_temps
 from sortnet.config import ConfigError
-from sortnet.training.runlock import LOCK_FILE, RunLockError, lock_holder
+from sortnet.runfolder.lock import LOCK_FILE, RunLockError, lock_holder
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.safetensors"
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
 TENSORBOARD_DIR = "tensorboard"
-WRITTEN_FILES = (RUN_FILE, MODEL_FILE, CHECKPOINT_NAME, METRICS_FILE, "report.html")  # written atomically
+REPORT_FILE = "report.html"
+MEMBER_PREFIX = "member-"  # an ensemble run's members: member-1/, member-2/, ... each a run folder of its own
+WRITTEN_FILES = (RUN_FILE, MODEL_FILE, CHECKPOINT_NAME, METRICS_FILE, REPORT_FILE)  # written atomically
+
+
+def member_dir(run_dir: Path, k: int) -> Path:
+    """Member k's run folder (k from 1)."""
+    return Path(run_dir) / f"{MEMBER_PREFIX}{k}"
 
 
 def data_name(data: str) -> str:

@@ -23,8 +23,8 @@ from torch import nn
 
 from sortnet.calibrate import temperature_of
 from sortnet.data.preprocess import Preprocessing
-from sortnet.ensemble.adapt import MemberInput
 from sortnet.modelmeta import ModelMeta
+from sortnet.models.ensemble_input import MemberInput
 from sortnet.models.registry import create_model
 from sortnet.tta import TTA, tta_views
 

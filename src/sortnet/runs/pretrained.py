@@ -17,16 +17,17 @@ Usage (sortnet.fit calls it for recipes with pretrained=True):
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from sortnet.atomic import atomic_write_text
 from sortnet.models.pretrained import load_pretrained
 from sortnet.models.registry import create_model, input_normalization
+from sortnet.runfolder.record import write_run_file
+from sortnet.runs.announce import data_lines
+from sortnet.runs.assemble import class_weights, make_trainer
 from sortnet.transfer.extract import FeatureExtractor, train_views
 from sortnet.transfer.featcache import backbone_key, cached_features, features_dir
 from sortnet.transfer.finetune import LAYER_LR, choose_finetune, finetune_recipe
@@ -51,16 +52,6 @@ def _model_prep(bundle, recipe):
     p = bundle.preprocessing
     mean, std = input_normalization(recipe.model, p.mean, p.std, pretrained=True)
     return dataclasses.replace(p, mean=mean, std=std)
-
-
-def _class_weights(cfg, labels: np.ndarray, k: int) -> torch.Tensor | None:
-    from sortnet.training.trainer import resolve_balance
-
-    counts = np.bincount(labels, minlength=k)
-    balance, _ = resolve_balance(cfg.balance, counts)
-    if balance == "none":
-        return None  # "sampler" and "weights" both become loss weights for the head: n / (K * count)
-    return torch.from_numpy((counts.sum() / (k * np.maximum(counts, 1))).astype(np.float32))
 
 
 class _Features:
@@ -125,7 +116,7 @@ def _fit_head(model, feats: _Features, bundle, cfg, recipe, budget_left, log: _L
     if len(views) > train.shape[0]:
         train = feats.get("train", views)  # the cached views are read again, only the crops are new
     head = train_head(train, bundle.train.labels, k, views=views,
-                      class_weights=_class_weights(cfg, bundle.train.labels, k), seed=cfg.seed)
+                      class_weights=class_weights(cfg, bundle.train.labels, k), seed=cfg.seed)
     with torch.no_grad():
         model.head.weight.copy_(head.weight)
         model.head.bias.copy_(head.bias)
@@ -188,13 +179,13 @@ def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, cal
 def _partial(model, bundle, cfg, recipe, origin, device, dtype, log, budget_left, after_seconds) -> dict | None:
     """transfer/partial_fit.fit_partial with this run's context; None: it chose the head path."""
     from sortnet.training.budget import safety_margin
-    from sortnet.training.planner import save_seconds
+    from sortnet.runs.planner import save_seconds
     from sortnet.transfer.finetune import partial_blocks
     from sortnet.transfer.partial_fit import PartialContext, fit_partial
 
     reserve = (save_seconds(model) + after_seconds + safety_margin(cfg.time_budget)) if cfg.time_budget else 0.0
     ctx = PartialContext(prep=_model_prep(bundle, recipe), backbone={"arch": recipe.model, "weights_sha256": origin.sha256},
-                         device=device, dtype=dtype, class_weights=_class_weights(cfg, bundle.train.labels,
+                         device=device, dtype=dtype, class_weights=class_weights(cfg, bundle.train.labels,
                                                                                   len(bundle.classes)),
                          eval_views=("orig", "flip") if recipe.tta_flip else ("orig",), flip=recipe.flip, log=log,
                          reserve=reserve)
@@ -205,12 +196,11 @@ def _finish(model, bundle, cfg, recipe, run_dir, metrics, logits, origin, device
             features: dict | None = None) -> dict:
     """features: the unknown scorer's {"train", "val"} penultimate features where cached (finish_model computes
     the rest)."""
-    from sortnet.training.finish import finish_model
+    from sortnet.runs.finish import finish_model
 
     metrics["train_seconds"] = round(time.perf_counter() - t0, 2)
     if run_dir is not None:
-        payload = {"data": bundle.data, "config": cfg.to_dict(), "recipe": recipe.to_dict()}
-        atomic_write_text(Path(run_dir) / "run.json", json.dumps(payload, indent=2))
+        write_run_file(run_dir, bundle.data, cfg.to_dict(), recipe.to_dict())
     from sortnet.tta import TTA
 
     tta = TTA(flip=recipe.tta_flip, shift=0)
@@ -225,19 +215,14 @@ def _full_finetune(model, bundle, cfg, recipe, device, dtype, run_dir, callbacks
     import math
 
     from sortnet.training.budget import TimeBudget, plan_steps
-    from sortnet.training.callbacks import CheckpointSaver, ProgressBar, TensorBoardLogger
-    from sortnet.training.trainer import Trainer, resolve_balance
+    from sortnet.training.trainer import resolve_balance
 
     if state is None:
         recipe = finetune_recipe(recipe, cfg, len(bundle.train))
     balance, _ = resolve_balance(cfg.balance, list(bundle.train.class_counts().values()))
 
     def make(r):
-        cbs = [ProgressBar(cfg.progress)]
-        if run_dir is not None:
-            cbs += [TensorBoardLogger(Path(run_dir) / "tensorboard"), CheckpointSaver(run_dir)]
-        return Trainer(model, bundle.train, bundle.val, r, device=device, dtype=dtype, seed=cfg.seed,
-                       callbacks=cbs + list(callbacks or []), balance=balance, compile=cfg.compile)
+        return make_trainer(model, bundle, cfg, r, device, dtype, run_dir, callbacks, balance)
 
     trainer = make(recipe)
     left = budget_left()
@@ -253,20 +238,14 @@ def _full_finetune(model, bundle, cfg, recipe, device, dtype, run_dir, callbacks
         print(f"  fine-tuning every layer: {recipe.epochs} epoch(s), AdamW lr {recipe.lr:g} (body x{', x'.join(f'{m:g}' for m in LAYER_LR)}), "
               f"BatchNorm statistics frozen", flush=True)
     if run_dir is not None:
-        payload = {"data": bundle.data, "config": cfg.to_dict(), "recipe": recipe.to_dict()}
-        atomic_write_text(Path(run_dir) / "run.json", json.dumps(payload, indent=2))
+        write_run_file(run_dir, bundle.data, cfg.to_dict(), recipe.to_dict())
     trainer.fit()
     return recipe, trainer
 
 
 def _announce(log: _Log, bundle, recipe, origin, reason: str, mode: str, why: str, device) -> None:
-    p = bundle.preprocessing
-    counts = f"{len(bundle.train)} train / {len(bundle.val) if bundle.val else 0} val / " \
-             f"{len(bundle.test) if bundle.test else 0} test"
-    log(f"data: {bundle.source}  {len(bundle.classes)} classes  {counts}  {p.img_size}px x{p.channels}"
-        f"{f' (centre crop {p.crop:g})' if p.crop != 1 else ''}")
-    for note in bundle.notes:
-        log(f"  {note}")
+    for line in data_lines(bundle):
+        log(line)
     log(f"model: {recipe.model} with ImageNet weights: {origin.name} [{origin.source}]")
     if reason:
         log(f"  why: {reason}")

@@ -11,24 +11,23 @@ Usage:
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from sortnet.atomic import atomic_write_text
 from sortnet.calibrate import calibrated_probs, fit_calibration
 from sortnet.config import TrainConfig
 from sortnet.ensemble.build import ensemble_from_members
 from sortnet.evaluation.metrics import compute_metrics
 from sortnet.modelfile import save_model
+from sortnet.runfolder.layout import MODEL_FILE, member_dir
+from sortnet.runfolder.record import write_metrics_file
 from sortnet.tta import predict_logits
 
 FIRST_OVERHEAD = 0.15  # share of a member's time expected outside training before one was measured
 FINAL_EVAL = 0.6  # the final ensemble evaluation, per member, as a share of one member's non-training time
-MEMBER_PREFIX = "member-"
 
 
 def _ensemble_metrics(model, bundle) -> tuple[dict, dict | None]:
@@ -69,8 +68,8 @@ def _member_budget(total: float | None, started: float, count: int, k: int, over
 def train_ensemble(data: str, run_dir: Path, settings: dict, callbacks=None):
     """Prepare once, fit `settings["ensemble"]` members, write RUN/model.safetensors (their ensemble)."""
     from sortnet.classifier import Classifier
-    from sortnet.training.fit import fit
-    from sortnet.training.prepare import prepare
+    from sortnet.runs.fit import fit
+    from sortnet.runs.prepare import prepare
 
     started = time.perf_counter()
     cfg = TrainConfig.from_dict(settings)
@@ -83,21 +82,20 @@ def train_ensemble(data: str, run_dir: Path, settings: dict, callbacks=None):
             print(f"\n== ensemble member {k + 1}/{count}: seed {cfg.seed + k}"
                   + (f", {budget:.0f} s of training" if budget else "") + " ==", flush=True)
         member_settings = dict(settings, ensemble=1, seed=cfg.seed + k, time_budget=budget)
-        member_dir = run_dir / f"{MEMBER_PREFIX}{k + 1}"
-        member_dir.mkdir(parents=True, exist_ok=True)
+        member = member_dir(run_dir, k + 1)
+        member.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        members.append(fit(bundle, out=member_dir, callbacks=callbacks, **member_settings))
+        members.append(fit(bundle, out=member, callbacks=callbacks, **member_settings))
         overheads.append(max(0.0, time.perf_counter() - t0 - members[-1].metrics["train_seconds"]))
-    names = [str(run_dir / f"{MEMBER_PREFIX}{k + 1}" / "model.safetensors") for k in range(count)]
+    names = [str(member_dir(run_dir, k + 1) / MODEL_FILE) for k in range(count)]
     model, meta = ensemble_from_members([(c.model, c.meta) for c in members], "equal", names)
     metrics, calibration = _ensemble_metrics(model, bundle)
     meta = meta.replace(metrics={k: {"accuracy": v["accuracy"]} for k, v in metrics.items()}, config=cfg.to_dict(),
                         calibration=calibration)
-    path = save_model(run_dir / "model.safetensors", model, meta)
+    path = save_model(run_dir / MODEL_FILE, model, meta)
     summary = _summary(members, metrics)
-    atomic_write_text(run_dir / "metrics.json", json.dumps(
-        {"ensemble": {**metrics, "summary": summary}, "members": [c.metrics for c in members],
-         "seconds": round(time.perf_counter() - started, 1)}, indent=2, default=_plain))
+    write_metrics_file(run_dir, {"ensemble": {**metrics, "summary": summary}, "members": [c.metrics for c in members],
+                                 "seconds": round(time.perf_counter() - started, 1)}, default=_plain)
     if cfg.progress:
         for split, s in summary.items():
             print(f"ensemble of {count}: {split} accuracy {s['ensemble']:.4f} (members {s['members']}, "

@@ -23,7 +23,7 @@ from sortnet.models.registry import input_normalization
 from sortnet.textsafe import terminal_safe
 from sortnet.training.budget import TimeBudget
 from sortnet.training.clock import Deadline
-from sortnet.training.rundir import METRICS_FILE, MODEL_FILE
+from sortnet.runfolder.layout import METRICS_FILE, MODEL_FILE
 from sortnet.training.trainer import Trainer, eval_batch_size
 from sortnet.tta import TTA, predict_logits, view_count
 from sortnet.unknown.attach import attach_unknown
@@ -136,7 +136,7 @@ def held_out_calibration(held_out_logits: dict, bundle: DataBundle) -> dict | No
         return None
     calibration = fit_calibration(held_out_logits["val"], bundle.val.labels)
     if "test" in held_out_logits:
-        from sortnet.reporting.calibration import expected_calibration_error
+        from sortnet.calibrate import expected_calibration_error
 
         t, labels, test = calibration["temperature"], bundle.test.labels, held_out_logits["test"]
         calibration["test_ece_before"] = round(expected_calibration_error(labels, calibrated_probs(test)), 6)

@@ -15,12 +15,14 @@ from sortnet.device import resolve_device
 from sortnet.models.registry import validate_arch
 from sortnet.training import distributed
 from sortnet.training.callbacks import Callback
-from sortnet.training.fit import fit, read_run_file
-from sortnet.training.prepare import prepare
+from sortnet.runfolder.record import read_run_file
+from sortnet.runs.fit import fit
+from sortnet.runs.prepare import prepare
 from sortnet.atomic import remove_stale_temps
-from sortnet.training.rundir import (MODEL_FILE, RUN_FILE, WRITTEN_FILES, check_new_run_dir, default_run_dir,
+from sortnet.runfolder.layout import (MODEL_FILE, RUN_FILE, WRITTEN_FILES, check_new_run_dir, default_run_dir,
+                                     member_dir,
                                      make_run_dir, remove_unfinished)
-from sortnet.training.runlock import RunLock
+from sortnet.runfolder.lock import RunLock
 
 __all__ = ["train", "default_run_dir", "check_new_run_dir", "MODEL_FILE"]
 
@@ -36,7 +38,7 @@ def train(data: str | None = None, *, out: str | None = None, resume: str | None
     if not distributed.is_main():
         settings = {**settings, "progress": False}  # no data-check lines or decoding bars from other ranks
     if resume is not None:
-        if (Path(resume) / "member-1").is_dir() and not (Path(resume) / RUN_FILE).exists():
+        if member_dir(Path(resume), 1).is_dir() and not (Path(resume) / RUN_FILE).exists():
             raise ConfigError(f"{resume} is an ensemble run: resume each unfinished member with --resume "
                               f"{resume}/member-K, then combine them with `sortnet ensemble`")
         distributed.join(settings.get("device", "auto"))  # only rank 0 needs the run folder
@@ -64,7 +66,7 @@ def train(data: str | None = None, *, out: str | None = None, resume: str | None
         raise
     try:
         if cfg.ensemble > 1:
-            from sortnet.ensemble.train import train_ensemble
+            from sortnet.runs.ensemble import train_ensemble
 
             result = train_ensemble(data, run_dir, settings, callbacks)
         else:

@@ -16,7 +16,7 @@ from sortnet.config import DATA_SETTINGS, TrainConfig
 from sortnet.data.dataset import DataBundle
 from sortnet.data.sources import load_data
 from sortnet.models.registry import model_defaults
-from sortnet.training.choice import choose_for_data, photo_advice
+from sortnet.runs.choice import choose_for_data, photo_advice
 
 MAX_CHECK_LINES = 8  # data-check warnings printed before training (`sortnet check` shows all)
 

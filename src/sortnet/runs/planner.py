@@ -32,7 +32,8 @@ from sortnet.training.budget import affordable_steps, safety_margin
 from sortnet.training.clock import Deadline
 from sortnet.training.fastpath import choose_layout
 from sortnet.training.precision import remembered_precision
-from sortnet.training.recipe import Recipe, augmentation, resolve_recipe
+from sortnet.runs.recipe import augmentation, resolve_recipe
+from sortnet.training.recipe import Recipe
 from sortnet.training.steptime import unloaded_costs
 from sortnet.training.trainer import Trainer
 from sortnet.tta import view_count

@@ -1,0 +1,1 @@
+"""The run folder: its file names, run.json, and the lock that makes one run its owner."""
