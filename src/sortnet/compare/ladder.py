@@ -19,13 +19,14 @@ import math
 import time
 from pathlib import Path
 
-from sortnet.compare.measure import latency_ms, parameter_count
 from sortnet.compare.rebundle import is_native, resampled_bundle, stratified_rows, subset_bundle
 from sortnet.compare.rungs import RungPlan, parse_rungs, plan_rungs
 from sortnet.compare.table import format_table, write_table
 from sortnet.config import DATA_SETTINGS, ConfigError, TrainConfig, parse_duration
 from sortnet.data.dataset import DataBundle
 from sortnet.errors import SortnetError
+from sortnet.infer.latency import predict_latency_ms
+from sortnet.models.macs import parameter_count
 
 EVAL_IMAGES = 2000  # held-out rows every rung is scored on (stratified; the whole split when smaller)
 END_RESERVE_S = 4.0  # table, plot and files at the end
@@ -139,7 +140,7 @@ class Ladder:
                 "macro_f1": round(val.get("macro_f1", math.nan), 4),
                 "train_seconds": round(clf.metrics.get("train_seconds", math.nan), 1),
                 "epochs": clf.metrics.get("epochs"), "parameters": parameter_count(clf.model),
-                **latency_ms(clf.model, clf.meta), "file_mb": round(path.stat().st_size / 1e6, 3),
+                **predict_latency_ms(clf.model, clf.meta), "file_mb": round(path.stat().st_size / 1e6, 3),
                 "model_file": str(path)}
 
 
