@@ -59,7 +59,7 @@ def bench_ladder(args) -> dict:
 def bench_ensemble(args) -> dict:
 
     from sortnet import train
-    from sortnet.compare.measure import latency_ms
+    from sortnet.infer.latency import predict_latency_ms
     from sortnet.modelfile import load_model
 
     t0 = time.perf_counter()
@@ -68,8 +68,8 @@ def bench_ensemble(args) -> dict:
     member, member_meta = load_model(Path(args.out) / "member-1" / "model.safetensors")
     latency = {}
     for runtime in ("torch", "onnx"):
-        one = latency_ms(member, member_meta, runtime=runtime, seconds=5)["latency_ms"]
-        ens = latency_ms(clf.model, clf.meta, runtime=runtime, seconds=5)["latency_ms"]
+        one = predict_latency_ms(member, member_meta, runtime=runtime, seconds=5)["predict_latency_ms"]
+        ens = predict_latency_ms(clf.model, clf.meta, runtime=runtime, seconds=5)["predict_latency_ms"]
         latency[runtime] = {"member_ms": one, "ensemble_ms": ens, "ratio": round(ens / one, 2)}
     return {"command": f"sortnet.train({args.data!r}, ensemble={args.members}, time_budget={args.budget!r})",
             "wall_s": round(wall, 1), "summary": clf.metrics["summary"], "latency": latency,

@@ -26,13 +26,13 @@ import numpy as np
 import torch
 
 from sortnet.data.preprocess import Preprocessing
-from sortnet.infer.batch import TTA
 from sortnet.infer.export import export_model
 from sortnet.infer.onnx_predict import OnnxBackend
 from sortnet.modelfile import load_model, save_model
 from sortnet.modelmeta import ModelMeta
 from sortnet.models.registry import create_model
 from sortnet.device import use_all_cores
+from sortnet.tta import TTA
 
 FM_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
               "Ankle boot"]

@@ -22,6 +22,7 @@ from pathlib import Path
 import sortnet
 from sortnet.config import parse_duration
 from sortnet.data.export_images import export_images
+from sortnet.nas.leaderboard import LATENCY
 
 
 def machine() -> dict:
@@ -69,9 +70,9 @@ def run_search(data, out: Path, budget: float, objectives: str) -> dict:
                                             / max(sum(r["wall_seconds"] or 0.0 for r in later), 1e-9), 4),
         "prepare_seconds_by_first_trial_of_size": {r["img_size"]: r["prepare_seconds"] for r in trials_by_time
                                                    if r["trial"] in firsts},
-        "best": {k: best.get(k) for k in ("trial", "val_accuracy", "test_accuracy", "latency_ms", "params", "spec",
+        "best": {k: best.get(k) for k in ("trial", "val_accuracy", "test_accuracy", LATENCY, "params", "spec",
                                           "img_size", "epochs_run", "lr", "batch_size", "augment")},
-        "pareto": [{k: r[k] for k in ("trial", "val_accuracy", "test_accuracy", "latency_ms", "spec")}
+        "pareto": [{k: r[k] for k in ("trial", "val_accuracy", "test_accuracy", LATENCY, "spec")}
                    for r in done if r["pareto"]],
         "files": {k: str(v) for k, v in result.files.items()},
     }
@@ -79,7 +80,8 @@ def run_search(data, out: Path, budget: float, objectives: str) -> dict:
 
 def run_default(data, out: Path, budget: float) -> dict:
     """The default model and recipe with the same budget (one run: the time budget plans its schedule)."""
-    from sortnet.nas.latency import latency_ms
+    from sortnet.infer.latency import model_latency_ms_1thread
+    from sortnet.models.macs import parameter_count
 
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
     clf = sortnet.train(str(data), out=str(out), time_budget=budget, progress=False)
@@ -87,8 +89,9 @@ def run_default(data, out: Path, budget: float) -> dict:
     return {"wall_seconds": round(time.perf_counter() - t0, 1), "load_start": load0, "load_end": os.getloadavg()[0],
             "arch": clf.meta.arch, "val_accuracy": m["val"]["accuracy"], "test_accuracy": m["test"]["accuracy"],
             "epochs": m["epochs"], "train_seconds": m["train_seconds"],
-            "latency_ms": round(latency_ms(clf.model, clf.preprocessing.channels, clf.preprocessing.img_size), 4),
-            "params": sum(p.numel() for p in clf.model.parameters())}
+            LATENCY: round(model_latency_ms_1thread(clf.model, clf.preprocessing.channels,
+                                                    clf.preprocessing.img_size), 4),
+            "params": parameter_count(clf.model)}
 
 
 def main() -> None:

@@ -14,10 +14,10 @@ import torch
 
 from conftest import make_image
 from sortnet.data.preprocess import Preprocessing, image_to_array
-from sortnet.infer.batch import TTA
 from sortnet.modelfile import save_model
 from sortnet.modelmeta import ModelMeta
 from sortnet.models.registry import create_model
+from sortnet.tta import TTA
 
 FRUIT = ["apple", "banana", "cherry"]
 

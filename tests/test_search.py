@@ -18,12 +18,12 @@ optuna = pytest.importorskip("optuna")
 
 import sortnet  # noqa: E402
 from sortnet.cli import main  # noqa: E402
-from sortnet.infer.batch import predict_logits  # noqa: E402
 from sortnet.models.spec import build_spec_body  # noqa: E402
 from sortnet.nas.config import SearchConfig  # noqa: E402
 from sortnet.nas.genome import MAX_BLOCKS, suggest_genome  # noqa: E402
-from sortnet.nas.leaderboard import leaderboard_rows  # noqa: E402
+from sortnet.nas.leaderboard import LATENCY, OLD_LATENCY, leaderboard_rows  # noqa: E402
 from sortnet.nas.study import SearchError  # noqa: E402
+from sortnet.tta import predict_logits  # noqa: E402
 
 TINY = {"max_epochs": 2, "img_sizes": "8,12", "progress": False, "check": False, "population": 2}
 
@@ -119,9 +119,18 @@ def test_front_of_synthetic_trials_matches_optuna():
     rng = np.random.default_rng(0)
     for acc, ms in rng.random((40, 2)).round(2):
         study.add_trial(optuna.trial.create_trial(values=[acc, ms], user_attrs={"val_accuracy": acc,
-                                                                                "latency_ms": ms}))
+                                                                                LATENCY: ms}))
     rows = leaderboard_rows(study)
     assert {r["trial"] for r in rows if r["pareto"]} == {t.number for t in study.best_trials}
+
+
+def test_studies_stored_with_the_old_latency_name_still_rank():
+    """Trials recorded before the latency was named model_latency_ms_1thread stored it as "latency_ms"."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for acc, ms, key in ((0.9, 2.0, OLD_LATENCY), (0.8, 1.0, LATENCY), (0.7, 3.0, OLD_LATENCY)):
+        study.add_trial(optuna.trial.create_trial(values=[acc, ms], user_attrs={"val_accuracy": acc, key: ms}))
+    rows = leaderboard_rows(study)
+    assert [(r["trial"], r[LATENCY], r["pareto"]) for r in rows] == [(0, 2.0, True), (1, 1.0, True), (2, 3.0, False)]
 
 
 def test_settings_are_checked():

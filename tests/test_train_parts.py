@@ -108,7 +108,7 @@ def test_sub_epoch_budget_ends_inside_first_epoch():
 
 
 def test_short_runs_drop_regularisation_unless_asked(monkeypatch):
-    from sortnet.training import recipe as recipe_module
+    from sortnet.runs import recipe as recipe_module
 
     b = _bundle()
     cpu = torch.device("cpu")

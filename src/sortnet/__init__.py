@@ -120,7 +120,7 @@ def load(path):
 
 def ladder(data, *, time_budget="10m", rungs=None, out=None, **settings) -> dict:
     """The model ladder (linear -> mlp -> CNN -> pretrained head -> fine-tuned) on one split within time_budget:
-    {"rows": one dict per rung (accuracy, macro_f1, train_seconds, parameters, latency_ms, file_mb, ...),
+    {"rows": one dict per rung (accuracy, macro_f1, train_seconds, parameters, predict_latency_ms, file_mb, ...),
     "out": folder with ladder.csv/json/png and each rung's model file}."""
     from sortnet.compare.ladder import ladder as _ladder
 

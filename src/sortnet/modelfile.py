@@ -32,7 +32,7 @@ from sortnet.modelmeta import FORMAT_VERSION, ModelFileError, ModelMeta
 from sortnet.models.registry import create_model
 from sortnet.version import __version__
 
-__all__ = ["ModelFileError", "ModelFormatNote", "save_model", "load_model", "read_metadata", "build_model",
+__all__ = ["ModelFileError", "ModelFormatNote", "save_model", "load_model", "read_metadata", "model_from_meta",
            "model_tensors", "non_finite_tensors", "FORMAT_VERSION", "META_KEY"]
 
 META_KEY = "sortnet"
@@ -63,7 +63,7 @@ def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
 
 
-def build_model(meta: ModelMeta, device: str | torch.device | None = None) -> torch.nn.Module:
+def model_from_meta(meta: ModelMeta, device: str | torch.device | None = None) -> torch.nn.Module:
     """The (untrained) model meta describes: a SortnetModel, or an EnsembleModel of them when meta.ensemble is
     set (sortnet/ensemble/). Device "meta" builds shapes only, allocating nothing. A model whose metadata has
     an `unknown` scorer gets it as submodule `unknown` (its tensors "unknown.*"; sortnet/unknown/scorer.py)."""
@@ -162,7 +162,7 @@ def read_metadata(path: str | os.PathLike) -> ModelMeta:
 def _check_shapes(path: Path, meta: ModelMeta) -> None:
     """Tensor names and shapes the architecture implies == those in the file, checked without allocating."""
     try:
-        expected = {k: tuple(v.shape) for k, v in build_model(meta, "meta").state_dict().items()}
+        expected = {k: tuple(v.shape) for k, v in model_from_meta(meta, "meta").state_dict().items()}
     except (ValueError, RuntimeError, TypeError) as e:  # ConfigError / SpecError are ValueErrors
         raise ModelFileError(f"{path}: model {meta.arch!r} cannot be built from its metadata ({e}).") from e
     try:
@@ -208,7 +208,7 @@ def load_model(path: str | os.PathLike, verify: bool = True) -> tuple[torch.nn.M
         raise ModelFileError(f"{path}: weights {', '.join(bad[:3])} hold NaN or infinity (a diverged training "
                              "run); train again with a lower --lr")
     try:
-        model = build_model(meta)
+        model = model_from_meta(meta)
         model.load_state_dict(tensors, strict=True)
     except (RuntimeError, ValueError, KeyError) as e:
         raise ModelFileError(f"{path}: weights do not fit model {meta.arch!r} ({e}).") from e

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from sortnet.config import MAX_IMG_SIZE  # px: also the training limit, so no trained model is above it
 from sortnet.data.preprocess import RESIZE_MODES, Preprocessing
 from sortnet.errors import SortnetError
-from sortnet.infer.batch import TTA
+from sortnet.tta import TTA
 
 FORMAT_VERSION = 2
 MAX_CLASSES = 100_000
@@ -274,7 +274,7 @@ class _Checker:
         return value
 
     def unknown(self, value) -> dict | None:
-        """The scorer's method and tensor shapes (they decide what build_model allocates) and its threshold."""
+        """The scorer's method and tensor shapes (they decide what model_from_meta allocates) and its threshold."""
         value = self.optional_object("unknown", value)
         if value is None:
             return None

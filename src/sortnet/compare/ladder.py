@@ -20,21 +20,22 @@ import math
 import time
 from pathlib import Path
 
-from sortnet.compare.measure import LATENCY_SECONDS, latency_ms, parameter_count
 from sortnet.compare.rebundle import is_native, resampled_bundle, stratified_rows, subset_bundle
 from sortnet.compare.rungs import RungPlan, parse_rungs, plan_rungs
 from sortnet.compare.table import format_table, write_table
 from sortnet.config import DATA_SETTINGS, ConfigError, TrainConfig, parse_duration
 from sortnet.data.dataset import DataBundle
 from sortnet.errors import SortnetError
+from sortnet.infer.latency import PREDICT_SECONDS, predict_latency_ms
+from sortnet.models.macs import parameter_count
 from sortnet.training.clock import Deadline
 
 EVAL_IMAGES = 2000  # held-out rows every rung is scored on (stratified; the whole split when smaller)
 END_RESERVE_S = 1.0  # table, plot and files at the end (0.1-0.3 s measured on digits; matplotlib's import counted)
 MIN_FIT_S = 3.0  # a rung never gets less training time than this
-# After a rung's fit: its model file and the 1-image latency (LATENCY_SECONDS of calls, model build, ONNX export);
+# After a rung's fit: its model file and the 1-image latency (PREDICT_SECONDS of calls, model build, ONNX export);
 # the estimate before any rung was measured, then the slowest measured so far.
-AFTER_FIT_S = LATENCY_SECONDS + 0.5
+AFTER_FIT_S = PREDICT_SECONDS + 0.5
 # Forward passes per training image a rung's share must pay for, when its rows are made again at another
 # size (a pretrained net at 224 px on a large small-image set): features of a few augmented views for a
 # frozen backbone; several epochs of forward + backward (~3 forwards each) for full fine-tuning.
@@ -130,7 +131,7 @@ class Ladder:
                "macro_f1": round(val.get("macro_f1", math.nan), 4),
                "train_seconds": round(clf.metrics.get("train_seconds", math.nan), 1),
                "epochs": clf.metrics.get("epochs"), "parameters": parameter_count(clf.model),
-               **latency_ms(clf.model, clf.meta), "file_mb": round(path.stat().st_size / 1e6, 3),
+               **predict_latency_ms(clf.model, clf.meta), "file_mb": round(path.stat().st_size / 1e6, 3),
                "model_file": str(path)}
         self.after_fit_seen = max(self.after_fit_seen or 0.0, time.monotonic() - fitted)
         return row

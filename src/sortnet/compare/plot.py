@@ -49,7 +49,7 @@ def plot_ladder(rows: list[dict], path: str | Path, title: str = "ladder") -> Pa
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for ax, key, label in ((axes[0], "train_seconds", "training time (s)"),
-                           (axes[1], "latency_ms", "1-image CPU latency (ms)")):
+                           (axes[1], "predict_latency_ms", "1-image CPU latency (ms)")):
         xs = [max(r[key], 1e-3) for r in rows]
         ys = [100 * r["accuracy"] for r in rows]
         ax.scatter(xs, ys, zorder=2)

@@ -21,7 +21,7 @@ TEXT_COLUMNS = {
     "accuracy": ("accuracy", "{:.4f}"), "macro_f1": ("macro F1", "{:.4f}"),
     "accuracy_mean": ("accuracy (mean)", "{:.4f}"), "accuracy_std": ("± std", "{:.4f}"),
     "train_seconds": ("train s", "{:.1f}"), "wall_seconds": ("wall s", "{:.1f}"),
-    "parameters": ("params", "{:,}"), "latency_ms": ("1-img ms", "{:.2f}"), "file_mb": ("file MB", "{:.2f}"),
+    "parameters": ("params", "{:,}"), "predict_latency_ms": ("1-img ms", "{:.2f}"), "file_mb": ("file MB", "{:.2f}"),
 }
 
 

@@ -25,11 +25,11 @@ import torch
 from torch import nn
 
 from sortnet.extras import require
-from sortnet.infer.batch import TTA, tta_views
 from sortnet.calibrate import temperature_of
 from sortnet.infer.onnx_io import (INPUT_CONTRACT, INPUT_NAME, OPSET, OUTPUT_NAMES, UNKNOWN_OUTPUT, onnx_metadata,
                                    set_onnx_metadata)
 from sortnet.modelmeta import ModelMeta
+from sortnet.tta import TTA, tta_views
 
 
 class InferenceGraph(nn.Module):

@@ -26,10 +26,10 @@ from sortnet.data.decode import decode_or_reason, has_image_extension, to_rgb_or
 from sortnet.data.invert import INVERT_CHOICES, model_input
 from sortnet.data.walk import Walker
 from sortnet.device import resolve_device, resolve_precision
-from sortnet.infer.batch import TTA, predict_logits
 from sortnet.modelfile import load_model
 from sortnet.modelmeta import ModelMeta
 from sortnet.parallel import usable_cores
+from sortnet.tta import TTA, predict_logits
 from sortnet.unknown.fit import features_and_logits, unknown_scores
 from sortnet.unknown.threshold import choose_threshold
 

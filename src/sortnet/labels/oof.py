@@ -141,8 +141,8 @@ def _scratch_oof(bundle: DataBundle, data: ImageSet, fold: np.ndarray, folds: in
 
     import torch
 
-    from sortnet.infer.batch import predict_logits
     from sortnet.runs.fit import fit
+    from sortnet.tta import predict_logits
 
     k, t0 = len(bundle.classes), time.monotonic()
     probs = np.zeros((len(data), k), np.float32)

@@ -23,10 +23,10 @@ from torch import nn
 
 from sortnet.calibrate import temperature_of
 from sortnet.data.preprocess import Preprocessing
-from sortnet.models.ensemble_input import MemberInput
-from sortnet.infer.batch import TTA, tta_views
 from sortnet.modelmeta import ModelMeta
+from sortnet.models.ensemble_input import MemberInput
 from sortnet.models.registry import create_model
+from sortnet.tta import TTA, tta_views
 
 ENSEMBLE_ARCH = "ensemble"  # ModelMeta.arch of an ensemble file
 

@@ -18,7 +18,11 @@ from pathlib import Path
 
 from sortnet.atomic import atomic_write_text
 
-COLUMNS = ("trial", "state", "val_accuracy", "test_accuracy", "latency_ms", "params", "pareto", "spec",
+# The search's latency (sortnet.infer.latency.model_latency_ms_1thread). Studies written before it had this
+# name stored it as "latency_ms": model_latency reads both, so an old study still continues and ranks.
+LATENCY = "model_latency_ms_1thread"
+OLD_LATENCY = "latency_ms"
+COLUMNS = ("trial", "state", "val_accuracy", "test_accuracy", LATENCY, "params", "pareto", "spec",
            "img_size", "epochs", "epochs_run", "lr", "weight_decay", "batch_size", "augment", "label_smoothing",
            "train_seconds", "prepare_seconds", "wall_seconds", "model_file", "worker")
 RECIPE_GENES = ("img_size", "epochs", "lr", "weight_decay", "batch_size", "augment", "label_smoothing")
@@ -36,25 +40,31 @@ def leaderboard_rows(study) -> list[dict]:
 def _row(trial) -> dict:
     a, p = trial.user_attrs, trial.params
     row = {"trial": trial.number, "state": trial.state.name.lower()}
-    row |= {k: a.get(k) for k in ("val_accuracy", "test_accuracy", "latency_ms", "params", "spec", "epochs_run",
+    row |= {k: a.get(k) for k in ("val_accuracy", "test_accuracy", "params", "spec", "epochs_run",
                                   "train_seconds", "prepare_seconds", "wall_seconds", "model_file", "worker")}
+    row[LATENCY] = model_latency(a)
     row |= {k: p.get(k) for k in RECIPE_GENES}
     return row
 
 
+def model_latency(attrs: dict) -> float | None:
+    """A trial's measured latency in ms, under its name or the one older studies stored it under."""
+    return attrs.get(LATENCY, attrs.get(OLD_LATENCY))
+
+
 def _rank(row: dict):
     acc = row["val_accuracy"] if row["val_accuracy"] is not None else -1.0
-    lat = row["latency_ms"] if row["latency_ms"] is not None else float("inf")
+    lat = row[LATENCY] if row[LATENCY] is not None else float("inf")
     return _STATE_ORDER.get(row["state"], 5), -acc, lat, row["trial"]
 
 
 def pareto_front(rows: list[dict]) -> list[int]:
     """Trial numbers of the finished trials that no other finished trial dominates (accuracy up, latency down)."""
-    done = [r for r in rows if r["state"] == "complete" and r["latency_ms"] is not None]
+    done = [r for r in rows if r["state"] == "complete" and r[LATENCY] is not None]
     front = []
     for r in done:
-        dominated = any(o["val_accuracy"] >= r["val_accuracy"] and o["latency_ms"] <= r["latency_ms"]
-                        and (o["val_accuracy"] > r["val_accuracy"] or o["latency_ms"] < r["latency_ms"])
+        dominated = any(o["val_accuracy"] >= r["val_accuracy"] and o[LATENCY] <= r[LATENCY]
+                        and (o["val_accuracy"] > r["val_accuracy"] or o[LATENCY] < r[LATENCY])
                         for o in done)
         if not dominated:
             front.append(r["trial"])
@@ -80,7 +90,7 @@ def format_table(rows: list[dict], limit: int = 15) -> str:
     lines = [head]
     for r in rows[:limit]:
         lines.append(f"{r['trial']:>5}{'*' if r['pareto'] else ' '} {r['state']:<8} {_num(r['val_accuracy'], 4):>7} "
-                     f"{_num(r['test_accuracy'], 4):>8} {_num(r['latency_ms'], 3):>7} {r['params'] or '':>9} "
+                     f"{_num(r['test_accuracy'], 4):>8} {_num(r[LATENCY], 3):>7} {r['params'] or '':>9} "
                      f"{r['img_size'] or '':>3} {r['epochs_run'] or r['epochs'] or '':>3}  {r['spec'] or ''}")
     counts = {}
     for r in rows:
@@ -97,7 +107,7 @@ def _num(value, digits: int) -> str:
 
 def plot_front(rows: list[dict], path: Path, title: str = "") -> Path | None:
     """Val accuracy against 1-image CPU latency for every finished trial, the front joined as a staircase."""
-    done = [r for r in rows if r["state"] == "complete" and r["latency_ms"] is not None]
+    done = [r for r in rows if r["state"] == "complete" and r[LATENCY] is not None]
     if not done:
         return None
     import matplotlib
@@ -105,14 +115,14 @@ def plot_front(rows: list[dict], path: Path, title: str = "") -> Path | None:
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 
-    front = sorted((r for r in done if r["pareto"]), key=lambda r: r["latency_ms"])
+    front = sorted((r for r in done if r["pareto"]), key=lambda r: r[LATENCY])
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    ax.scatter([r["latency_ms"] for r in done], [r["val_accuracy"] for r in done], s=18, c="#9aa5b1",
+    ax.scatter([r[LATENCY] for r in done], [r["val_accuracy"] for r in done], s=18, c="#9aa5b1",
                label="trials")
-    ax.step([r["latency_ms"] for r in front], [r["val_accuracy"] for r in front], where="post", c="#c0392b",
+    ax.step([r[LATENCY] for r in front], [r["val_accuracy"] for r in front], where="post", c="#c0392b",
             marker="o", ms=5, label="Pareto front")
     for r in front:
-        ax.annotate(str(r["trial"]), (r["latency_ms"], r["val_accuracy"]), textcoords="offset points",
+        ax.annotate(str(r["trial"]), (r[LATENCY], r["val_accuracy"]), textcoords="offset points",
                     xytext=(4, -10), fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("1-image CPU latency (ms, 1 thread, log scale)")

@@ -22,7 +22,7 @@ from pathlib import Path
 from sortnet.atomic import atomic_path
 from sortnet.errors import SortnetError
 from sortnet.nas.config import SearchConfig
-from sortnet.nas.leaderboard import format_table, leaderboard_rows, plot_front, write_leaderboard
+from sortnet.nas.leaderboard import format_table, leaderboard_rows, model_latency, plot_front, write_leaderboard
 from sortnet.nas.study import SearchError, import_optuna, load_study, open_study
 from sortnet.nas.trial import TrialObjective
 from sortnet.progress import progress, write_line
@@ -132,7 +132,7 @@ def _optimize(study, objective: TrialObjective, cfg: SearchConfig, todo: int | N
 def _trial_line(trial) -> str:
     a, state = trial.user_attrs, trial.state.name.lower()
     if state == "complete":
-        what = f"val {a.get('val_accuracy', 0):.4f}  {a.get('latency_ms', 0):.3f} ms"
+        what = f"val {a.get('val_accuracy', 0):.4f}  {model_latency(a) or 0:.3f} ms"
     elif state == "pruned":
         what = f"pruned at epoch {a.get('pruned_at_epoch', '?')} (val {a.get('val_accuracy', 0):.4f})"
     else:

@@ -17,9 +17,11 @@ import socket
 import time
 from pathlib import Path
 
+from sortnet.infer.latency import model_latency_ms_1thread
+from sortnet.models.macs import parameter_count
 from sortnet.nas.config import SearchConfig
 from sortnet.nas.genome import suggest_genome
-from sortnet.nas.latency import latency_ms
+from sortnet.nas.leaderboard import LATENCY
 from sortnet.training.budget import TimeBudget
 from sortnet.training.callbacks import Callback
 from sortnet.training.clock import Deadline
@@ -56,7 +58,7 @@ class OptunaPruning(Callback):
 
 
 class TrialObjective:
-    """The Optuna objective of a search: callable(trial) -> accuracy or (accuracy, latency_ms)."""
+    """The Optuna objective of a search: callable(trial) -> accuracy or (accuracy, model_latency_ms_1thread)."""
 
     def __init__(self, data: str, cfg: SearchConfig, run_dir: Path, sizes: list[int], max_epochs: int,
                  first_bundle, first_prepare_seconds: float, deadline: Deadline | None = None) -> None:
@@ -144,15 +146,15 @@ class TrialObjective:
     def _record(self, trial, clf, genome, t0: float):
         metrics = clf.metrics
         val_acc = float(metrics["val"]["accuracy"])
-        ms = latency_ms(clf.model, clf.preprocessing.channels, genome.img_size)
+        ms = model_latency_ms_1thread(clf.model, clf.preprocessing.channels, genome.img_size)
         path = clf.save(self.run_dir / "trials" / f"trial-{trial.number:04d}.safetensors")
         attrs = {
             "val_accuracy": val_acc,
             "test_accuracy": float(metrics["test"]["accuracy"]) if "test" in metrics else None,
-            "latency_ms": round(ms, 4),
+            LATENCY: round(ms, 4),
             "train_seconds": metrics["train_seconds"],
             "epochs_run": metrics["epochs"],
-            "params": sum(p.numel() for p in clf.model.parameters()),
+            "params": parameter_count(clf.model),
             "model_file": str(path),
             "wall_seconds": round(time.monotonic() - t0, 3),
         }

@@ -3,7 +3,7 @@ the training (settings, recipe, time) and where each number came from.
 
 FLOPs are counted, not estimated: one forward pass of one image under torch.utils.flop_counter's
 FlopCounterMode (matrix multiplies and convolutions, 2 FLOPs per multiply-add); test-time
-augmentation runs that many forward passes per image (`tta_views`).
+augmentation runs that many forward passes per image (`tta_views`, counted by sortnet.tta.view_count).
 
 Usage:
     s = model_summary(model, meta, img_size=28, model_path=path)   # {"parameters": ..., "flops_per_image": ...}
@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from sortnet.infer.batch import tta_views
 from sortnet.modelmeta import ModelMeta
+from sortnet.models.macs import parameter_count
+from sortnet.tta import view_count
 
 SETTINGS = ("model", "epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "label_smoothing",
             "augment", "tta", "img_size", "channels", "val_fraction", "seed", "time_budget", "balance", "precision")
@@ -39,9 +40,8 @@ def count_flops(model: torch.nn.Module, channels: int, img_size: int) -> int:
 
 def model_summary(model: torch.nn.Module, meta: ModelMeta, img_size: int, channels: int,
                   model_path: str | os.PathLike | None = None) -> dict:
-    params = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    views = len(tta_views(torch.zeros(1, channels, img_size, img_size), meta.tta))
+    params, trainable = parameter_count(model), parameter_count(model, trainable_only=True)
+    views = view_count(meta.tta, img_size)
     out = {"arch": meta.arch, "parameters": int(params), "trainable_parameters": int(trainable),
            "flops_per_image": count_flops(model, channels, img_size), "tta_views": views,
            "input": f"{img_size}x{img_size} px, {channels} channel{'s' if channels > 1 else ''}",

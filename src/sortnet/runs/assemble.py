@@ -20,7 +20,7 @@ from sortnet.data.dataset import DataBundle
 from sortnet.device import thread_options
 from sortnet.models.registry import create_model, input_normalization, model_defaults
 from sortnet.runfolder.layout import CHECKPOINT_NAME, TENSORBOARD_DIR
-from sortnet.runs.planner import PRECISION_MAX_SHARE, measure_costs, plan_budget, tta_view_count, with_run_end
+from sortnet.runs.planner import PRECISION_MAX_SHARE, measure_costs, plan_budget, with_run_end
 from sortnet.runs.recipe import augmentation, resolve_recipe
 from sortnet.runs.report_reserve import report_reserve_seconds
 from sortnet.training import distributed
@@ -32,6 +32,7 @@ from sortnet.training.precision import choose_precision, measures_precision
 from sortnet.training.recipe import Recipe
 from sortnet.training.threads import ThreadTuner
 from sortnet.training.trainer import Trainer, resolve_balance
+from sortnet.tta import view_count
 
 WHITEN_SAMPLE = 5000  # images used to estimate patch statistics for whitening init
 WHITEN_SAMPLE_BYTES = 192 << 20  # and at most this many uint8 bytes of them (bounds RAM for large images)
@@ -62,7 +63,7 @@ def class_weights(cfg: TrainConfig, labels: np.ndarray, k: int) -> torch.Tensor 
     return torch.from_numpy((counts.sum() / (k * np.maximum(counts, 1))).astype(np.float32))
 
 
-def build_model(arch: str, bundle: DataBundle, pretrained: bool = False):
+def model_for_training(arch: str, bundle: DataBundle, pretrained: bool = False):
     """The model for arch, normalized as its family declares (else by the data's statistics), data-initialized.
 
     pretrained: normalized as its ImageNet weights want (the weights themselves are loaded by the caller)."""
@@ -92,7 +93,7 @@ def build_trainer(bundle: DataBundle, cfg: TrainConfig, device, dtype, run_dir: 
         dtype = None  # fp32 until the measurement says bf16 pays here
 
     def make(recipe: Recipe, model=None) -> Trainer:
-        model = model if model is not None else build_model(recipe.model, bundle, recipe.pretrained)
+        model = model if model is not None else model_for_training(recipe.model, bundle, recipe.pretrained)
         return make_trainer(model, bundle, cfg, recipe, device, dtype, run_dir, user_callbacks, balance)
 
     notes = [f"balance: {balance} ({why})"]
@@ -121,7 +122,7 @@ def build_trainer(bundle: DataBundle, cfg: TrainConfig, device, dtype, run_dir: 
                                  cfg, bundle, report_reserve_seconds(cfg, run_dir))
             keeper = TimeBudget(deadline.work_seconds, spent=spent, start=deadline.start, step_seconds=costs.step,
                                 epoch_end_seconds=costs.epoch_end(),
-                                finish_seconds=costs.finish(tta_view_count(trainer.recipe)))
+                                finish_seconds=costs.finish(view_count(trainer.recipe.tta())))
     if deadline is not None:
         trainer.callbacks.insert(1, keeper)
         if device.type == "cpu" and len(thread_options()) > 1:

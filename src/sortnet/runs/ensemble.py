@@ -22,11 +22,11 @@ from sortnet.calibrate import calibrated_probs, fit_calibration
 from sortnet.config import TrainConfig
 from sortnet.ensemble.build import ensemble_from_members
 from sortnet.evaluation.metrics import compute_metrics
-from sortnet.infer.batch import predict_logits
 from sortnet.modelfile import save_model
 from sortnet.runfolder.layout import MODEL_FILE, member_dir
 from sortnet.runfolder.record import write_metrics_file
 from sortnet.training.clock import Deadline
+from sortnet.tta import predict_logits
 
 FIRST_FINAL = 0.02  # of the budget, per member: the ensemble's evaluation and files before one member was measured
 FINAL_EVAL = 0.6  # the final ensemble evaluation, per member, as a share of one member's evaluation and files

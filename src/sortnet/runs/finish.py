@@ -16,7 +16,6 @@ from sortnet.calibrate import calibrated_probs, fit_calibration
 from sortnet.config import TrainConfig
 from sortnet.data.dataset import DataBundle
 from sortnet.evaluation.metrics import compute_metrics
-from sortnet.infer.batch import TTA, predict_logits, tta_views
 from sortnet.jsonsafe import dumps
 from sortnet.modelfile import save_model
 from sortnet.modelmeta import ModelMeta, Provenance
@@ -26,6 +25,7 @@ from sortnet.training.budget import TimeBudget
 from sortnet.training.clock import Deadline
 from sortnet.runfolder.layout import METRICS_FILE, MODEL_FILE
 from sortnet.training.trainer import Trainer, eval_batch_size
+from sortnet.tta import TTA, predict_logits, view_count
 from sortnet.unknown.attach import attach_unknown
 
 SAVE_RESERVE_SECONDS = 0.3  # kept for writing the model file and metrics when deciding on TTA
@@ -55,15 +55,11 @@ def finish_run(trainer: Trainer, bundle: DataBundle, cfg: TrainConfig, run_dir: 
                         device=trainer.device, dtype=trainer.dtype, logits=logits, budget=budget)
 
 
-def _views(tta: TTA) -> int:
-    return len(tta_views(torch.zeros(1, 1, 8, 8), tta))
-
-
 def final_tta(trainer: Trainer, bundle: DataBundle, deadline: Deadline | None,
               reserve_seconds: float = 0.0) -> tuple[TTA, str | None]:
     """The views to evaluate with: the run's TTA, or none when its extra views would pass the deadline."""
     tta = trainer.tta()
-    views, per_image = _views(tta), trainer.eval_image_seconds
+    views, per_image = view_count(tta), trainer.eval_image_seconds
     if deadline is None or views == 1 or per_image is None:
         return tta, None
     n_val = len(bundle.val) if bundle.val is not None else 0
@@ -79,7 +75,7 @@ def final_tta(trainer: Trainer, bundle: DataBundle, deadline: Deadline | None,
 def held_out_logits(trainer: Trainer, data_set, tta: TTA) -> torch.Tensor:
     """Logits for a held-out split; the last validation pass is reused when it saw the final weights."""
     last = trainer.last_val
-    if data_set is trainer.val_set and _views(tta) == 1 and last is not None and last[0] == trainer.step:
+    if data_set is trainer.val_set and view_count(tta) == 1 and last is not None and last[0] == trainer.step:
         return last[1]
     return trainer.predict(data_set.images, tta)
 

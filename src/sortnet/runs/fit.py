@@ -58,10 +58,10 @@ def fit(bundle: DataBundle, *, out: str | Path | None = None, callbacks: list[Ca
     if resume:
         if run_dir is None:
             raise ConfigError("fit(resume=True) needs out=RUN_DIR (the folder of the interrupted run)")
-        saved = distributed.from_main(lambda: read_run_file(run_dir))  # only rank 0 needs the run folder
+        saved = distributed.from_main(lambda: read_resumable(run_dir))  # only rank 0 needs the run folder
         settings = dict(saved["config"], **{k: v for k, v in settings.items() if k in ("progress", "device")})
         state = distributed.from_main(lambda: load_checkpoint(run_dir / CHECKPOINT_NAME))
-        saved_recipe = _checked_recipe(saved, run_dir)
+        saved_recipe = saved["recipe"]
     cfg = _fit_config(bundle, settings)
     deadline = deadline or (Deadline(cfg.time_budget, called) if cfg.time_budget else None)
     files = run_dir if distributed.is_main() else None  # rank 0 alone writes and prints
@@ -131,11 +131,13 @@ def _finish_deadline(trainer: Trainer, deadline: Deadline | None) -> Deadline | 
     return dataclasses.replace(deadline, seconds=deadline.seconds - keeper.spent)  # less earlier sessions' time
 
 
-def _checked_recipe(saved: dict, run_dir: Path) -> dict:
-    """run.json's recipe, if this sortnet can read it (a run folder of another version may hold other fields)."""
+def read_resumable(run_dir: Path) -> dict:
+    """run.json of an interrupted run (runfolder/record.py), with a recipe this sortnet can read (a run folder of
+    another version may hold other fields); ConfigError with what to do otherwise."""
+    saved = read_run_file(run_dir)
     try:
         Recipe(**saved["recipe"])
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{Path(run_dir) / RUN_FILE} holds a recipe this sortnet cannot read ({e}); "
                           "start a new run") from e
-    return saved["recipe"]
+    return saved

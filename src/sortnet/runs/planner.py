@@ -37,6 +37,7 @@ from sortnet.training.recipe import Recipe
 from sortnet.training.steptime import unloaded_costs
 from sortnet.training.trainer import Trainer
 from sortnet.unknown.fit import unknown_fit_images
+from sortnet.tta import view_count
 
 GUESS_SLACK = 1.25  # bigger nets use the cores better than their compute ratio says
 MEASURE_STEPS, MEASURE_WARMUP = 3, 1  # timed / untimed steps per candidate: the keeper corrects the rest
@@ -65,12 +66,6 @@ class BudgetPlan:
     def keeper_args(self) -> dict:
         return {"step_seconds": self.step_seconds, "epoch_end_seconds": self.epoch_end_seconds,
                 "finish_seconds": self.finish_seconds}
-
-
-def tta_view_count(recipe: Recipe) -> int:
-    """Views averaged at evaluation: the image, its mirror, and +/-shift copies of each."""
-    views = 2 if recipe.tta_flip else 1
-    return views * 3 if recipe.tta_shift else views
 
 
 def save_seconds(model: torch.nn.Module, optimizer_copies: int = 0) -> float:
@@ -218,11 +213,11 @@ def tta_pays(costs: Costs, views: int, deadline: Deadline) -> bool:
 def tta_that_pays(recipe: Recipe, costs: Costs, deadline: Deadline) -> tuple[Recipe, str | None]:
     """The recipe with the most test-time-augmentation views that pay (all of them, the mirror alone, or
     none), and a note when views were dropped."""
-    views = tta_view_count(recipe)
+    views = view_count(recipe.tta())
     if tta_pays(costs, views, deadline):
         return recipe, None
     kept = dataclasses.replace(recipe, tta_shift=0)
-    if not (recipe.tta_flip and tta_pays(costs, tta_view_count(kept), deadline)):
+    if not (recipe.tta_flip and tta_pays(costs, view_count(kept.tta()), deadline)):
         kept = dataclasses.replace(recipe, tta_flip=False, tta_shift=0)
     what = "mirror view kept, shifted views off" if kept.tta_flip else "off"
     return kept, (f"test-time augmentation {what}: its {views - 1} extra views would take "
@@ -234,7 +229,7 @@ def _images_for(costs: Costs, recipe: Recipe, n_train: int, deadline: Deadline) 
     as the length plan will decide)."""
     batch = max(1, min(recipe.batch_size, n_train))
     left = deadline.remaining() - safety_margin(deadline.work_seconds)
-    views = tta_view_count(tta_that_pays(recipe, costs, deadline)[0])
+    views = view_count(tta_that_pays(recipe, costs, deadline)[0].tta())
     return _steps_for(costs, views, left, max(1, n_train // batch)) * batch
 
 
@@ -258,12 +253,12 @@ def _length_plan(cfg: TrainConfig, bundle: DataBundle, device: torch.device, dea
     """Steps, regularisation for that length, and whether test-time augmentation pays."""
     spe = trainer.steps_per_epoch
     left = deadline.remaining() - safety_margin(deadline.work_seconds)
-    steps = max(1, _steps_for(costs, tta_view_count(tta_that_pays(recipe, costs, deadline)[0]), left, spe))
+    steps = max(1, _steps_for(costs, view_count(tta_that_pays(recipe, costs, deadline)[0].tta()), left, spe))
     recipe = resolve_recipe(dataclasses.replace(cfg, model=recipe.model), bundle, device, length=steps / spe,
                             augment=augment)
     recipe, note = tta_that_pays(recipe, costs, deadline)  # the recipe for this length may differ in its TTA
     notes = [note] if note else []
-    views = tta_view_count(recipe)
+    views = view_count(recipe.tta())
     steps = max(1, _steps_for(costs, views, left, spe))
     recipe = dataclasses.replace(recipe, epochs=int(np.ceil(steps / spe)), total_steps=steps)
     notes.insert(0, f"time budget {deadline.seconds:g}s for the whole command: {deadline.elapsed():.1f}s gone "

@@ -200,7 +200,7 @@ def _finish(model, bundle, cfg, recipe, run_dir, metrics, logits, origin, device
     metrics["train_seconds"] = round(time.perf_counter() - t0, 2)
     if run_dir is not None:
         write_run_file(run_dir, bundle.data, cfg.to_dict(), recipe.to_dict())
-    from sortnet.infer.batch import TTA
+    from sortnet.tta import TTA
 
     tta = TTA(flip=recipe.tta_flip, shift=0)
     budget = (lambda: {"seconds": deadline.seconds, "used_seconds": round(deadline.elapsed(), 2)}) \

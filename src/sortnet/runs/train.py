@@ -16,8 +16,7 @@ from sortnet.models.registry import validate_arch
 from sortnet.training import distributed
 from sortnet.training.callbacks import Callback
 from sortnet.training.clock import Deadline
-from sortnet.runfolder.record import read_run_file
-from sortnet.runs.fit import fit
+from sortnet.runs.fit import fit, read_resumable
 from sortnet.runs.prepare import prepare
 from sortnet.atomic import remove_stale_temps
 from sortnet.runfolder.layout import (MODEL_FILE, RUN_FILE, WRITTEN_FILES, check_new_run_dir, default_run_dir,
@@ -43,7 +42,7 @@ def train(data: str | None = None, *, out: str | None = None, resume: str | None
             raise ConfigError(f"{resume} is an ensemble run: resume each unfinished member with --resume "
                               f"{resume}/member-K, then combine them with `sortnet ensemble`")
         distributed.join(settings.get("device", "auto"))  # only rank 0 needs the run folder
-        saved = distributed.from_main(lambda: read_run_file(Path(resume)))
+        saved = distributed.from_main(lambda: read_resumable(Path(resume)))
         overrides = {k: v for k, v in settings.items() if k in ("progress", "device")}
         budget = saved["config"].get("time_budget")
         deadline = deadline or (Deadline(float(budget), called) if budget else None)

@@ -27,7 +27,6 @@ import torch
 
 from sortnet.data.folder import decode_files
 from sortnet.data.preprocess import Preprocessing
-from sortnet.infer.batch import TTA
 from sortnet.modelfile import save_model
 from sortnet.modelmeta import ModelMeta, Provenance
 from sortnet.models.pretrained import load_pretrained
@@ -37,6 +36,7 @@ from sortnet.studio.folder import StudioError, StudioFolder
 from sortnet.transfer.extract import EVAL_VIEWS, FeatureExtractor
 from sortnet.transfer.featcache import backbone_key, features_dir
 from sortnet.transfer.head import train_head
+from sortnet.tta import TTA
 
 ARCH = "efficientnet-lite0"
 CHUNK = 16  # images per extraction step: the page's progress bar moves this often

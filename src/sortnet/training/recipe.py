@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from sortnet.tta import TTA
+
 
 @dataclass
 class Recipe:
@@ -35,3 +37,7 @@ class Recipe:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def tta(self) -> TTA:
+        """The views the final evaluation and the model file average (sortnet.tta.view_count counts them)."""
+        return TTA(flip=self.tta_flip, shift=self.tta_shift)

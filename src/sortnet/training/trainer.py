@@ -24,13 +24,13 @@ from sortnet.data.dataset import ImageSet
 from sortnet.data.mapped import as_rows, is_on_disk
 from sortnet.device import autocast_context
 from sortnet.errors import SortnetError
-from sortnet.infer.batch import TTA, predict_logits, tta_views
 from sortnet.training import distributed
 from sortnet.training.augment import alternating_flip_mask, flip_batch, random_resized_crop, random_translate
 from sortnet.training.callbacks import Callback
 from sortnet.training.optim import AdamW, LrSchedule, SGDNesterov
 from sortnet.training.recipe import Recipe
 from sortnet.training.schedule import lr_multiplier
+from sortnet.tta import TTA, predict_logits, view_count
 
 
 class DivergedError(SortnetError):
@@ -343,7 +343,7 @@ class Trainer:
     def evaluate(self, data: ImageSet, tta: TTA | None = None) -> dict:
         t0 = time.perf_counter()
         logits = self.predict(data.images, tta)
-        views = len(tta_views(torch.zeros(1, 1, 8, 8), tta))
+        views = view_count(tta)
         if len(data.labels):
             self.eval_image_seconds = (time.perf_counter() - t0) / (len(data.labels) * views)
         if data is self.val_set and tta is None:
@@ -410,4 +410,4 @@ class Trainer:
                               tta=tta, channels_last=self.memory_format == torch.channels_last)
 
     def tta(self) -> TTA:
-        return TTA(flip=self.recipe.tta_flip, shift=self.recipe.tta_shift)
+        return self.recipe.tta()

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from sortnet.device import autocast_context
-from sortnet.infer.batch import TTA, tta_views
+from sortnet.tta import TTA, tta_views
 from sortnet.unknown.scorer import DEFAULT_METHOD, MAX_BANK, UnknownScorer, fit_scorer, stratified_rows
 from sortnet.unknown.threshold import DEFAULT_ACCEPT, threshold_entry
 

@@ -6,7 +6,7 @@ Methods (candidates from the literature; the default is chosen by measurement, s
   mahalanobis  min over classes of (f - mu_c)' P (f - mu_c)     Lee et al. 2018 (shared covariance, shrunk)
   knn          1 - cosine similarity to the k-th nearest of a   Sun et al. 2022
                bank of L2-normalized training features
-The module is attached to a SortnetModel as submodule `unknown` (modelfile.build_model does it from the
+The module is attached to a SortnetModel as submodule `unknown` (modelfile.model_from_meta does it from the
 metadata), so its tensors travel in the model file as `unknown.means`, `unknown.precision` or `unknown.bank`
 (float16: cosine similarities need no more) and the exported graph computes the same score.
 

@@ -1,7 +1,11 @@
-"""Batched inference on uint8 image arrays, with optional test-time augmentation (TTA).
+"""Test-time augmentation (TTA): which views are averaged, how many there are, and batched inference with them.
+
+The one home of TTA: the model file's metadata (modelmeta), prediction (infer/), training's evaluation,
+the planner's cost of the final evaluation and the report's FLOPs all take views and their count from here.
 
 Usage:
     logits = predict_logits(model, images_uint8, device=torch.device("cpu"), tta=TTA(flip=True, shift=1))
+    n = view_count(TTA(flip=True, shift=1))           # 6 forward passes per image
 """
 from __future__ import annotations
 
@@ -31,6 +35,16 @@ def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     xp = F.pad(x, (p, p, p, p), mode="reflect")
     return xp[..., p - dy : p - dy + h, p - dx : p - dx + w]
+
+
+def view_count(tta: TTA | None, img_size: int | None = None) -> int:
+    """How many views tta_views makes (forward passes per image): the image, its mirror with flip, and +/-shift
+    copies of each. Shifts need an image larger than the shift; img_size None: assumed so (the planner's case)."""
+    if tta is None:
+        return 1
+    views = 2 if tta.flip else 1
+    shifts = tta.shift > 0 and (img_size is None or img_size > tta.shift)
+    return views * 3 if shifts else views
 
 
 def tta_views(x: torch.Tensor, tta: TTA | None) -> list[torch.Tensor]:
