@@ -28,7 +28,7 @@ from sortnet.nas.trial import TrialObjective
 from sortnet.progress import progress, write_line
 from sortnet.training.clock import Deadline
 
-END_RESERVE_S = 1.5  # after the last trial: leaderboard, Pareto plot, best.safetensors (0.8 s measured on digits)
+END_RESERVE_S = 1.0  # after the last trial: leaderboard, Pareto plot, best.safetensors (0.8-0.9 s measured on digits)
 
 TRIAL_ERRORS = (SortnetError, RuntimeError, ValueError)  # a failed trial is recorded; the search goes on
 MIN_AUTO_SIZE = 12  # auto image sizes: the data's side, and its half when at least this

@@ -29,9 +29,9 @@ from sortnet.training.clock import Deadline
 MIN_TRIAL_SHARE = 0.25  # a worker with less than this share of a trial budget left starts no new trial
 MIN_TRIAL_SECONDS = 5.0  # (nor with less than this)
 # share of a trial's time cap kept for its end (final evaluation, unknown scorer, latency, model file) until this
-# worker has measured one (then the longest measured): ~1 s of a 25 s trial on digits, 2-core CPU
-FINISH_RESERVE = 0.08
-FINISH_MIN_SECONDS = 1.0
+# worker has measured one (then the longest measured): ~0.3-1 s of a 15-25 s trial on digits, 2-core CPU
+FINISH_RESERVE = 0.05
+FINISH_MIN_SECONDS = 0.5
 
 
 class OptunaPruning(Callback):
