@@ -68,7 +68,7 @@ def fit_unknown(model, bundle, tta: TTA | None, device, dtype=None, temperature:
         return None
     features = features or {}
     model = model.to(device)
-    cap = MAX_BANK if method.startswith("knn") else {"mahalanobis": MAX_FIT_IMAGES}.get(method, 0)
+    cap = MAX_FIT_IMAGES if "mahalanobis" in method else MAX_BANK if method.startswith("knn") else 0
     train_feats, train_labels = np.zeros((0, model.head.in_features), np.float32), np.zeros(0, np.int64)
     if cap:
         rows = stratified_rows(bundle.train.labels, cap, seed)
