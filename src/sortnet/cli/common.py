@@ -1,31 +1,23 @@
 """Arguments shared by several verbs (data settings of ladder/curve; --invert of predict/serve/evaluate) and the
-command's start time.
+command's time budget.
 
 Usage:
     add_data_args(p); settings = data_settings(args)
     add_invert_arg(p)                  # --invert auto|always|never, one help text for every verb
-    started = COMMAND_STARTED          # time.perf_counter() at the process's launch: budgets count from there
+    deadline = launch_deadline("5m")   # training/clock.Deadline from the process's launch (None: no budget)
 """
 from __future__ import annotations
 
 import argparse
-import os
-import time
 
 
-def seconds_since_process_start() -> float:
-    """How long this process has run (Linux /proc; 0 elsewhere): budgets count from the command's launch."""
-    try:
-        with open("/proc/self/stat") as f:
-            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22: start time, clock ticks after boot
-        with open("/proc/uptime") as f:
-            uptime = float(f.read().split()[0])
-        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError, AttributeError):
-        return 0.0
+def launch_deadline(time_budget):
+    """The whole command's Deadline (training/clock.py), counted from the process's launch; None without a budget."""
+    from sortnet.config import parse_duration
+    from sortnet.training.clock import Deadline
 
-
-COMMAND_STARTED = time.perf_counter() - seconds_since_process_start()
+    seconds = parse_duration(time_budget)
+    return Deadline.at_launch(seconds) if seconds else None
 
 
 def add_invert_arg(p: argparse.ArgumentParser) -> None:

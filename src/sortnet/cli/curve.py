@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from sortnet.cli.common import COMMAND_STARTED, add_data_args, data_settings
+from sortnet.cli.common import add_data_args, data_settings, launch_deadline
 
 
 def register(sub) -> None:
@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from sortnet import curve
     from sortnet.compare.curve import curve_table
 
-    result = curve(args.data, fractions=args.fractions, seeds=args.seeds, out=args.out, started=COMMAND_STARTED,
-                   model=args.model, epochs=args.epochs, time_budget=args.time_budget, **data_settings(args))
+    result = curve(args.data, fractions=args.fractions, seeds=args.seeds, out=args.out,
+                   deadline=launch_deadline(args.time_budget), model=args.model, epochs=args.epochs, time_budget=args.time_budget, **data_settings(args))
     if not args.progress:  # with progress the curve has printed its table already
         print(f"{curve_table(result['points'])}\n\n{result['verdict']}\nfiles in {result['out']}")
     return 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from sortnet.cli.common import COMMAND_STARTED, add_data_args, data_settings
+from sortnet.cli.common import add_data_args, data_settings, launch_deadline
 
 RUNG_NAMES = ("linear", "mlp", "cnn", "pretrained-head", "finetune")  # = sortnet.compare.rungs.RUNG_NAMES
 
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from sortnet.compare.table import format_table
 
     result = ladder(args.data, time_budget=args.time_budget, rungs=args.rungs, out=args.out,
-                    eval_images=args.eval_images, started=COMMAND_STARTED, **data_settings(args))
+                    eval_images=args.eval_images, deadline=launch_deadline(args.time_budget), **data_settings(args))
     if not args.progress:  # with progress the ladder has printed its table already
         print(format_table(result["rows"]) + f"\nfiles in {result['out']}")
     return 0

@@ -10,6 +10,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 
 from sortnet.argtypes import OneLineParser
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         print(f"\nsortnet {args.command}: interrupted. {e}", file=sys.stderr)
         return exit_code(e)
+    finally:
+        if argv is None:  # the process's own command: its exit is part of a --time-budget, and the interpreter's
+            gc.freeze()   # teardown then skips collecting torch's heap (0.7 -> 0.3 s on 2 cores; training/clock.py)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sortnet.cli.common import launch_deadline
     from sortnet.nas.run import search, show
 
     if args.show:
@@ -85,5 +86,5 @@ def run(args: argparse.Namespace) -> int:
     if not args.data:
         raise SystemExit("sortnet search: give DATA (a folder or built-in dataset), or --show STUDY")
     settings = {name: getattr(args, name) for name in SearchConfig().to_dict()}
-    search(args.data, out=args.out, **settings)
+    search(args.data, out=args.out, deadline=launch_deadline(args.time_budget), **settings)
     return 0

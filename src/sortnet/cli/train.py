@@ -11,7 +11,7 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
-from sortnet.config import TrainConfig
+from sortnet.config import ConfigError, TrainConfig
 
 TRAIN_HELP = {
     "model": "registered model name (see `sortnet models`), a layer spec such as "
@@ -116,14 +116,25 @@ def run(args: argparse.Namespace) -> int:
 
         return launch(args.nproc, as_argv(args))
     from sortnet import train
-    from sortnet.training.clock import process_started
+    from sortnet.cli.common import launch_deadline
 
-    started = process_started()  # --time-budget covers the whole command, from launch to the model file
-    if args.resume:
-        train(resume=args.resume, progress=args.progress, device=args.device, started_at=started)
+    if args.resume:  # the budget is the run's own (run.json), counted again from this command's launch
+        budget = _saved_budget(Path(args.resume))
+        train(resume=args.resume, progress=args.progress, device=args.device, deadline=launch_deadline(budget))
         return 0
-    train(args.data, out=args.out, started_at=started, **settings)
+    # --time-budget covers the whole command, from launch to the process's exit
+    train(args.data, out=args.out, deadline=launch_deadline(args.time_budget), **settings)
     return 0
+
+
+def _saved_budget(run_dir: Path):
+    """The interrupted run's --time-budget from its run.json; None where that cannot be read (train() says why)."""
+    from sortnet.runfolder.record import read_run_file
+
+    try:
+        return read_run_file(run_dir)["config"].get("time_budget")
+    except (ConfigError, AttributeError):
+        return None
 
 
 def as_argv(args: argparse.Namespace) -> list[str]:

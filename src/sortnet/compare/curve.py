@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
 from pathlib import Path
 
 from sortnet.compare.rebundle import stratified_rows, subset_bundle
 from sortnet.compare.table import format_table, write_table
 from sortnet.config import DATA_SETTINGS, ConfigError, TrainConfig, parse_duration
+from sortnet.training.clock import Deadline
 
 DEFAULT_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 PAYS_POINTS = 1.0  # >= this many accuracy points per doubling: more data clearly pays
 FLAT_POINTS = 0.25  # < this: the curve has flattened
+END_RESERVE_S = 1.0  # the table, plot and files at the end
+MIN_POINT_S = 2.0  # a point never gets less than this
 
 
 def parse_fractions(text) -> tuple[float, ...]:
@@ -59,29 +61,34 @@ def verdict(points: list[dict]) -> str:
             f"{noise:.1f}): the curve has flattened; more data of the same kind will not help much.")
 
 
-def _run_budget(total: float | None, started: float, runs_left: int) -> float | None:
-    if total is None:
+def _point_deadline(deadline: Deadline | None, runs_left: int) -> Deadline | None:
+    """A point's own deadline: an even share of what is left among the points still to train, after the
+    table and plot at the end are kept; a point that ends early leaves its time to the next."""
+    if deadline is None:
         return None
-    return max(2.0, (total - (time.perf_counter() - started)) * 0.9 / runs_left)
+    point = deadline.share(1 / runs_left, reserve=END_RESERVE_S)
+    return point if point.seconds >= MIN_POINT_S else Deadline(MIN_POINT_S)
 
 
 def curve(data: str, *, fractions=None, seeds: int = 2, out: str | Path | None = None,
-          started: float | None = None, **settings) -> dict:
+          deadline: Deadline | None = None, **settings) -> dict:
     """Train every (fraction, seed) point on one prepared split; returns {"points", "runs", "verdict", "out"}.
 
-    settings: any `train` setting (model, epochs, time_budget for the whole curve, img_size, ...).
+    settings: any `train` setting (model, epochs, time_budget for the whole curve counted from this call, ...).
+    deadline: the command's training/clock.Deadline (the CLI's counts from the process's launch), replacing
+    time_budget.
     """
     from sortnet.compare.plot import plot_curve
     from sortnet.runs.fit import fit
     from sortnet.runs.prepare import prepare
     from sortnet.runfolder.layout import check_new_run_dir, make_run_dir
 
-    started = time.perf_counter() if started is None else started
     fractions = parse_fractions(fractions)
     if seeds < 1:
         raise ConfigError(f"seeds must be >= 1, got {seeds}")
     cfg = TrainConfig.from_dict(settings)
     total = parse_duration(settings.pop("time_budget", None))
+    deadline = deadline or (Deadline(total) if total else None)
     out = Path(out) if out is not None else _default_out(data)
     check_new_run_dir(out, data)  # new or empty, outside the data: nothing of the user's is overwritten
     make_run_dir(out)
@@ -98,8 +105,7 @@ def curve(data: str, *, fractions=None, seeds: int = 2, out: str | Path | None =
         if cfg.progress:
             print(f"\n== curve point {i + 1}/{len(plan)}: {fraction:.0%} of the training split "
                   f"({len(rows)} images), seed {cfg.seed + s} ==", flush=True)
-        clf = fit(sub, **dict(fit_settings, seed=cfg.seed + s,
-                              time_budget=_run_budget(total, started, len(plan) - i)))
+        clf = fit(sub, deadline=_point_deadline(deadline, len(plan) - i), **dict(fit_settings, seed=cfg.seed + s))
         val = clf.metrics["val"]
         runs.append({"fraction": fraction, "seed": cfg.seed + s, "train_images": len(rows),
                      "model": clf.meta.arch, "accuracy": round(val["accuracy"], 4),
@@ -111,7 +117,8 @@ def curve(data: str, *, fractions=None, seeds: int = 2, out: str | Path | None =
     files["plot"] = plot_curve(points, out / "curve.png", title=f"learning curve: {data}")
     text = verdict(points)
     if cfg.progress:
-        print(f"\n{curve_table(points)}\n\n{text}\nfiles in {out} ({time.perf_counter() - started:.0f} s)", flush=True)
+        took = f" ({deadline.elapsed():.0f} s of a {deadline.seconds:g} s budget)" if deadline else ""
+        print(f"\n{curve_table(points)}\n\n{text}\nfiles in {out}{took}", flush=True)
     return {"points": points, "runs": runs, "verdict": text, "out": out, "files": files}
 
 

@@ -3,8 +3,9 @@
 Rungs (sortnet/compare/rungs.py): linear -> mlp -> the from-scratch CNN -> pretrained head on cached
 features -> fine-tuned pretrained. Every rung is scored on the same held-out rows (the validation split,
 at most `eval_images` of it, stratified) and gets its share of what is left of the budget when it starts
-(rung weights 1:1:3:2:3 among the rungs that run), so the whole command, data preparation and measuring
-included, ends within the budget. A rung whose family wants another input (a pretrained net's 224 px) gets
+(rung weights 1:1:3:2:3 among the rungs that run) as a deadline of its own cut from the command's
+(training/clock.py), so the whole command, data preparation and measuring included, ends within the budget,
+and a rung that ends early (a head on cached features) leaves its time to the rungs after it. A rung whose family wants another input (a pretrained net's 224 px) gets
 the same rows made again at that size; at most as many training rows as its share can pass through the
 network. Results: a table (accuracy, macro F1, training seconds, parameters, 1-image CPU latency, file
 size) printed and written as ladder.csv / ladder.json, ladder.png, and each rung's model file.
@@ -25,18 +26,16 @@ from sortnet.compare.table import format_table, write_table
 from sortnet.config import DATA_SETTINGS, ConfigError, TrainConfig, parse_duration
 from sortnet.data.dataset import DataBundle
 from sortnet.errors import SortnetError
-from sortnet.infer.latency import predict_latency_ms
+from sortnet.infer.latency import PREDICT_SECONDS, predict_latency_ms
 from sortnet.models.macs import parameter_count
+from sortnet.training.clock import Deadline
 
 EVAL_IMAGES = 2000  # held-out rows every rung is scored on (stratified; the whole split when smaller)
-END_RESERVE_S = 4.0  # table, plot and files at the end
+END_RESERVE_S = 1.0  # table, plot and files at the end (0.1-0.3 s measured on digits; matplotlib's import counted)
 MIN_FIT_S = 3.0  # a rung never gets less training time than this
-# A rung's time outside training, estimated from its network's measured forward speed: fixed costs (model
-# build, planning, saving, the latency measurement with its in-memory ONNX export) plus forward passes for
-# step planning (~8 steps of forward + backward) and the final validation (2 views), with a safety factor.
-FIXED_OVERHEAD_S = 6.0
-OVERHEAD_SAFETY = 1.5
-MIN_OVERHEAD_SHARE, MAX_OVERHEAD_SHARE = 0.15, 0.75  # the estimate kept within these shares of a rung's time
+# After a rung's fit: its model file and the 1-image latency (PREDICT_SECONDS of calls, model build, ONNX export);
+# the estimate before any rung was measured, then the slowest measured so far.
+AFTER_FIT_S = PREDICT_SECONDS + 0.5
 # Forward passes per training image a rung's share must pay for, when its rows are made again at another
 # size (a pretrained net at 224 px on a large small-image set): features of a few augmented views for a
 # frozen backbone; several epochs of forward + backward (~3 forwards each) for full fine-tuning.
@@ -57,22 +56,22 @@ def _settings(settings: dict) -> tuple[dict, dict]:
 
 
 class Ladder:
-    """One ladder run: the native bundle, the shared evaluation rows, the clock."""
+    """One ladder run: the native bundle, the shared evaluation rows, the command's deadline."""
 
-    def __init__(self, bundle: DataBundle, budget: float, started: float, out: Path, eval_images: int,
+    def __init__(self, bundle: DataBundle, deadline: Deadline, out: Path, eval_images: int,
                  fit_settings: dict, progress: bool) -> None:
         if bundle.val is None or len(bundle.val) == 0:
             raise ConfigError("the ladder scores every rung on a validation split; this data has none "
                               "(give --val-fraction > 0, or a val/ folder)")
-        self.bundle, self.budget, self.started, self.out = bundle, budget, started, out
+        self.bundle, self.deadline, self.out = bundle, deadline, out
         self.fit_settings, self.progress = fit_settings, progress
         self.seed = int(bundle.settings.get("seed", 0))
         self.val_rows = stratified_rows(bundle.val.labels, eval_images, self.seed)
         self.bundles: dict[tuple, DataBundle] = {}
-        self.correction = 1.0  # measured / estimated time outside training, worst rung so far
+        self.after_fit_seen: float | None = None  # the slowest measured end of a rung after its fit, seconds
 
     def remaining(self) -> float:
-        return self.budget - (time.perf_counter() - self.started) - END_RESERVE_S
+        return self.deadline.remaining() - END_RESERVE_S
 
     def say(self, text: str) -> None:
         if self.progress:
@@ -101,47 +100,41 @@ class Ladder:
         return int(min(len(self.bundle.train), max(floor, n)))
 
     def run_rung(self, plan: RungPlan, weight_left: float) -> dict:
-        t0 = time.perf_counter()
-        share = max(MIN_FIT_S, self.remaining() * plan.rung.weight / weight_left)
-        bundle = self.bundle_for(plan, share)
+        """The rung within its share of what is left (by weight among the rungs still to run): a rung that ends
+        early leaves its time to the next. Its fit gets a deadline cut from the rung's, less what follows it."""
+        t0 = time.monotonic()
+        rung = self.deadline.share(plan.rung.weight / weight_left, reserve=END_RESERVE_S)
+        bundle = self.bundle_for(plan, max(MIN_FIT_S, rung.remaining()))
         key = (bundle.preprocessing.img_size, bundle.preprocessing.channels)
-        share = max(MIN_FIT_S, share - (time.perf_counter() - t0))
-        estimate = self.overhead(plan.arch, bundle)
-        overhead = min(MAX_OVERHEAD_SHARE * share, max(MIN_OVERHEAD_SHARE * share, estimate * self.correction))
-        fit_budget = max(MIN_FIT_S, share - overhead)
+        fit_deadline = rung.until(reserve=AFTER_FIT_S if self.after_fit_seen is None else self.after_fit_seen)
+        if fit_deadline.seconds < MIN_FIT_S:
+            fit_deadline = Deadline(MIN_FIT_S)
         self.say(f"\n== rung {plan.rung.name}: {plan.arch}, {len(bundle.train)} train images at "
-                 f"{key[0]} px, {fit_budget:.0f} s of training ==")
+                 f"{key[0]} px, {fit_deadline.seconds:.0f} s for its fit ==")
         row = base_row(plan, bundle)
         try:
-            row.update(self.train_and_measure(plan, bundle, fit_budget))
+            row.update(self.train_and_measure(plan, bundle, fit_deadline))
         except SortnetError as e:
             row["status"] = f"failed: {e}"
             self.say(f"  rung {plan.rung.name} failed: {e}")
-        wall = time.perf_counter() - t0
-        row["wall_seconds"] = round(wall, 1)
-        if row.get("status") == "ok":  # learn how far off the estimate was on this machine, now
-            self.correction = max(self.correction, (wall - row["train_seconds"]) / max(estimate, 1e-3))
+        row["wall_seconds"] = round(time.monotonic() - t0, 1)
         return row
 
-    def overhead(self, arch: str, bundle: DataBundle) -> float:
-        """Estimated seconds of the rung outside training (see FIXED_OVERHEAD_S)."""
-        p = bundle.preprocessing
-        ips = forward_images_per_second(arch, p.img_size, p.channels, len(bundle.classes))
-        forwards = 2 * len(bundle.val) + 8 * 3 * min(len(bundle.train), 256)
-        return FIXED_OVERHEAD_S + OVERHEAD_SAFETY * forwards / ips
-
-    def train_and_measure(self, plan: RungPlan, bundle: DataBundle, fit_budget: float) -> dict:
+    def train_and_measure(self, plan: RungPlan, bundle: DataBundle, fit_deadline: Deadline) -> dict:
         from sortnet.runs.fit import fit
 
-        clf = fit(bundle, model=plan.arch, time_budget=fit_budget, **{**self.fit_settings, **plan.settings})
+        clf = fit(bundle, model=plan.arch, deadline=fit_deadline, **{**self.fit_settings, **plan.settings})
+        fitted = time.monotonic()
         path = clf.save(self.out / f"{plan.rung.name}.safetensors")
         val = clf.metrics.get("val", {})
-        return {"status": "ok", "accuracy": round(val.get("accuracy", math.nan), 4),
-                "macro_f1": round(val.get("macro_f1", math.nan), 4),
-                "train_seconds": round(clf.metrics.get("train_seconds", math.nan), 1),
-                "epochs": clf.metrics.get("epochs"), "parameters": parameter_count(clf.model),
-                **predict_latency_ms(clf.model, clf.meta), "file_mb": round(path.stat().st_size / 1e6, 3),
-                "model_file": str(path)}
+        row = {"status": "ok", "accuracy": round(val.get("accuracy", math.nan), 4),
+               "macro_f1": round(val.get("macro_f1", math.nan), 4),
+               "train_seconds": round(clf.metrics.get("train_seconds", math.nan), 1),
+               "epochs": clf.metrics.get("epochs"), "parameters": parameter_count(clf.model),
+               **predict_latency_ms(clf.model, clf.meta), "file_mb": round(path.stat().st_size / 1e6, 3),
+               "model_file": str(path)}
+        self.after_fit_seen = max(self.after_fit_seen or 0.0, time.monotonic() - fitted)
+        return row
 
 
 def base_row(plan: RungPlan, bundle: DataBundle | None) -> dict:
@@ -180,20 +173,21 @@ def default_out(data: str) -> Path:
 
 
 def ladder(data: str, *, time_budget: str | float = "10m", rungs=None, out: str | Path | None = None,
-           eval_images: int = EVAL_IMAGES, started: float | None = None, **settings) -> dict:
+           eval_images: int = EVAL_IMAGES, deadline: Deadline | None = None, **settings) -> dict:
     """Train the rungs on one prepared split within time_budget; returns {"rows", "out", "files"}.
 
-    started: time.perf_counter() when the command began (the budget counts from there; default: now).
+    deadline: the command's training/clock.Deadline (the CLI's counts from the process's launch); it replaces
+    time_budget, which otherwise counts from this call.
     """
     from sortnet.compare.plot import plot_ladder
     from sortnet.device import resolve_device
     from sortnet.runs.prepare import prepare
     from sortnet.runfolder.layout import check_new_run_dir, make_run_dir
 
-    started = time.perf_counter() if started is None else started
-    budget = parse_duration(time_budget)
+    budget = deadline.seconds if deadline is not None else parse_duration(time_budget)
     if not budget or budget <= 0:
         raise ConfigError(f"the ladder needs a time budget > 0, got {time_budget!r}")
+    deadline = deadline or Deadline(budget)
     names = parse_rungs(rungs)
     data_settings, fit_settings = _settings(settings)
     progress = bool(settings.get("progress", True))
@@ -202,7 +196,7 @@ def ladder(data: str, *, time_budget: str | float = "10m", rungs=None, out: str 
     make_run_dir(out)
     bundle = prepare(data, **data_settings)
     plans = plan_rungs(names, bundle.preprocessing, resolve_device(settings.get("device", "auto")))
-    run = Ladder(bundle, budget, started, out, eval_images, fit_settings, progress)
+    run = Ladder(bundle, deadline, out, eval_images, fit_settings, progress)
     run.say(f"ladder: {len(bundle.classes)} classes, {len(bundle.train)} train images, every rung scored on the "
             f"same {len(run.val_rows)} validation images; budget {budget:g} s, {run.remaining():.0f} s left")
     for plan in plans:
@@ -217,7 +211,7 @@ def ladder(data: str, *, time_budget: str | float = "10m", rungs=None, out: str 
         write_table(rows, out, "ladder")
     files = write_table(rows, out, "ladder")
     files["plot"] = plot_ladder(rows, out / "ladder.png", title=f"ladder: {data}")
-    total = time.perf_counter() - started
+    total = deadline.elapsed()
     run.say("\n" + format_table(rows) + f"\n\nwhole command {total:.0f} s of a {budget:g} s budget; files in {out}")
     return {"rows": rows, "out": out, "files": files, "seconds": round(total, 1), "budget": budget}
 

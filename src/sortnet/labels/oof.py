@@ -142,17 +142,19 @@ def _scratch_oof(bundle: DataBundle, data: ImageSet, fold: np.ndarray, folds: in
     import torch
 
     from sortnet.runs.fit import fit
+    from sortnet.training.clock import Deadline
     from sortnet.tta import predict_logits
 
-    k, t0 = len(bundle.classes), time.monotonic()
+    k, deadline = len(bundle.classes), Deadline(budget)  # the k fits together, from here (training/clock.py)
     probs = np.zeros((len(data), k), np.float32)
     arch = None
     for f in range(folds):
-        left = budget - (time.monotonic() - t0)
-        slice_s = max(1.0, FOLD_OVERHEAD * left / (folds - f))
+        # an equal share of what is left (time an earlier fold did not use goes to the later ones), at least 1 s
+        share = deadline.share(FOLD_OVERHEAD / (folds - f))
+        share = share if share.seconds >= 1.0 else Deadline(1.0)
         tr, held = np.nonzero(fold != f)[0], np.nonzero(fold == f)[0]
         sub = dataclasses.replace(bundle, train=data.subset(tr), val=None, test=None, notes=list(bundle.notes))
-        clf = fit(sub, out=None, time_budget=slice_s, **settings)
+        clf = fit(sub, out=None, deadline=share, **settings)
         arch = clf.meta.arch if isinstance(clf.meta.arch, str) else "layer spec"
         logits = predict_logits(clf.model, np.asarray(data.images[held]), next(clf.model.parameters()).device,
                                 tta=clf.meta.tta)

@@ -26,6 +26,9 @@ from sortnet.nas.leaderboard import format_table, leaderboard_rows, model_latenc
 from sortnet.nas.study import SearchError, import_optuna, load_study, open_study
 from sortnet.nas.trial import TrialObjective
 from sortnet.progress import progress, write_line
+from sortnet.training.clock import Deadline
+
+END_RESERVE_S = 1.0  # after the last trial: leaderboard, Pareto plot, best.safetensors (0.8-0.9 s measured on digits)
 
 TRIAL_ERRORS = (SortnetError, RuntimeError, ValueError)  # a failed trial is recorded; the search goes on
 MIN_AUTO_SIZE = 12  # auto image sizes: the data's side, and its half when at least this
@@ -51,9 +54,13 @@ def auto_sizes(side: int) -> list[int]:
     return sorted({side, side // 2}) if side // 2 >= MIN_AUTO_SIZE else [side]
 
 
-def search(data: str, *, out: str | Path | None = None, pruner=None, **settings) -> SearchResult:
+def search(data: str, *, out: str | Path | None = None, pruner=None, deadline: Deadline | None = None,
+           **settings) -> SearchResult:
     """Run (or continue) a search on data; see SearchConfig for the settings. pruner: an Optuna pruner
-    replacing the default (single-objective studies only)."""
+    replacing the default (single-objective studies only). deadline: the command's training/clock.Deadline
+    (the CLI's counts from the process's launch), replacing time_budget, which otherwise counts from this call."""
+    if deadline is not None:
+        settings = {**settings, "time_budget": deadline.seconds}
     cfg = SearchConfig.from_dict(settings)
     if cfg.trials is None and cfg.time_budget is None:
         raise SearchError("give trials=N (--trials N) or time_budget (--time-budget 30m), or both")
@@ -61,11 +68,11 @@ def search(data: str, *, out: str | Path | None = None, pruner=None, **settings)
         raise SearchError("Optuna cannot prune multi-objective studies; give no pruner with objectives "
                           "'accuracy,latency'")
     optuna = import_optuna()
-    started = time.monotonic()
-    deadline = started + cfg.time_budget if cfg.time_budget else None
+    deadline = deadline or (Deadline(cfg.time_budget) if cfg.time_budget else None)
+    trials_deadline = deadline.until(reserve=END_RESERVE_S) if deadline is not None else None
     run_dir = Path(out) if out is not None else default_search_dir(data)
     run_dir.mkdir(parents=True, exist_ok=True)
-    objective = _objective(data, cfg, run_dir, deadline)
+    objective = _objective(data, cfg, run_dir, trials_deadline)
     defining = {"data": str(data), "objectives": ",".join(cfg.objective_list), "img_sizes": objective.sizes,
                 "max_epochs": objective.max_epochs, "val_fraction": cfg.val_fraction, "channels": cfg.channels}
     study = open_study(cfg, run_dir, cfg.study or run_dir.name, defining, pruner=pruner)
@@ -77,11 +84,11 @@ def search(data: str, *, out: str | Path | None = None, pruner=None, **settings)
     if todo is not None and todo <= 0:
         _say(cfg, f"the study already holds {cfg.trials} finished trials; give a larger --trials to continue")
     else:
-        _optimize(study, objective, cfg, todo, deadline, finished)
+        _optimize(study, objective, cfg, todo, objective.deadline, finished)
     return _finish(study, cfg, run_dir)
 
 
-def _objective(data: str, cfg: SearchConfig, run_dir: Path, deadline: float | None) -> TrialObjective:
+def _objective(data: str, cfg: SearchConfig, run_dir: Path, deadline: Deadline | None) -> TrialObjective:
     from sortnet.models.registry import SPEC_DEFAULTS
     from sortnet.runs.prepare import prepare
     from sortnet.runs.recipe import auto_epochs
@@ -113,7 +120,7 @@ def _optimize(study, objective: TrialObjective, cfg: SearchConfig, todo: int | N
     callbacks = [after_trial]
     if cfg.trials is not None:
         callbacks.append(optuna.study.MaxTrialsCallback(cfg.trials, states=finished))
-    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+    timeout = None if deadline is None else max(0.0, deadline.remaining())
     try:
         study.optimize(objective, n_trials=todo, timeout=timeout, catch=TRIAL_ERRORS, callbacks=callbacks)
     except KeyboardInterrupt:

@@ -24,10 +24,14 @@ from sortnet.nas.genome import suggest_genome
 from sortnet.nas.leaderboard import LATENCY
 from sortnet.training.budget import TimeBudget
 from sortnet.training.callbacks import Callback
+from sortnet.training.clock import Deadline
 
 MIN_TRIAL_SHARE = 0.25  # a worker with less than this share of a trial budget left starts no new trial
 MIN_TRIAL_SECONDS = 5.0  # (nor with less than this)
-FINISH_RESERVE = 0.15  # share of a trial's time cap kept for the final evaluation, latency and saving
+# share of a trial's time cap kept for its end (final evaluation, unknown scorer, latency, model file) until this
+# worker has measured one (then the longest measured): ~0.3-1 s of a 15-25 s trial on digits, 2-core CPU
+FINISH_RESERVE = 0.05
+FINISH_MIN_SECONDS = 0.5
 
 
 class OptunaPruning(Callback):
@@ -57,13 +61,14 @@ class TrialObjective:
     """The Optuna objective of a search: callable(trial) -> accuracy or (accuracy, model_latency_ms_1thread)."""
 
     def __init__(self, data: str, cfg: SearchConfig, run_dir: Path, sizes: list[int], max_epochs: int,
-                 first_bundle, first_prepare_seconds: float, deadline: float | None = None) -> None:
+                 first_bundle, first_prepare_seconds: float, deadline: Deadline | None = None) -> None:
         self.data, self.cfg, self.run_dir, self.sizes, self.max_epochs = data, cfg, Path(run_dir), sizes, max_epochs
         size = first_bundle.preprocessing.img_size
         self.bundles = {size: first_bundle}  # img_size -> DataBundle: this worker's cache
         self.unbilled = {size: first_prepare_seconds}  # prepared before any trial: billed to the first user
         self.channels = first_bundle.preprocessing.channels
-        self.deadline = deadline  # time.monotonic() at which this worker must be done
+        self.deadline = deadline  # by which this worker's trials must be done (training/clock.py)
+        self.finish_seen: float | None = None  # the longest measured end of a trial after its training, seconds
 
     def bundle(self, img_size: int):
         """(bundle, seconds of data preparation this trial pays, whether they were spent before it started).
@@ -75,28 +80,32 @@ class TrialObjective:
             return self.bundles[img_size], earlier, earlier > 0
         from sortnet.runs.prepare import prepare
 
-        t0 = time.perf_counter()
+        t0 = time.monotonic()
         self.bundles[img_size] = prepare(self.data, img_size=img_size, **self.cfg.prepare_settings())
-        return self.bundles[img_size], time.perf_counter() - t0, False
+        return self.bundles[img_size], time.monotonic() - t0, False
 
     def worth_starting(self) -> bool:
         """Whether enough of the worker's time is left for a trial that can learn something."""
         if self.deadline is None:
             return True
-        left = self.deadline - time.monotonic()
-        return left >= max(MIN_TRIAL_SECONDS, MIN_TRIAL_SHARE * self.cfg.per_trial_seconds())
+        return self.deadline.remaining() >= self.min_trial_seconds()
+
+    def min_trial_seconds(self) -> float:
+        return max(MIN_TRIAL_SECONDS, MIN_TRIAL_SHARE * self.cfg.per_trial_seconds())
 
     def time_cap(self, spent: float) -> float:
-        """Seconds this trial may still take: its own budget less what it spent, never past the deadline."""
+        """Seconds this trial may still take: its own budget less what it spent, never past the deadline; the
+        whole of what is left when too little would remain after it for another trial (no time left unused)."""
         cap = self.cfg.per_trial_seconds() - spent
         if self.deadline is not None:
-            cap = min(cap, self.deadline - time.monotonic())
+            left = self.deadline.remaining()
+            cap = left if left - cap < self.min_trial_seconds() else min(cap, left)
         return cap
 
     def __call__(self, trial):
         import optuna
 
-        t0 = time.perf_counter()
+        t0 = time.monotonic()
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         try:
             return self._run(trial, t0)
@@ -113,11 +122,14 @@ class TrialObjective:
         trial.set_user_attr("spec", genome.spec)
         bundle, prepare_seconds, before_trial = self.bundle(genome.img_size)
         trial.set_user_attr("prepare_seconds", round(prepare_seconds, 3))
-        cap = self.time_cap(spent=0.0 if before_trial else time.perf_counter() - t0)
+        cap = self.time_cap(spent=0.0 if before_trial else time.monotonic() - t0)
         if before_trial:
             t0 -= prepare_seconds  # its wall time includes the preparation it is billed for
-        # re-planned after every batch: one step of a big genome on a busy machine can take seconds
-        callbacks: list[Callback] = [TimeBudget(max(1.0, cap * (1 - FINISH_RESERVE)), check_every=1)]
+        # re-planned after every batch: one step of a big genome on a busy machine can take seconds; training
+        # ends so that the whole trial (evaluation, latency, model file after it) ends within cap from now
+        keeper = TimeBudget(max(1.0, cap), check_every=1, start=time.monotonic(),
+                            finish_seconds=self.finish_seen or max(FINISH_MIN_SECONDS, FINISH_RESERVE * cap))
+        callbacks: list[Callback] = [keeper]
         if self.cfg.pruning:
             callbacks.append(OptunaPruning(trial))
         try:
@@ -125,8 +137,11 @@ class TrialObjective:
             clf = fit(bundle, model=genome.spec, callbacks=callbacks, progress=False, device=self.cfg.device,
                       seed=self.cfg.seed, tta=False, **genome.settings)
         finally:
-            trial.set_user_attr("wall_seconds", round(time.perf_counter() - t0, 3))
-        return self._record(trial, clf, genome, t0)
+            trial.set_user_attr("wall_seconds", round(time.monotonic() - t0, 3))
+        result = self._record(trial, clf, genome, t0)
+        if keeper.training_ended_at is not None:  # measured: what this worker's trials take after training
+            self.finish_seen = max(self.finish_seen or 0.0, time.monotonic() - keeper.training_ended_at)
+        return result
 
     def _record(self, trial, clf, genome, t0: float):
         metrics = clf.metrics
@@ -141,7 +156,7 @@ class TrialObjective:
             "epochs_run": metrics["epochs"],
             "params": parameter_count(clf.model),
             "model_file": str(path),
-            "wall_seconds": round(time.perf_counter() - t0, 3),
+            "wall_seconds": round(time.monotonic() - t0, 3),
         }
         for key, value in attrs.items():
             trial.set_user_attr(key, value)

@@ -20,7 +20,7 @@ from sortnet.data.dataset import DataBundle
 from sortnet.device import thread_options
 from sortnet.models.registry import create_model, input_normalization, model_defaults
 from sortnet.runfolder.layout import CHECKPOINT_NAME, TENSORBOARD_DIR
-from sortnet.runs.planner import PRECISION_MAX_SHARE, measure_costs, plan_budget
+from sortnet.runs.planner import PRECISION_MAX_SHARE, measure_costs, plan_budget, with_run_end
 from sortnet.runs.recipe import augmentation, resolve_recipe
 from sortnet.runs.report_reserve import report_reserve_seconds
 from sortnet.training import distributed
@@ -102,7 +102,7 @@ def build_trainer(bundle: DataBundle, cfg: TrainConfig, device, dtype, run_dir: 
         trainer, plan = _planned(cfg, bundle, device, deadline, make, run_dir is not None, after,
                                  choose_precision if measured_precision else None)
         trainer.notes = notes + plan.notes
-        keeper = TimeBudget(cfg.time_budget, start=deadline.start, **plan.keeper_args())
+        keeper = TimeBudget(deadline.work_seconds, start=deadline.start, **plan.keeper_args())
     else:
         augment = augmentation(cfg, bundle) if not saved_recipe else None
         trainer = make(Recipe(**saved_recipe) if saved_recipe else resolve_recipe(cfg, bundle, device,
@@ -117,11 +117,12 @@ def build_trainer(bundle: DataBundle, cfg: TrainConfig, device, dtype, run_dir: 
             _load_state(trainer, state, run_dir, bundle)
         if deadline is not None:  # resumed: what is left of the budget, costs measured again on this machine
             spent = sum(h["epoch_seconds"] for h in trainer.history)
-            costs = distributed.from_main(lambda: measure_costs(trainer, bundle, checkpoints=run_dir is not None))
-            keeper = TimeBudget(cfg.time_budget, spent=spent, start=deadline.start, step_seconds=costs.step,
+            costs = with_run_end(distributed.from_main(lambda: measure_costs(trainer, bundle,
+                                                                             checkpoints=run_dir is not None)),
+                                 cfg, bundle, report_reserve_seconds(cfg, run_dir))
+            keeper = TimeBudget(deadline.work_seconds, spent=spent, start=deadline.start, step_seconds=costs.step,
                                 epoch_end_seconds=costs.epoch_end(),
-                                finish_seconds=costs.finish(view_count(trainer.recipe.tta()))
-                                + report_reserve_seconds(cfg, run_dir))
+                                finish_seconds=costs.finish(view_count(trainer.recipe.tta())))
     if deadline is not None:
         trainer.callbacks.insert(1, keeper)
         if device.type == "cpu" and len(thread_options()) > 1:

@@ -12,6 +12,7 @@ Usage:
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -37,16 +38,19 @@ from sortnet.training.trainer import Trainer
 
 
 def fit(bundle: DataBundle, *, out: str | Path | None = None, callbacks: list[Callback] | None = None,
-        resume: bool = False, started_at: float | None = None, **settings):
+        resume: bool = False, deadline: Deadline | None = None, **settings):
     """Train on a prepared bundle; returns a Classifier. out=None trains in memory (no files written).
 
     resume=True continues the run in `out` exactly (its run.json settings are used; only progress and device
-    may be given). started_at: time.monotonic() at which a time budget's clock started (default: now; the
-    CLI passes the process start so that the budget covers the whole command).
+    may be given). deadline: the time budget's training/clock.Deadline, handed down by the caller (the CLI's
+    counts from the process's launch; a ladder rung's or ensemble member's is its share); without one,
+    time_budget= seconds are counted from this call.
     """
     from sortnet.classifier import Classifier
 
-    started_at = time.monotonic() if started_at is None else started_at
+    called = time.monotonic()
+    if deadline is not None:
+        settings = {**settings, "time_budget": deadline.seconds}
 
     run_dir = Path(out) if out is not None else None
     distributed.join(settings.get("device", "auto"))  # under torchrun: one process group for the run
@@ -59,6 +63,7 @@ def fit(bundle: DataBundle, *, out: str | Path | None = None, callbacks: list[Ca
         state = distributed.from_main(lambda: load_checkpoint(run_dir / CHECKPOINT_NAME))
         saved_recipe = saved["recipe"]
     cfg = _fit_config(bundle, settings)
+    deadline = deadline or (Deadline(cfg.time_budget, called) if cfg.time_budget else None)
     files = run_dir if distributed.is_main() else None  # rank 0 alone writes and prints
     cfg.progress = cfg.progress and distributed.is_main()
     with torch.random.fork_rng(devices=[]), all_cores():
@@ -72,10 +77,9 @@ def fit(bundle: DataBundle, *, out: str | Path | None = None, callbacks: list[Ca
 
             result = fit_pretrained(bundle, cfg, recipe, device, dtype, files, callbacks, state,
                                     reason=resolve_choice(cfg, bundle, device).reason,
-                                    deadline=Deadline(cfg.time_budget, started_at) if cfg.time_budget else None,
+                                    deadline=deadline,
                                     after_seconds=report_reserve_seconds(cfg, files))
         else:
-            deadline = Deadline(cfg.time_budget, started_at) if cfg.time_budget else None
             result = _fit_from_scratch(bundle, cfg, device, dtype, files, callbacks, state, saved_recipe, resume,
                                        deadline)
         if files is not None and cfg.report and not report_skipped(cfg, files, bundle.data):  # rank 0 alone
@@ -124,7 +128,7 @@ def _finish_deadline(trainer: Trainer, deadline: Deadline | None) -> Deadline | 
     keeper = next((cb for cb in trainer.callbacks if isinstance(cb, TimeBudget)), None)
     if deadline is None or keeper is None:
         return deadline
-    return Deadline(keeper.remaining, deadline.start)
+    return dataclasses.replace(deadline, seconds=deadline.seconds - keeper.spent)  # less earlier sessions' time
 
 
 def read_resumable(run_dir: Path) -> dict:

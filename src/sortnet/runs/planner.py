@@ -36,6 +36,7 @@ from sortnet.runs.recipe import augmentation, resolve_recipe
 from sortnet.training.recipe import Recipe
 from sortnet.training.steptime import unloaded_costs
 from sortnet.training.trainer import Trainer
+from sortnet.unknown.fit import unknown_fit_images
 from sortnet.tta import view_count
 
 GUESS_SLACK = 1.25  # bigger nets use the cores better than their compute ratio says
@@ -82,13 +83,22 @@ class Costs:
     save: float
     checkpoint: float
     after: float = 0.0  # after the model file: the report
+    unknown_images: int = 0  # passed through the model by the unknown scorer's fit (unknown/fit.py), per view
 
     def epoch_end(self) -> float:
         return self.eval_image * self.n_val + self.checkpoint
 
     def finish(self, views: int) -> float:
         # the last epoch's validation pass is the final view-0 pass on val: only the extra views are new
-        return self.eval_image * (self.n_test * views + self.n_val * (views - 1)) + self.save + self.after
+        images = self.n_test * views + self.n_val * (views - 1) + self.unknown_images * views
+        return self.eval_image * images + self.save + self.after
+
+
+def with_run_end(costs: Costs, cfg: TrainConfig, bundle: DataBundle, after_seconds: float) -> Costs:
+    """The costs with what the end of the run adds besides evaluation: the unknown scorer's fit and the report."""
+    n_val = len(bundle.val) if bundle.val is not None else 0
+    return dataclasses.replace(costs, after=after_seconds,
+                               unknown_images=unknown_fit_images(cfg, len(bundle.train), n_val))
 
 
 def measure_costs(trainer: Trainer, bundle: DataBundle, checkpoints: bool) -> Costs:
@@ -124,7 +134,7 @@ def plan_budget(cfg: TrainConfig, bundle: DataBundle, device: torch.device, dead
     base_measure = measure or measure_costs
 
     def measure(trainer, bundle, checkpoints):
-        return dataclasses.replace(base_measure(trainer, bundle, checkpoints), after=after_seconds)
+        return with_run_end(base_measure(trainer, bundle, checkpoints), cfg, bundle, after_seconds)
 
     notes: list[str] = []
     chosen = None
@@ -218,7 +228,7 @@ def _images_for(costs: Costs, recipe: Recipe, n_train: int, deadline: Deadline) 
     """Training images seen in what is left of the budget at these costs (TTA counted only where it pays,
     as the length plan will decide)."""
     batch = max(1, min(recipe.batch_size, n_train))
-    left = deadline.remaining() - safety_margin(deadline.seconds)
+    left = deadline.remaining() - safety_margin(deadline.work_seconds)
     views = view_count(tta_that_pays(recipe, costs, deadline)[0].tta())
     return _steps_for(costs, views, left, max(1, n_train // batch)) * batch
 
@@ -242,7 +252,7 @@ def _length_plan(cfg: TrainConfig, bundle: DataBundle, device: torch.device, dea
                  recipe: Recipe, trainer: Trainer, costs: Costs, augment) -> BudgetPlan:
     """Steps, regularisation for that length, and whether test-time augmentation pays."""
     spe = trainer.steps_per_epoch
-    left = deadline.remaining() - safety_margin(deadline.seconds)
+    left = deadline.remaining() - safety_margin(deadline.work_seconds)
     steps = max(1, _steps_for(costs, view_count(tta_that_pays(recipe, costs, deadline)[0].tta()), left, spe))
     recipe = resolve_recipe(dataclasses.replace(cfg, model=recipe.model), bundle, device, length=steps / spe,
                             augment=augment)

@@ -130,15 +130,14 @@ def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, cal
                    reason: str = "", deadline=None, after_seconds: float = 0.0) -> dict:
     """Train recipe.model from its pretrained weights on bundle; the finish_model result dict.
 
-    deadline: the whole command's training/clock.Deadline (default: the budget starts now); after_seconds:
-    what the command does after the model file (the report), kept free by partial fine-tuning."""
+    deadline: the time budget's training/clock.Deadline (None: no budget), handed down by runs/fit.py;
+    after_seconds: what the command does after the model file (the report), kept free."""
 
-    t0 = time.perf_counter()
+    t0 = time.perf_counter()  # for metrics' train_seconds only: the budget is the deadline's
     log = _Log(cfg.progress)
-    end = None if not cfg.time_budget else (deadline.remaining() if deadline is not None else cfg.time_budget) + t0
 
     def budget_left():
-        return None if end is None else end - time.perf_counter()
+        return None if deadline is None else deadline.remaining()
 
     prep = _model_prep(bundle, recipe)
     model = create_model(recipe.model, prep.channels, len(bundle.classes), prep.img_size, prep.mean, prep.std)
@@ -153,14 +152,14 @@ def fit_pretrained(bundle, cfg, recipe, device, dtype, run_dir: Path | None, cal
     if partial is not None:  # head + last blocks on cached activations: val/test logits come with it
         recipe = dataclasses.replace(recipe, **partial["recipe_updates"])
         return _finish(model, bundle, cfg, recipe, run_dir, partial["metrics"], partial["logits"], origin, device,
-                       dtype, t0, deadline)
+                       dtype, t0, deadline, partial.get("features"))
     feats = _Features(model, bundle, recipe, cfg, origin, device, dtype, log)
     metrics: dict = {"history": [], "epochs": 0, "best": {}}
     if state is None:
         recipe, metrics["head"] = _fit_head(model, feats, bundle, cfg, recipe, budget_left, log)
     if mode == "full":
         recipe, trainer = _full_finetune(model, bundle, cfg, recipe, device, dtype, run_dir, callbacks, state,
-                                         budget_left)
+                                         deadline, after_seconds)
         metrics.update(history=trainer.history, epochs=trainer.epoch, best=trainer.best)
         model = trainer.model
         feats = _Features(model, bundle, recipe, cfg, origin, device, dtype, log, cache=False)
@@ -210,8 +209,10 @@ def _finish(model, bundle, cfg, recipe, run_dir, metrics, logits, origin, device
                         logits=logits, weights_source=origin.to_dict(), budget=budget, features=features)
 
 
-def _full_finetune(model, bundle, cfg, recipe, device, dtype, run_dir, callbacks, state, budget_left):
-    """Stage 2: every layer, discriminative lrs, frozen BN statistics; within what is left of the budget."""
+def _full_finetune(model, bundle, cfg, recipe, device, dtype, run_dir, callbacks, state, deadline, after_seconds):
+    """Stage 2: every layer, discriminative lrs, frozen BN statistics; planned and kept (training/budget.py) to end
+    by the deadline after what follows training: held-out features of the fine-tuned body, the unknown scorer's
+    training sample, the model file and after_seconds (the report)."""
     import math
 
     from sortnet.training.budget import TimeBudget, plan_steps
@@ -225,15 +226,20 @@ def _full_finetune(model, bundle, cfg, recipe, device, dtype, run_dir, callbacks
         return make_trainer(model, bundle, cfg, r, device, dtype, run_dir, callbacks, balance)
 
     trainer = make(recipe)
-    left = budget_left()
     if state is not None:
         trainer.load_state_dict(state)
-    elif left is not None:
-        steps, _ = plan_steps(trainer, max(1.0, left * 0.85), len(bundle.val) if bundle.val else 0)
-        recipe = dataclasses.replace(recipe, epochs=math.ceil(steps / trainer.steps_per_epoch), total_steps=steps)
-        trainer = make(recipe)
-    if left is not None:
-        trainer.callbacks.insert(1, TimeBudget(max(1.0, left * 0.85)))
+    if deadline is not None:
+        eval_image = trainer.measure_eval_seconds(repeats=1)
+        finish = _finetune_finish_seconds(eval_image, trainer.model, bundle, recipe, cfg, after_seconds)
+        n_val = len(bundle.val) if bundle.val else 0
+        if state is None:
+            steps, step = plan_steps(trainer, max(1.0, deadline.remaining() - finish), n_val)
+            recipe = dataclasses.replace(recipe, epochs=math.ceil(steps / trainer.steps_per_epoch), total_steps=steps)
+            trainer = make(recipe)
+        else:
+            step = trainer.measure_step_seconds(steps=3, warmup_steps=1)
+        trainer.callbacks.insert(1, TimeBudget(deadline.work_seconds, start=deadline.start, step_seconds=step,
+                                               epoch_end_seconds=eval_image * n_val, finish_seconds=finish))
     if cfg.progress:
         print(f"  fine-tuning every layer: {recipe.epochs} epoch(s), AdamW lr {recipe.lr:g} (body x{', x'.join(f'{m:g}' for m in LAYER_LR)}), "
               f"BatchNorm statistics frozen", flush=True)
@@ -241,6 +247,20 @@ def _full_finetune(model, bundle, cfg, recipe, device, dtype, run_dir, callbacks
         write_run_file(run_dir, bundle.data, cfg.to_dict(), recipe.to_dict())
     trainer.fit()
     return recipe, trainer
+
+
+def _finetune_finish_seconds(eval_image: float, model, bundle, recipe, cfg, after_seconds: float) -> float:
+    """Seconds after the last fine-tuning step: val/test features of the fine-tuned body with the TTA views,
+    the unknown scorer's training sample, the model file, and after_seconds (the report)."""
+    from sortnet.runs.planner import save_seconds
+    from sortnet.unknown.fit import unknown_fit_images
+
+    views = 2 if recipe.tta_flip else 1
+    n_val = len(bundle.val) if bundle.val is not None else 0
+    n_test = len(bundle.test) if bundle.test is not None else 0
+    sample = unknown_fit_images(cfg, len(bundle.train), n_val) - n_val  # val features come with the held-out ones
+    images = (n_val + n_test + max(0, sample)) * views
+    return eval_image * images + save_seconds(model) + after_seconds
 
 
 def _announce(log: _Log, bundle, recipe, origin, reason: str, mode: str, why: str, device) -> None:

@@ -37,7 +37,7 @@ from sortnet.transfer.actcache import (FrontGraph, MEMORY_SHARE, activation_byte
                                        available_memory, cached_activations, front_graph_key)
 from sortnet.transfer.extract import FeatureExtractor, train_views
 from sortnet.transfer.head import train_head
-from sortnet.transfer.partial import (TailTrainer, frozen_session, measure_tail, tail_forward, tail_logits,
+from sortnet.transfer.partial import (TailTrainer, frozen_session, measure_tail, tail_forward,
                                       threads)
 
 MIN_EPOCHS = 4  # fewer passes over the tail rarely beat the head they start from
@@ -150,10 +150,12 @@ def _fit_head(model, tail, train_acts, labels, views, ctx: PartialContext, k: in
     return h
 
 
-def _plan(tail, head, shape, n_train: int, n_val_views: int, split: int, left: float | None, explicit: bool,
-          log) -> tuple[int, int | None, str]:
-    """(blocks to train, intra-op threads, why): the most blocks of the cached tail whose MIN_EPOCHS epochs fit `left` seconds."""
-    if left is None:
+def _plan(tail, head, shape, n_train: int, n_val_views: int, split: int, left_fn: Callable[[], float | None],
+          explicit: bool, log) -> tuple[int, int | None, str]:
+    """(blocks to train, intra-op threads, why): the most blocks of the cached tail whose MIN_EPOCHS epochs fit
+    what left_fn() says is left (seconds, after the reserve), asked again after every measurement: measuring
+    a tail takes seconds too, and the budget it spends is not there for training."""
+    if left_fn() is None:
         return split, None, "no --time-budget: every cached block trains"
     for blocks in range(split, 0, -1):
         sub = tail[split - blocks:]
@@ -164,10 +166,13 @@ def _plan(tail, head, shape, n_train: int, n_val_views: int, split: int, left: f
         epoch = n_train * costs.step_image + n_val_views * costs.eval_image
         log(f"  partial: {blocks} block(s) + head conv: {costs.step_image * 1000:.1f} ms/image to train, "
             f"~{epoch:.1f}s per epoch here ({costs.threads} thread(s) faster)")
+        left = left_fn()
         if left >= MIN_EPOCHS * epoch or (explicit and blocks == split):
             return blocks, costs.threads, (f"{left:.0f}s left after the head: {blocks} block(s) x ~{left / epoch:.1f} epochs "
                             f"(>= {MIN_EPOCHS} wanted), the schedule spans all of it")
-    return 0, 1, f"{left:.0f}s left after the head: not even 1 block fits {MIN_EPOCHS} epochs; the head alone"
+        if left <= MIN_EPOCHS * epoch * (blocks - 1) / blocks:  # fewer blocks, cheaper per block: none fits
+            break
+    return 0, 1, f"{left_fn():.0f}s left after the head: not even 1 block fits {MIN_EPOCHS} epochs; the head alone"
 
 
 def _memory_check(shape, bundle, ctx: PartialContext, split: int, explicit: bool) -> int:
@@ -202,10 +207,12 @@ def fit_partial(model, bundle, cfg, ctx: PartialContext, blocks: int | None,
     train, evals, views = _extract(_Acts(model, front, split, shape, cfg, ctx), bundle, ctx, max_views, seconds_left)
     labels = np.asarray(bundle.train.labels)
     head_info = _fit_head(model, tail, train, labels, views, ctx, len(bundle.classes), cfg.seed, split)
-    left = seconds_left()
-    left = None if left is None else left - ctx.reserve
+    def left_fn():
+        left = seconds_left()
+        return None if left is None else left - ctx.reserve
+
     n_val_views = len(bundle.val) * len(ctx.eval_views) if "val" in evals else 0
-    trained, num_threads, why = _plan(tail, model.head, shape, len(labels), n_val_views, split, left, explicit,
+    trained, num_threads, why = _plan(tail, model.head, shape, len(labels), n_val_views, split, left_fn, explicit,
                                       ctx.log)
     ctx.log(f"  partial fine-tuning: {f'{trained} of {len(body.blocks)} blocks' if trained else 'none'} ({why})")
     out = {"recipe_updates": {"finetune": "head", "views": len(views), "epochs": 0},
@@ -215,7 +222,11 @@ def fit_partial(model, bundle, cfg, ctx: PartialContext, blocks: int | None,
                      out)
     else:  # the head alone: the frozen tail's features (onnxruntime), views averaged
         with torch.no_grad():
-            out["logits"] = {s: model.head(_frozen_run(tail, e, ctx, split, "tail")).mean(0) for s, e in evals.items()}
+            views_n = len(ctx.eval_views)
+            feats = {s: _frozen_run(tail, e, ctx, split, "tail").mean(0) for s, e in evals.items()}
+            feats["train"] = _frozen_run(tail, train[:views_n], ctx, split, "tail").mean(0)
+            out["logits"] = {s: model.head(f) for s, f in feats.items() if s != "train"}
+            out["features"] = _scorer_features(feats)
     model.to(memory_format=torch.contiguous_format).eval()  # training ran channels_last; the model file wants plain
     return out
 
@@ -256,9 +267,18 @@ def _train(model, tail, split, trained, train, evals, labels, bundle, cfg, ctx, 
     out["metrics"].update(history=result.history, epochs=result.epochs, best_epoch=result.best_epoch,
                           best=result.history[result.best_epoch - 1] if result.best_epoch else {})
     out["recipe_updates"].update(finetune=f"partial:{trained}", epochs=result.epochs)  # what ran; best_epoch: kept
-    with threads(threads_used):
-        out["logits"] = {s: tail_logits(sub, model.head, e) for s, e in evals.items()}
+    with threads(threads_used), torch.no_grad():
+        feats = {s: torch.stack([tail_forward(sub, a) for a in e]).mean(0) for s, e in evals.items()}
+        feats["train"] = torch.stack([tail_forward(sub, a) for a in train[:len(ctx.eval_views)]]).mean(0)
+        out["logits"] = {s: model.head(f) for s, f in feats.items() if s != "train"}  # = tail_logits: linear head
+        out["features"] = _scorer_features(feats)
     return out
+
+
+def _scorer_features(feats: dict) -> dict:
+    """The unknown scorer's {"train", "val"} features (unknown/fit.py), averaged over the eval views like the
+    logits: taken from the cached activations, so the end of the run passes no image through the whole net."""
+    return {s: f.float().numpy() for s, f in feats.items() if s in ("train", "val")}
 
 
 def _final_eval(evals: dict, sub, num_threads: int) -> float:

@@ -50,6 +50,16 @@ def features_and_logits(model, images, device, dtype=None, tta: TTA | None = Non
     return torch.cat(feats), torch.cat(logits)
 
 
+def unknown_fit_images(cfg, n_train: int, n_val: int) -> int:
+    """Images fit_unknown passes through the model after training (a training sample for the bank, and the
+    validation split), for the time budget's planner: 0 with unknown_method "none"."""
+    method = getattr(cfg, "unknown_method", "auto")
+    if method == "none" or not n_val:
+        return 0
+    cap = {"knn": MAX_BANK, "mahalanobis": MAX_FIT_IMAGES}.get(DEFAULT_METHOD if method == "auto" else method, 0)
+    return min(n_train, cap) + n_val
+
+
 def unknown_scores(scorer: UnknownScorer, feats, logits, batch_size: int = 1024) -> np.ndarray:
     """float64 [N] scores, in batches (knn compares each image with the whole bank)."""
     out = [scorer(torch.as_tensor(feats[i : i + batch_size]).float(), torch.as_tensor(logits[i : i + batch_size]))
