@@ -56,8 +56,12 @@ def unknown_fit_images(cfg, n_train: int, n_val: int) -> int:
     method = getattr(cfg, "unknown_method", "auto")
     if method == "none" or not n_val:
         return 0
-    cap = {"knn": MAX_BANK, "mahalanobis": MAX_FIT_IMAGES}.get(DEFAULT_METHOD if method == "auto" else method, 0)
-    return min(n_train, cap) + n_val
+    return min(n_train, fit_cap(DEFAULT_METHOD if method == "auto" else method)) + n_val
+
+
+def fit_cap(method: str) -> int:
+    """Training images whose features a method fits on (0: the logit scores need none)."""
+    return MAX_FIT_IMAGES if "mahalanobis" in method else MAX_BANK if method.startswith("knn") else 0
 
 
 def unknown_scores(scorer: UnknownScorer, feats, logits, batch_size: int = 1024) -> np.ndarray:
@@ -78,7 +82,7 @@ def fit_unknown(model, bundle, tta: TTA | None, device, dtype=None, temperature:
         return None
     features = features or {}
     model = model.to(device)
-    cap = MAX_FIT_IMAGES if "mahalanobis" in method else MAX_BANK if method.startswith("knn") else 0
+    cap = fit_cap(method)
     train_feats, train_labels = np.zeros((0, model.head.in_features), np.float32), np.zeros(0, np.int64)
     if cap:
         rows = stratified_rows(bundle.train.labels, cap, seed)
