@@ -50,7 +50,8 @@ _PREP_FIELDS = ("img_size", "channels", "mean", "std", "resize", "background", "
 _KNOWN = ("format_version", "classes", "preprocessing", "arch", "tta", "config", "recipe", "metrics", "data",
           "provenance", "sortnet_version", "weights_sha256", "quantization", "exported_tta", "ensemble",
           "calibration", "unknown")
-UNKNOWN_METHODS = ("msp", "energy", "mahalanobis", "knn", "knn+msp", "knn+energy", "knn+mahalanobis")  # sortnet/unknown/scorer.py
+# sortnet/unknown/scorer.py METHODS
+UNKNOWN_METHODS = ("msp", "energy", "mahalanobis", "knn", "knn+msp", "knn+energy", "knn+mahalanobis")
 MAX_TEMPERATURE = 1000.0
 MAX_BANK_ROWS = 100_000
 MAX_FEATURE_DIM = 100_000
