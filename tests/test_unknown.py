@@ -264,3 +264,9 @@ def test_report_section_shows_scores_threshold_and_negatives(tmp_path):
     plain = unknown_section(ReportInputs(*load_model(make_model_file(tmp_path / "old.safetensors")), images,
                                          np.arange(len(images)) % 3, probs), None)
     assert "no unknown scorer" in " ".join(plain.paragraphs)
+
+
+def test_model_file_accepts_exactly_the_scorer_methods():
+    from sortnet.modelmeta import UNKNOWN_METHODS
+
+    assert set(UNKNOWN_METHODS) == set(METHODS) and DEFAULT_METHOD in METHODS
