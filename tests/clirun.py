@@ -46,3 +46,13 @@ def run_cli_bounded(*args: str, timeout: float = 60, memory: int = BOUNDED_MEMOR
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     return subprocess.run(sortnet_command() + [str(a) for a in args], capture_output=True, text=True,
                           timeout=timeout, env=full_env, cwd=cwd, preexec_fn=limit)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    """The CLI's refusal: exit status 2, one stderr line (no traceback) holding every needle; that line."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout[-500:], proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]

@@ -11,21 +11,12 @@ import subprocess
 
 import pytest
 
-from clirun import run_cli_bounded
+from clirun import one_line_error, run_cli_bounded
 from conftest import make_class_folder
 from modelkit import make_model_file
 from sortnet.cli.main import main
 from sortnet.training.checkpoint import load_checkpoint
 from sortnet.atomic import OutputError, atomic_path, atomic_write_bytes, remove_stale_temps
-
-
-def _one_line_error(proc, *needles: str) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stdout[-500:], proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +48,7 @@ def test_export_out_never_replaces_anything(model, tmp_path, capsys):
         assert main(["export", str(model), "--out", str(target)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and needle in err[0] and str(target) in err[0], (target, err)
-    _one_line_error(run_cli_bounded("export", model, "--out", notes, timeout=60), "already exists")  # the CLI
+    one_line_error(run_cli_bounded("export", model, "--out", notes, timeout=60), "already exists")  # the CLI
     assert notes.read_text() == "my notes" and model.read_bytes() == model_bytes
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and link.is_symlink() and os.readlink(link) == str(notes)
     assert not (tmp_path / "nowhere.onnx").exists() and list(folder.iterdir()) == []
@@ -73,7 +64,7 @@ def test_export_out_never_replaces_anything(model, tmp_path, capsys):
 def test_ensemble_out_is_a_new_file_only(model, tmp_path):
     mine = tmp_path / "mine.safetensors"
     mine.write_text("mine")
-    _one_line_error(run_cli_bounded("ensemble", model, "--out", mine), "already exists")
+    one_line_error(run_cli_bounded("ensemble", model, "--out", mine), "already exists")
     assert mine.read_text() == "mine"
     assert main(["ensemble", str(model), "--out", str(model)]) == 2
 
@@ -143,7 +134,7 @@ def test_disk_filling_during_training_is_one_line_and_files_stay_correct(small_d
     run = small_disk / "run"  # the first checkpoint (1.2 MB) fits, the second one does not
     proc = run_cli_bounded("train", data, "--out", run, "--model", "flatten dense32", "--epochs", "3", "--no-check",
                            "--no-progress", timeout=200)
-    _one_line_error(proc, f"no space left on device at {run}", "free some space or use --out elsewhere")
+    one_line_error(proc, f"no space left on device at {run}", "free some space or use --out elsewhere")
     assert load_checkpoint(run / "checkpoint.pt")["epoch"] >= 1  # the last complete checkpoint, readable
     assert not list(run.glob(".*.tmp")) and not (run / "model.safetensors").exists()
 

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from clirun import run_cli_bounded
+from clirun import one_line_error, run_cli_bounded
 from conftest import make_class_folder
 from modelkit import make_model_file
 from sortnet import modelfile
@@ -19,15 +19,6 @@ from sortnet.training.checkpoint import CheckpointError, save_checkpoint
 from sortnet.runs.train import train
 
 FAST = dict(epochs=1, model="linear", progress=False, check=False)
-
-
-def _one_line_error(proc, *needles: str) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stdout[-500:], proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def _strict_json(text: str):
@@ -48,7 +39,7 @@ def test_divergence_stops_with_advice_and_writes_nothing(data, tmp_path):
     proc = run_cli_bounded("train", data, "--out", run, "--model", "mlp", "--optimizer", "sgd", "--lr", "1e6",
                            "--warmup", "0", "--batch-size", "4", "--epochs", "3", "--no-check", "--no-progress",
                            timeout=120)
-    _one_line_error(proc, "diverged", "epoch 1", "--lr 100000")
+    one_line_error(proc, "diverged", "epoch 1", "--lr 100000")
     assert not run.exists() and not (tmp_path / "runs").exists()  # failed before a checkpoint: nothing left
 
 
@@ -81,7 +72,7 @@ def test_out_never_overwrites_user_files(data, tmp_path):
     (mine / "run.json").write_text("my own notes")
     (mine / "metrics.json").write_text("[1, 2, 3]")
     proc = run_cli_bounded("train", data, "--out", mine, "--epochs", "1", "--model", "linear")
-    _one_line_error(proc, "already holds other files", "metrics.json, run.json")
+    one_line_error(proc, "already holds other files", "metrics.json, run.json")
     with pytest.raises(ConfigError, match="already holds other files"):
         train(str(data), out=str(mine), **FAST)
     assert (mine / "run.json").read_text() == "my own notes" and sorted(p.name for p in mine.iterdir()) == \
@@ -121,7 +112,7 @@ def test_resume_refuses_foreign_checkpoint_and_broken_run_file(data, tmp_path):
     b = train(str(other), out=str(tmp_path / "b"), **dict(FAST, model="mlp")).run_dir
     shutil.copy(a / "checkpoint.pt", b / "checkpoint.pt")  # a checkpoint from another dataset and model
     proc = run_cli_bounded("train", "--resume", b, "--no-progress")
-    _one_line_error(proc, "checkpoint.pt does not belong to this run")
+    one_line_error(proc, "checkpoint.pt does not belong to this run")
     for text, needle in [("{not json", "unreadable or not valid JSON"), ("[]", "not a sortnet run file"),
                          ('{"data": "x", "config": {}, "recipe": {"bogus": 1}}', "recipe this sortnet cannot read")]:
         (a / "run.json").write_text(text)

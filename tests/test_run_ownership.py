@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from clirun import popen_cli, run_cli_bounded
+from clirun import one_line_error, popen_cli, run_cli_bounded
 from conftest import make_class_folder
 from sortnet.cli.main import main
 from sortnet.stopsignal import Terminated, terminate_as_interrupt
@@ -46,20 +46,11 @@ class StopAt(Callback):
             raise KeyboardInterrupt
 
 
-def _one_line_error(proc, *needles: str) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stdout[-500:], proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
-
-
 def test_second_run_into_an_owned_folder_is_refused(data, tmp_path):
     run = tmp_path / "runs" / "x"
     run.mkdir(parents=True)
     with RunLock(run):  # another run holds the folder (as a live `sortnet train` does for its whole length)
-        _one_line_error(run_cli_bounded("train", data, "--out", run, "--no-check", "--no-progress"),
+        one_line_error(run_cli_bounded("train", data, "--out", run, "--no-check", "--no-progress"),
                         "in use by another sortnet run", f"pid {os.getpid()}")
         with pytest.raises(RunLockError, match="in use"):
             train(str(data), out=str(run), **FAST)
@@ -67,7 +58,7 @@ def test_second_run_into_an_owned_folder_is_refused(data, tmp_path):
     clf = train(str(data), out=str(run), **FAST)  # the lock of a finished (dead) owner does not block
     assert (clf.run_dir / "model.safetensors").is_file()
     with RunLock(run):
-        _one_line_error(run_cli_bounded("train", "--resume", run, "--no-progress"), "in use by another")
+        one_line_error(run_cli_bounded("train", "--resume", run, "--no-progress"), "in use by another")
 
 
 def test_a_lock_file_left_by_a_killed_process_does_not_block(data, tmp_path):
