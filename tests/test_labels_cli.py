@@ -12,6 +12,7 @@ from conftest import make_class_folder
 
 from sortnet.config import ConfigError
 from sortnet.labels.actions import check_out, default_out
+from sortnet.labels.find import MIN_RELIABLE_ACCURACY
 from sortnet.labels.moves import LOG_NAME
 
 FLIPS = [("class_0/img_003.png", "class_1"), ("class_1/img_007.png", "class_2"), ("class_2/img_011.png", "class_0")]
@@ -50,6 +51,7 @@ def test_labels_ranks_flips_first_changes_nothing_and_moves_are_undoable(tmp_pat
         assert by_path[f"{to}/flip_{Path(rel).name}"]["suggested"] == rel.split("/")[0]
     summary = json.loads((out / "label_errors.json").read_text())
     assert 1 <= summary["estimated_errors"] <= 6 and summary["images"] == 60
+    assert summary["estimate_reliable"] is (summary["out_of_fold"]["accuracy"] >= MIN_RELIABLE_ACCURACY)
     suspects = list(csv.DictReader((out / "suspects.csv").open()))
     assert suspects and [int(r["rank"]) for r in suspects] == list(range(1, len(suspects) + 1))
 

@@ -86,8 +86,11 @@ def _labels(args: argparse.Namespace) -> int:
     oof = result.out_of_fold
     print(terminal_safe(f"{result.images} images, {oof['folds']}-fold out-of-fold predictions ({oof['path']}: "
                         f"{oof['model']}), accuracy {oof['accuracy']:.3f}, {result.seconds:.0f} s"))
-    print(f"estimated wrong labels: {result.estimated_errors} ({result.estimated_errors / max(1, result.images):.1%}); "
-          f"{len(result.suspects)} suspects")
+    if result.estimate_reliable:
+        print(f"estimated wrong labels: {result.estimated_errors} "
+              f"({result.estimated_errors / max(1, result.images):.1%}); {len(result.suspects)} suspects")
+    else:  # no confident number from weak models: the count mixes their mistakes with wrong labels
+        print(f"{result.estimate_note}; {len(result.suspects)} suspects (counted {result.estimated_errors})")
     for s in result.suspects[: args.show]:
         print(terminal_safe(f"  {s.rank:>4}  {s.score:.3f}  {s.path}  {s.given} -> {s.suggested}"))
     if len(result.suspects) > args.show:
