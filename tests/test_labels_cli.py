@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from clirun import run_cli
 from conftest import make_class_folder
@@ -92,3 +93,21 @@ def test_output_folder_is_never_inside_the_data(tmp_path):
     (tmp_path / "busy" / "mine.txt").write_text("x")
     with pytest.raises(ConfigError, match="other files"):
         check_out(tmp_path / "busy", str(root))
+
+
+def test_labels_on_images_without_signal_says_the_estimate_is_unreliable(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "noise"
+    for c in range(3):  # pure noise: no model can beat chance, so no count of wrong labels means anything
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(root / f"c{c}" / f"{i}.png")
+    out = tmp_path / "found"
+    proc = run_cli("check", root, "--labels", "--out", out, "--folds", "3", "--time-budget", "3",
+                   "--model", "linear", timeout=300)
+    summary = json.loads((out / "label_errors.json").read_text())
+    assert summary["out_of_fold"]["accuracy"] < MIN_RELIABLE_ACCURACY and summary["estimate_reliable"] is False
+    assert summary["estimate_note"].startswith("estimate unreliable: out-of-fold accuracy")
+    assert "estimate unreliable: out-of-fold accuracy" in proc.stdout and "estimated wrong labels" not in proc.stdout
