@@ -21,7 +21,7 @@ LABELS_HELP = ("find images whose label is probably wrong: out-of-fold predictio
                "backbone's cached features + a linear head per fold, seconds; small images: k short CNN runs "
                "within --time-budget) + confident learning. Writes OUT/suspects.csv (path, given, suggested, "
                "score; most likely wrong first), OUT/ranking.csv (every image) and OUT/label_errors.json, prints "
-               "the top suspects and the estimated number of wrong labels (or, below 80% out-of-fold accuracy, "
+               "the top suspects and the estimated number of wrong labels (or, below 80%% out-of-fold accuracy, "
                "that the estimate is unreliable). Changes nothing in DATA")
 
 
