@@ -111,3 +111,8 @@ def test_labels_on_images_without_signal_says_the_estimate_is_unreliable(tmp_pat
     assert summary["out_of_fold"]["accuracy"] < MIN_RELIABLE_ACCURACY and summary["estimate_reliable"] is False
     assert summary["estimate_note"].startswith("estimate unreliable: out-of-fold accuracy")
     assert "estimate unreliable: out-of-fold accuracy" in proc.stdout and "estimated wrong labels" not in proc.stdout
+
+
+def test_check_help_renders_and_says_when_the_estimate_is_unreliable():
+    proc = run_cli("check", "--help")  # argparse %-formats help strings: a bare "%" would crash it
+    assert "80% out-" in proc.stdout and "unreliable" in proc.stdout
