@@ -134,8 +134,9 @@ def head_out_of_fold(feats: np.ndarray, labels: np.ndarray, num_classes: int, fo
 
 def head_logits_out_of_fold(feats: np.ndarray, labels: np.ndarray, num_classes: int, fold: np.ndarray,
                             lam: float | None = None, seed: int = 0) -> np.ndarray:
-    """float32 [N, K] out-of-fold logits (uncalibrated) of a linear head on features [2, N, F] (orig, flip): per fold the
-    head fitted on the other folds scores the held-out rows on their averaged views (the model file's flip TTA).
+    """float32 [N, K] out-of-fold logits (uncalibrated) of a linear head on features [2, N, F] (orig, flip): per
+    fold the head fitted on the other folds scores the held-out rows on their averaged views (the model file's
+    flip TTA).
     lam: a fixed L2 strength (e.g. the one the full training's CV chose: one solve per fold) or None for the
     head's own CV in every fold. Also the studio's suspects panel (features already in memory)."""
     from sortnet.transfer.head import train_head
@@ -156,7 +157,7 @@ def _pretrained_oof(bundle: DataBundle, labels: np.ndarray, fold: np.ndarray, fo
     t1 = time.perf_counter()
     logits = head_logits_out_of_fold(feats, labels, len(bundle.classes), fold, seed=seed)
     return logits, {"path": "pretrained features", "model": model, "feature_seconds": round(t1 - t0, 2),
-                   "head_seconds": round(time.perf_counter() - t1, 2)}
+                    "head_seconds": round(time.perf_counter() - t1, 2)}
 
 
 def default_budget(n: int) -> float:
