@@ -4,6 +4,7 @@ default recipes on Fashion-MNIST-shaped (28x28x1) and CIFAR-shaped (32x32x3) dat
 Usage:
     python benchmarks/bench_engine.py                     # markdown table on stdout
     python benchmarks/bench_engine.py --models cnn-small,cnn --steps 20 --json out.json
+    python benchmarks/bench_engine.py --models cnn-tiny --profile 8     # + where a step's time goes (top 8 ops)
 """
 from __future__ import annotations
 
@@ -77,10 +78,38 @@ def bench_model(arch: str, size: int, channels: int, precision: str, steps: int,
             "gflops_per_s": flops / step / 1e9, "epoch_seconds": epoch_images / (trainer.batch_size / step)}
 
 
+def step_profile(arch: str, size: int, channels: int, precision: str, steps: int, top: int) -> list[tuple[str, float]]:
+    """The ops taking most of a training step's CPU time (self time, share of all ops) over `steps` steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    bundle = _bundle(60_000, size, channels)  # Fashion-MNIST's size: the recipe's large-data batch (128)
+    recipe = resolve_recipe(TrainConfig(model=arch, epochs=1, precision=precision), bundle, torch.device("cpu"))
+    model = create_model(arch, channels, 10, size, bundle.preprocessing.mean, bundle.preprocessing.std)
+    model.init_from_data(torch.as_tensor(bundle.train.images[:2000]))
+    trainer = Trainer(model, bundle.train, None, recipe, device=torch.device("cpu"),
+                      dtype=resolve_precision(precision, torch.device("cpu")))
+    gen = torch.Generator().manual_seed(1)
+
+    def step():
+        idx = torch.randint(0, len(trainer.y), (trainer.batch_size,), generator=gen)
+        trainer.train_step(trainer.augment(trainer.x[idx], idx, gen), trainer.y[idx])
+
+    for _ in range(3):
+        step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    return [(e.key, e.self_cpu_time_total / total) for e in events[:top]]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="cnn-small,cnn")
     p.add_argument("--steps", type=int, default=15)
+    p.add_argument("--profile", type=int, default=0, help="also print the N ops taking most of a 28 px step")
     p.add_argument("--json")
     args = p.parse_args()
     use_all_cores()
@@ -100,6 +129,11 @@ def main() -> None:
     for r in rows:
         print(f"| {r['model']} | {r['input']} | {r['precision']} | {r['batch']} | {r['images_per_s']:.0f} | "
               f"{r['gflops_per_s']:.0f} | {100 * r['utilisation_of_bf16_matmul']:.0f}% | {r['epoch_seconds']:.1f} |")
+    for arch in (args.models.split(",") if args.profile else []):
+        for prec in ("fp32", "bf16"):
+            ops = step_profile(arch, 28, 1, prec, args.steps, args.profile)
+            print(f"\n{arch} 28x28x1 {prec}, self CPU time of {args.steps} steps: "
+                  + ", ".join(f"{name} {share:.0%}" for name, share in ops))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"peak": peak, "rows": rows}, f, indent=2)

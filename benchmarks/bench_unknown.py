@@ -7,7 +7,7 @@ Two experiments, each training real sortnet models on this machine and scoring e
      scikit-image's sample photos (each whole + random crops) and Fashion-MNIST test images upsampled to RGB.
      Hymenoptera has no test split, so its val images are split in two halves: threshold and temperature are
      fitted on one half and measured on the other, then the other way round (the two numbers averaged).
-Per method (msp, energy, mahalanobis, knn; sortnet/unknown/scorer.py): AUROC (known vs unknown), the share of
+Per method (msp, energy, mahalanobis, knn, knn+msp, knn+energy, knn+mahalanobis; sortnet/unknown/scorer.py): AUROC (known vs unknown), the share of
 unknown images rejected at the threshold set on validation to accept 95% of known images, and the share of known
 held-out images that threshold accepts. Calibration: ECE (15 bins) and NLL on the held-out split before/after the
 temperature, and accuracy (unchanged by construction).
@@ -46,8 +46,10 @@ def auroc(known: np.ndarray, unknown: np.ndarray) -> float:
     return float(roc_auc_score(y, np.r_[known, unknown]))
 
 
-def method_scores(model, meta, train_set, sets: dict, tta) -> dict:
-    """{method: {set name: scores}} for every method, from one pass of features over each set."""
+def method_scores(model, meta, train_set, sets: dict, tta, variants: bool = False) -> dict:
+    """{method: {set name: scores}} for every method (and, with variants, every exploratory variant), from one
+    pass of features over each set: all scored on the SAME model. sets must hold "val" (known validation
+    images: the combined methods standardize their components on it, as sortnet.unknown.fit does)."""
     from sortnet.calibrate import temperature_of
     from sortnet.unknown.fit import MAX_FIT_IMAGES, features_and_logits, unknown_scores
     from sortnet.unknown.scorer import METHODS, fit_scorer, stratified_rows
@@ -57,9 +59,44 @@ def method_scores(model, meta, train_set, sets: dict, tta) -> dict:
     outs = {name: features_and_logits(model, images, "cpu", tta=tta) for name, images in sets.items()}
     result = {}
     for method in METHODS:
-        scorer = fit_scorer(method, train_feats, train_set.labels[rows], meta.num_classes, temperature_of(meta))
+        scorer = fit_scorer(method, train_feats, train_set.labels[rows], meta.num_classes, temperature_of(meta),
+                            val=outs["val"])
         result[method] = {name: unknown_scores(scorer, f, lg) for name, (f, lg) in outs.items()}
+    if variants:
+        result.update(variant_scores(train_feats, train_set.labels[rows], outs, result))
     return result, {name: lg for name, (_, lg) in outs.items()}
+
+
+def variant_scores(train_feats, train_labels, outs: dict, base: dict) -> dict:
+    """Exploratory scores, not in sortnet (measured here to decide what is worth building):
+    knn with other k (Sun et al. 2022 tune k on validation); knn on features centred by the training mean before
+    L2 normalization (post-ReLU features all point into one orthant, so raw cosines crowd near 1); the max rather
+    than the sum of the standardized components; centred knn plus msp."""
+    from sortnet.unknown.fit import unknown_scores
+    from sortnet.unknown.scorer import fit_scorer
+
+    out = {}
+    for k in (1, 20, 50):
+        scorer = fit_scorer("knn", train_feats, train_labels, 1, k=k)
+        out[f"knn k={k}"] = {name: unknown_scores(scorer, f, lg) for name, (f, lg) in outs.items()}
+    mean = train_feats[stratified_bank(train_labels)].mean(0)
+    scorer = fit_scorer("knn", train_feats - mean, train_labels, 1)
+    out["knn centred"] = {name: unknown_scores(scorer, f.numpy() - mean, lg) for name, (f, lg) in outs.items()}
+
+    def z(scores):  # standardized on the known validation images, as the combined methods do
+        v = scores["val"]
+        return {name: (s - v.mean()) / max(v.std(ddof=1), 1e-6) for name, s in scores.items()}
+
+    zk, zm, zc = z(base["knn"]), z(base["msp"]), z(out["knn centred"])
+    out["max(knn, msp)"] = {name: np.maximum(zk[name], zm[name]) for name in zk}
+    out["knn centred+msp"] = {name: zc[name] + zm[name] for name in zk}
+    return out
+
+
+def stratified_bank(labels):
+    from sortnet.unknown.scorer import MAX_BANK, stratified_rows
+
+    return stratified_rows(labels, MAX_BANK)
 
 
 def threshold_numbers(val: np.ndarray, known: np.ndarray, unknown: np.ndarray, accept: float = 0.95) -> dict:
@@ -107,7 +144,7 @@ def fashion_holdout(bundle, held: int, args) -> dict:
     unknown_images = np.asarray(bundle.test.images)[bundle.test.labels == held]
     tta = clf.meta.tta
     scores, logits = method_scores(clf.model, clf.meta, b9.train, {"val": b9.val.images, "known": b9.test.images,
-                                                                   "unknown": unknown_images}, tta)
+                                                                   "unknown": unknown_images}, tta, args.variants)
     out = {"held_out": bundle.classes[held], "train_seconds": round(train_s, 1), "arch": clf.meta.arch,
            "methods": {m: threshold_numbers(s["val"], s["known"], s["unknown"]) for m, s in scores.items()},
            "calibration": calibration_numbers(logits["known"], b9.test.labels, temperature_of(clf.meta))}
@@ -142,7 +179,7 @@ def photo_unknowns(prep, n_fashion: int, seed: int = 0) -> dict:
     return {"skimage": np.stack(photos), "fashion": np.stack(ups)}
 
 
-def hymenoptera(data: Path, n_fashion: int) -> dict:
+def hymenoptera(data: Path, n_fashion: int, variants: bool = False) -> dict:
     import sortnet
     from sortnet.calibrate import fit_temperature
 
@@ -152,7 +189,7 @@ def hymenoptera(data: Path, n_fashion: int) -> dict:
     train_s = time.perf_counter() - t0
     unknown = photo_unknowns(clf.meta.preprocessing, n_fashion)
     sets = {"val": bundle.val.images, **unknown}
-    scores, logits = method_scores(clf.model, clf.meta, bundle.train, sets, clf.meta.tta)
+    scores, logits = method_scores(clf.model, clf.meta, bundle.train, sets, clf.meta.tta, variants)
     rng = np.random.default_rng(0)
     order = rng.permutation(len(bundle.val))
     halves = (order[: len(order) // 2], order[len(order) // 2 :])
@@ -186,12 +223,14 @@ def main() -> None:
     ap.add_argument("--skip-photos", action="store_true")
     ap.add_argument("--photos", default=str(DEFAULT_PHOTOS))
     ap.add_argument("--fashion-unknowns", type=int, default=200, help="upsampled Fashion-MNIST images as unknowns")
+    ap.add_argument("--variants", action="store_true",
+                    help="also score exploratory variants (other k, centred knn, max/other combinations)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     torch.manual_seed(0)
     result: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "load_before": os.getloadavg(), "fashion": []}
     if not args.skip_photos:  # first: the photo targets matter most, and the machine may be needed back
-        result["hymenoptera"] = hymenoptera(Path(args.photos), args.fashion_unknowns)
+        result["hymenoptera"] = hymenoptera(Path(args.photos), args.fashion_unknowns, args.variants)
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2))
     if not args.skip_fashion:

@@ -10,7 +10,9 @@ the interpreter's exit) can push the wall time past the bound without sortnet do
 upper bound is asserted on what sortnet controls: the moment its last file is written (the model file's
 `used_seconds` in metrics.json's budget entry, or the newest file's time for the table verbs) within 3%, and
 the wall time within 3% plus EXIT_ALLOWANCE_S for the exit. The lower bound (>= 90%) is on the wall time.
-A run whose start-up alone took half its budget (the machine was too busy to judge) is skipped.
+Where the upper bound is missed while other programs held the cores (1-minute load average above
+BUSY_LOAD_PER_CORE x cores before or after the run: this suite alone keeps it near 1-2 on 2 cores), the bound
+cannot be judged and the test is skipped with the figures; on a machine of its own (CI) it is asserted.
 
 Usage:
     pytest -q tests/test_budget_verbs.py
@@ -18,6 +20,7 @@ Usage:
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -25,17 +28,26 @@ from pathlib import Path
 import pytest
 
 from clirun import run_cli
+from conftest import make_class_folder
 
-HYMENOPTERA = Path("/work/shared/data/hymenoptera")
+# real photos where the workplace has them (../shared/data beside the checkout), else generated 80 px ones
+HYMENOPTERA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hymenoptera"
 UPPER, LOWER = 1.03, 0.90
 EXIT_ALLOWANCE_S = 1.0  # the interpreter's exit after the last file on a loaded 2-core machine (0.3 s when quiet)
 
 
+BUSY_LOAD_PER_CORE = 1.5
+_LOADS: list[float] = []  # 1-minute load averages around the current test's run
+
+
 def _timed(*args) -> tuple[float, float, str]:
     """(wall clock time.time() just before the launch, wall seconds, stdout) of `sortnet ARGS`."""
+    _LOADS[:] = [os.getloadavg()[0]]
     t0, m0 = time.time(), time.monotonic()
     proc = run_cli(*args, timeout=240)
-    return t0, time.monotonic() - m0, proc.stdout
+    wall = time.monotonic() - m0
+    _LOADS.append(os.getloadavg()[0])
+    return t0, wall, proc.stdout
 
 
 def _last_write(out: Path, t0: float) -> float:
@@ -44,9 +56,14 @@ def _last_write(out: Path, t0: float) -> float:
 
 
 def _check(budget: float, wall: float, sortnet_end: float, what: str) -> None:
+    assert wall >= LOWER * budget, f"{what}: used only {wall:.2f}s of a {budget:g}s budget"
+    over = sortnet_end > UPPER * budget or wall > UPPER * budget + EXIT_ALLOWANCE_S
+    busy = max(_LOADS, default=0.0) > BUSY_LOAD_PER_CORE * (os.cpu_count() or 1)
+    if over and busy:
+        pytest.skip(f"{what}: last file at {sortnet_end:.2f}s, exit at {wall:.2f}s of a {budget:g}s budget while "
+                    f"other programs held the cores (load {max(_LOADS):.1f} on {os.cpu_count()}): not judged")
     assert sortnet_end <= UPPER * budget, f"{what}: last file at {sortnet_end:.2f}s of a {budget:g}s budget"
     assert wall <= UPPER * budget + EXIT_ALLOWANCE_S, f"{what}: ended at {wall:.2f}s of a {budget:g}s budget"
-    assert wall >= LOWER * budget, f"{what}: used only {wall:.2f}s of a {budget:g}s budget"
 
 
 def _used(metrics_file: Path) -> float:
@@ -61,9 +78,11 @@ def test_train_from_scratch_uses_its_budget(tmp_path):
 
 
 def _photos(root: Path, per_class: int, val_per_class: int) -> Path:
-    """A small copy of the hymenoptera photos: train/ and val/ with ants and bees."""
+    """A small copy of the hymenoptera photos: train/ and val/ with ants and bees (generated 80 px photos of two
+    classes where the real ones are not on this machine: the pretrained path all the same)."""
     if not HYMENOPTERA.is_dir():
-        pytest.skip(f"{HYMENOPTERA} is not on this machine")
+        return make_class_folder(root.parent, classes=2, per_class=per_class + val_per_class, size=80,
+                                 name=root.name)
     for split, n in (("train", per_class), ("val", val_per_class)):
         for cls in ("ants", "bees"):
             (root / split / cls).mkdir(parents=True)

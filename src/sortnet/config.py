@@ -60,7 +60,7 @@ class TrainConfig:
     weights: str | None = None  # a local weights file used instead of a download (air-gapped machines)
     finetune: str = "auto"  # pretrained models: auto | head (frozen backbone, cached features) | partial:N | full
     unknown_accept: float = 0.95  # share of known validation images the unknown threshold accepts (sortnet/unknown/)
-    unknown_method: str = "auto"  # auto (measured default) | knn | mahalanobis | energy | msp | none
+    unknown_method: str = "auto"  # auto (measured default) | any of sortnet.unknown.scorer.METHODS | none
 
     def __post_init__(self) -> None:
         if isinstance(self.time_budget, str):
@@ -77,7 +77,8 @@ class TrainConfig:
         if self.finetune.startswith("partial:") and not self.finetune.removeprefix("partial:").isdigit():
             raise ConfigError(f"finetune partial:N needs a whole number of blocks to train, got {self.finetune!r} "
                               "(e.g. partial:4; plain `partial` lets the planner choose)")
-        _check_choice("unknown_method", self.unknown_method, ("auto", "knn", "mahalanobis", "energy", "msp", "none"))
+        _check_choice("unknown_method", self.unknown_method,
+                      ("auto", "knn+mahalanobis", "knn", "knn+msp", "knn+energy", "mahalanobis", "energy", "msp", "none"))
         if self.pretrained not in (None, True, False):
             raise ConfigError(f"pretrained must be true, false or None (auto), got {self.pretrained!r}")
         if self.weights is not None and self.pretrained is False:

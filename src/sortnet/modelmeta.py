@@ -50,7 +50,8 @@ _PREP_FIELDS = ("img_size", "channels", "mean", "std", "resize", "background", "
 _KNOWN = ("format_version", "classes", "preprocessing", "arch", "tta", "config", "recipe", "metrics", "data",
           "provenance", "sortnet_version", "weights_sha256", "quantization", "exported_tta", "ensemble",
           "calibration", "unknown")
-UNKNOWN_METHODS = ("msp", "energy", "mahalanobis", "knn")  # sortnet/unknown/scorer.py
+# sortnet/unknown/scorer.py METHODS
+UNKNOWN_METHODS = ("msp", "energy", "mahalanobis", "knn", "knn+msp", "knn+energy", "knn+mahalanobis")
 MAX_TEMPERATURE = 1000.0
 MAX_BANK_ROWS = 100_000
 MAX_FEATURE_DIM = 100_000
@@ -281,7 +282,7 @@ class _Checker:
         if value.get("method") not in UNKNOWN_METHODS:
             raise self.fail("unknown.method", " or ".join(UNKNOWN_METHODS), value.get("method"))
         bounds = {"dim": (1, MAX_FEATURE_DIM)} | ({"bank": (1, MAX_BANK_ROWS), "k": (1, MAX_BANK_ROWS)}
-                                                   if value["method"] == "knn" else {})
+                                                   if value["method"].startswith("knn") else {})
         for name, (lo, hi) in bounds.items():
             if not _is_int(value.get(name)) or not lo <= value[name] <= hi:
                 raise self.fail(f"unknown.{name}", f"a whole number in {lo}..{hi:,}", value.get(name))

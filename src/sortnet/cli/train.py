@@ -62,8 +62,9 @@ TRAIN_HELP = {
                 "layer, discriminative learning rates) | auto (by measured costs, device and --time-budget)",
     "unknown_accept": "the unknown threshold accepts this share of known validation images; images scoring above "
                       "it are answered 'unknown (closest: X)' (change it later: predict/serve --unknown-accept)",
-    "unknown_method": "how unlike the known classes an image is: auto (knn, chosen by benchmark) | knn | "
-                      "mahalanobis | energy | msp | none (the model never says unknown)",
+    "unknown_method": "how unlike the known classes an image is: auto (knn+mahalanobis, chosen by benchmark) | "
+                      "knn+mahalanobis | knn | knn+msp | knn+energy | mahalanobis | energy | msp | none (the model never "
+                      "says unknown)",
 }
 
 

@@ -7,7 +7,7 @@ Given P [N, K] (each row predicted by a model that did not train on it) and the 
 3. the estimated number of wrong labels: C's off-diagonal sum (estimate="off_diagonal", the default, as
    cleanlab's num_label_issues), or that of C calibrated so that row i sums to the number of images labelled
    i and the whole to N (estimate="off_diagonal_calibrated", the paper's Q). Measured (BENCHMARKS.md
-   section 21): the calibrated count is 1.3-1.6x the uncalibrated one, because rescaling a row to its
+   section 22): the calibrated count is 1.3-1.6x the uncalibrated one, because rescaling a row to its
    label count also scales up the model's own confusions; the uncalibrated count was nearer the true number
    on both photos and small grey images, so it is the default;
 4. issues ("prune by noise rate"): for every off-diagonal cell (i, j) of the joint the estimate used, that

@@ -31,7 +31,7 @@ from sortnet.data.suspects import SUMMARY_FILE, Suspect, write_suspects_csv
 SUSPECTS_FILE, RANKING_FILE = "suspects.csv", "ranking.csv"
 # Below this out-of-fold accuracy the estimate is reported as unreliable: confident learning cannot tell the
 # models' own confident mistakes from wrong labels, and both land in the count. Measured with 5 % of labels
-# flipped (BENCHMARKS.md section 21): photos at accuracy 0.90 -> 1.15x the true count; Fashion-MNIST 10k at
+# flipped (BENCHMARKS.md section 22): photos at accuracy 0.90 -> 1.15x the true count; Fashion-MNIST 10k at
 # 0.85 -> 1.22x, 0.82 -> 1.49x, 0.79 -> 1.86x, 0.37 -> 6.1x (the 1.5 target met above 0.80, missed below; and
 # 4.9x at 0.64 in section 13, with the calibrated count). Accuracy here:
 # the share of images whose given label is the out-of-fold models' most probable class.

@@ -10,7 +10,7 @@ Every split of the folder (train/, val/, test/) is pooled: a wrong label anywher
 The probabilities are the models' own softmax, NOT temperature-scaled: calibrate_out_of_fold (per fold, a
 temperature fitted on the other folds' out-of-fold logits) was measured before confident learning and made
 the estimate worse on small grey images (1.49x -> 1.65x the true count at accuracy 0.82, 6.1x -> 11.4x at
-0.37) and no better on photos (BENCHMARKS.md section 21): the per-class thresholds already absorb a model's
+0.37) and no better on photos (BENCHMARKS.md section 22): the per-class thresholds already absorb a model's
 overall over- or under-confidence. benchmarks/bench_labels.py reports both side by side.
 
 Usage:

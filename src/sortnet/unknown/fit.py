@@ -56,8 +56,12 @@ def unknown_fit_images(cfg, n_train: int, n_val: int) -> int:
     method = getattr(cfg, "unknown_method", "auto")
     if method == "none" or not n_val:
         return 0
-    cap = {"knn": MAX_BANK, "mahalanobis": MAX_FIT_IMAGES}.get(DEFAULT_METHOD if method == "auto" else method, 0)
-    return min(n_train, cap) + n_val
+    return min(n_train, fit_cap(DEFAULT_METHOD if method == "auto" else method)) + n_val
+
+
+def fit_cap(method: str) -> int:
+    """Training images whose features a method fits on (0: the logit scores need none)."""
+    return MAX_FIT_IMAGES if "mahalanobis" in method else MAX_BANK if method.startswith("knn") else 0
 
 
 def unknown_scores(scorer: UnknownScorer, feats, logits, batch_size: int = 1024) -> np.ndarray:
@@ -78,7 +82,7 @@ def fit_unknown(model, bundle, tta: TTA | None, device, dtype=None, temperature:
         return None
     features = features or {}
     model = model.to(device)
-    cap = {"knn": MAX_BANK, "mahalanobis": MAX_FIT_IMAGES}.get(method, 0)
+    cap = fit_cap(method)
     train_feats, train_labels = np.zeros((0, model.head.in_features), np.float32), np.zeros(0, np.int64)
     if cap:
         rows = stratified_rows(bundle.train.labels, cap, seed)
@@ -87,15 +91,17 @@ def fit_unknown(model, bundle, tta: TTA | None, device, dtype=None, temperature:
             train_feats = np.asarray(features["train"])[rows]
         else:
             train_feats = features_and_logits(model, bundle.train.subset(rows).images, device, dtype, tta)[0].numpy()
-    scorer = fit_scorer(method, train_feats, train_labels, len(bundle.classes), temperature, seed=seed)
     if features.get("val") is not None:
         val_feats = torch.as_tensor(np.asarray(features["val"]), dtype=torch.float32)
         val_logits = model.head.cpu().float()(val_feats).detach()
     else:
         val_feats, val_logits = features_and_logits(model, val.images, device, dtype, tta)
     model.cpu()
+    # a combined method standardizes its components on these same validation images (scorer.standardize)
+    scorer = fit_scorer(method, train_feats, train_labels, len(bundle.classes), temperature, seed=seed,
+                        val=(val_feats, val_logits))
     scores = unknown_scores(scorer, val_feats, val_logits)
     spec = {"method": method, "dim": int(train_feats.shape[1] if cap else model.head.in_features),
-            **({"bank": int(scorer.bank.shape[0]), "k": scorer.k} if method == "knn" else {}),
+            **({"bank": int(scorer.bank.shape[0]), "k": scorer.k} if method.startswith("knn") else {}),
             **threshold_entry(scores, accept)}
     return scorer, spec, scores
