@@ -68,6 +68,8 @@ def score(result, flipped: dict[str, str]) -> dict:
             "suspects": len(flagged), "suspects_recall": round(len(caught) / max(1, k), 4),
             "suspects_precision": round(len(caught) / max(1, len(flagged)), 4),
             "estimated_errors": result.estimated_errors, "estimate_over_true": round(result.estimated_errors / max(1, k), 3),
+            "estimate_reliable": result.estimate_reliable,
+            "calibrated_joint_estimate_over_true": round(result.estimated_errors_calibrated / max(1, k), 3),
             "suggestion_right": round(sum(flagged[p].suggested == flipped[p] for p in caught) / max(1, len(caught)), 4),
             "out_of_fold": result.out_of_fold, "seconds": result.seconds}
 
@@ -102,19 +104,35 @@ def machine() -> dict:
 
 def find_phase(args, tmp: Path) -> dict:
     """Flip, find, score; the noisy copy, flipped.json and found/suspects.csv stay in tmp."""
-    import sortnet
-    from sortnet.labels.find import write_label_errors
+    from sortnet.labels.find import data_root, label_errors_from_probs, write_label_errors
+    from sortnet.labels.oof import out_of_fold
 
     noisy = tmp / "noisy"
     shutil.copytree(args.data, noisy)
     flipped = flip_labels(noisy, args.rate, args.seed)
     (tmp / "flipped.json").write_text(json.dumps(flipped))
     t0 = time.perf_counter()
-    found = sortnet.find_label_errors(str(noisy), folds=args.folds, seed=args.seed, time_budget=args.time_budget,
-                                      score=args.score)
+    # what sortnet.find_label_errors runs, in its two steps so that --save-oof can keep the probabilities
+    oof = out_of_fold(str(noisy), folds=args.folds, seed=args.seed, time_budget=args.time_budget)
+    found = label_errors_from_probs(oof.probs, oof.labels, oof.paths, oof.classes, data_root(str(noisy)),
+                                    score=args.score, out_of_fold=oof.info, started=t0)
     wall = time.perf_counter() - t0
+    # the same predictions temperature-scaled per fold (labels/oof.py calibrate_out_of_fold), side by side
+    from sortnet.labels.oof import calibrate_out_of_fold
+
+    scaled, calibration = calibrate_out_of_fold(oof.logits, oof.labels, oof.folds)
+    alt = score(label_errors_from_probs(scaled, oof.labels, oof.paths, oof.classes, data_root(str(noisy)),
+                                        score=args.score), flipped)
+    temperature_scaled = dict({k: alt[k] for k in ("recall_top_2x", "suspects", "suspects_recall", "suspects_precision",
+                                                   "estimated_errors", "estimate_over_true")}, **calibration)
+    if args.save_oof:  # to compare estimators offline on the same predictions
+        true = np.array([oof.classes.index(flipped.get(Path(os.path.relpath(p, noisy)).as_posix(),
+                                                       oof.classes[y])) for p, y in zip(oof.paths, oof.labels)])
+        np.savez(args.save_oof, probs=oof.probs, labels=oof.labels, true=true, folds=oof.folds,
+                 logits=oof.logits)
     write_label_errors(found, tmp / "found")  # suspects.csv etc., as `check --labels --out` writes
-    return dict(score(found, flipped), wall_seconds=round(wall, 1), load_average=machine()["load_average"])
+    return dict(score(found, flipped), wall_seconds=round(wall, 1), load_average=machine()["load_average"],
+                temperature_scaled=temperature_scaled)
 
 
 def retrain_phase(args, tmp: Path) -> dict:
@@ -146,6 +164,7 @@ def main() -> None:
     ap.add_argument("--keep", help="make the noisy and cleaned copies here (kept) instead of a temporary folder")
     ap.add_argument("--retrain-only", action="store_true", help="reuse --keep's noisy copy and suspects: retrain only")
     ap.add_argument("--json", help="also write the result here")
+    ap.add_argument("--save-oof", help="also save the out-of-fold probabilities, given and true labels (.npz)")
     args = ap.parse_args()
 
     result = {"command": " ".join(os.sys.argv), "start": machine()}

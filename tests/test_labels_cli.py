@@ -6,12 +6,14 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from clirun import run_cli
 from conftest import make_class_folder
 
 from sortnet.config import ConfigError
 from sortnet.labels.actions import check_out, default_out
+from sortnet.labels.find import MIN_RELIABLE_ACCURACY
 from sortnet.labels.moves import LOG_NAME
 
 FLIPS = [("class_0/img_003.png", "class_1"), ("class_1/img_007.png", "class_2"), ("class_2/img_011.png", "class_0")]
@@ -50,6 +52,7 @@ def test_labels_ranks_flips_first_changes_nothing_and_moves_are_undoable(tmp_pat
         assert by_path[f"{to}/flip_{Path(rel).name}"]["suggested"] == rel.split("/")[0]
     summary = json.loads((out / "label_errors.json").read_text())
     assert 1 <= summary["estimated_errors"] <= 6 and summary["images"] == 60
+    assert summary["estimate_reliable"] is (summary["out_of_fold"]["accuracy"] >= MIN_RELIABLE_ACCURACY)
     suspects = list(csv.DictReader((out / "suspects.csv").open()))
     assert suspects and [int(r["rank"]) for r in suspects] == list(range(1, len(suspects) + 1))
 
@@ -90,3 +93,26 @@ def test_output_folder_is_never_inside_the_data(tmp_path):
     (tmp_path / "busy" / "mine.txt").write_text("x")
     with pytest.raises(ConfigError, match="other files"):
         check_out(tmp_path / "busy", str(root))
+
+
+def test_labels_on_images_without_signal_says_the_estimate_is_unreliable(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "noise"
+    for c in range(3):  # pure noise: no model can beat chance, so no count of wrong labels means anything
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(root / f"c{c}" / f"{i}.png")
+    out = tmp_path / "found"
+    proc = run_cli("check", root, "--labels", "--out", out, "--folds", "3", "--time-budget", "3",
+                   "--model", "linear", timeout=300)
+    summary = json.loads((out / "label_errors.json").read_text())
+    assert summary["out_of_fold"]["accuracy"] < MIN_RELIABLE_ACCURACY and summary["estimate_reliable"] is False
+    assert summary["estimate_note"].startswith("estimate unreliable: out-of-fold accuracy")
+    assert "estimate unreliable: out-of-fold accuracy" in proc.stdout and "estimated wrong labels" not in proc.stdout
+
+
+def test_check_help_renders_and_says_when_the_estimate_is_unreliable():
+    proc = run_cli("check", "--help")  # argparse %-formats help strings: a bare "%" would crash it
+    assert "below 80%" in " ".join(proc.stdout.split()) and "unreliable" in proc.stdout

@@ -74,7 +74,8 @@ def check(data, **kwargs) -> dict:
 def find_label_errors(data, **kwargs):
     """Images whose label is probably wrong (out-of-fold predictions + confident learning; reads the data only):
     a LabelErrors with .suspects (most likely wrong first: path, given, suggested, score), .ranking (every
-    image) and .estimated_errors. kwargs: folds=5, seed=0, time_budget, score, progress, train settings."""
+    image), .estimated_errors and .estimate_note ('' or why the estimate is unreliable: weak out-of-fold models).
+    kwargs: folds=5, seed=0, time_budget, score, progress, train settings."""
     from sortnet.labels.find import find_label_errors as _find
 
     return _find(data, **kwargs)

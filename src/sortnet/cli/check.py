@@ -21,7 +21,8 @@ LABELS_HELP = ("find images whose label is probably wrong: out-of-fold predictio
                "backbone's cached features + a linear head per fold, seconds; small images: k short CNN runs "
                "within --time-budget) + confident learning. Writes OUT/suspects.csv (path, given, suggested, "
                "score; most likely wrong first), OUT/ranking.csv (every image) and OUT/label_errors.json, prints "
-               "the top suspects and the estimated number of wrong labels. Changes nothing in DATA")
+               "the top suspects and the estimated number of wrong labels (or, below 80%% out-of-fold accuracy, "
+               "that the estimate is unreliable). Changes nothing in DATA")
 
 
 def register(sub) -> None:
@@ -86,8 +87,11 @@ def _labels(args: argparse.Namespace) -> int:
     oof = result.out_of_fold
     print(terminal_safe(f"{result.images} images, {oof['folds']}-fold out-of-fold predictions ({oof['path']}: "
                         f"{oof['model']}), accuracy {oof['accuracy']:.3f}, {result.seconds:.0f} s"))
-    print(f"estimated wrong labels: {result.estimated_errors} ({result.estimated_errors / max(1, result.images):.1%}); "
-          f"{len(result.suspects)} suspects")
+    if result.estimate_reliable:
+        print(f"estimated wrong labels: {result.estimated_errors} "
+              f"({result.estimated_errors / max(1, result.images):.1%}); {len(result.suspects)} suspects")
+    else:  # no confident number from weak models: the count mixes their mistakes with wrong labels
+        print(f"{result.estimate_note}; {len(result.suspects)} suspects")
     for s in result.suspects[: args.show]:
         print(terminal_safe(f"  {s.rank:>4}  {s.score:.3f}  {s.path}  {s.given} -> {s.suggested}"))
     if len(result.suspects) > args.show:

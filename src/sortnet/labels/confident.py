@@ -4,10 +4,15 @@ Given P [N, K] (each row predicted by a model that did not train on it) and the 
 1. per-class thresholds t_j = mean of P[i, j] over the images labelled j (the model's self-confidence in j);
 2. the confident joint C [K, K]: image i counts in C[y_i, j*] where j* is the most probable class among
    those whose probability reaches their threshold (images reaching none are not counted);
-3. C calibrated so that row i sums to the number of images labelled i; its off-diagonal sum is the
-   estimated number of wrong labels;
-4. issues ("prune by noise rate"): for every off-diagonal cell (i, j), the round(C_cal[i, j]) images
-   labelled i with the largest margin P[j] - P[i] are flagged, with j as their suggested class;
+3. the estimated number of wrong labels: C's off-diagonal sum (estimate="off_diagonal", the default, as
+   cleanlab's num_label_issues), or that of C calibrated so that row i sums to the number of images labelled
+   i and the whole to N (estimate="off_diagonal_calibrated", the paper's Q). Measured (BENCHMARKS.md
+   section 22): the calibrated count is 1.3-1.6x the uncalibrated one, because rescaling a row to its
+   label count also scales up the model's own confusions; the uncalibrated count was nearer the true number
+   on both photos and small grey images, so it is the default;
+4. issues ("prune by noise rate"): for every off-diagonal cell (i, j) of the joint the estimate used, that
+   many images labelled i with the largest margin P[j] - P[i] are flagged, with j as their suggested class
+   (so the number flagged matches the estimate);
 5. every image gets a label-quality score in [0, 1] (low = likely wrong): self-confidence P[i, y_i]
    (the paper's and cleanlab's default ranking) or the normalized margin (P[y] - max_{j != y} P[j] + 1) / 2.
 
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 SCORE_METHODS = ("self_confidence", "normalized_margin")
+ESTIMATES = ("off_diagonal", "off_diagonal_calibrated")
 THRESHOLD_SLACK = 1e-6  # a probability equal to its class threshold counts as reaching it (float rounding)
 
 
@@ -30,11 +36,13 @@ class ConfidentResult:
     thresholds: np.ndarray  # [K] per-class self-confidence thresholds
     confident_joint: np.ndarray  # [K, K] int counts, rows = given label, columns = confident class
     calibrated_joint: np.ndarray  # [K, K] float, rows sum to the given-label counts
-    estimated_errors: int  # off-diagonal sum of the calibrated joint
+    estimated_errors: int  # off-diagonal sum of the joint `estimate` names
+    estimated_errors_calibrated: int  # off-diagonal sum of the calibrated joint (the paper's Q x N), for comparison
     flagged: np.ndarray  # bool [N]: label issue by prune-by-noise-rate
     suggested: np.ndarray  # int64 [N]: the flagged cell's class, else the most probable other class
     scores: np.ndarray  # float [N] label quality, 0..1, low = likely wrong
     method: str
+    estimate: str = "off_diagonal"
 
     def order(self) -> np.ndarray:
         """Row indices, most likely wrong first: ascending label-quality score (stable: ties keep row order)."""
@@ -113,9 +121,16 @@ def prune_by_noise_rate(probs: np.ndarray, labels: np.ndarray, cal: np.ndarray) 
     return flagged, cell
 
 
+def off_diagonal(joint: np.ndarray) -> int:
+    return int(round(float(joint.sum() - np.trace(joint))))
+
+
 def confident_learning(probs: np.ndarray, labels: np.ndarray, num_classes: int | None = None,
-                       method: str = "self_confidence") -> ConfidentResult:
-    """Confident learning on out-of-fold probabilities probs [N, K] (rows sum to 1) and given labels [N]."""
+                       method: str = "self_confidence", estimate: str = "off_diagonal") -> ConfidentResult:
+    """Confident learning on out-of-fold probabilities probs [N, K] (rows sum to 1) and given labels [N];
+    estimate: "off_diagonal" (the confident joint as counted) or "off_diagonal_calibrated" (see the docstring)."""
+    if estimate not in ESTIMATES:
+        raise ValueError(f"estimate must be one of {', '.join(ESTIMATES)}, got {estimate!r}")
     probs = np.asarray(probs, np.float64)
     labels = np.asarray(labels, np.int64)
     k = num_classes or probs.shape[1]
@@ -125,8 +140,9 @@ def confident_learning(probs: np.ndarray, labels: np.ndarray, num_classes: int |
     t = thresholds_of(probs, labels, k)
     joint = confident_joint(probs, labels, t)
     cal = calibrate(joint, labels)
-    flagged, cell = prune_by_noise_rate(probs, labels, cal)
+    counts = cal if estimate == "off_diagonal_calibrated" else joint.astype(float)
+    flagged, cell = prune_by_noise_rate(probs, labels, counts)
     suggested = np.where(flagged, cell, best_other(probs, labels))
-    estimated = int(round(cal.sum() - np.trace(cal)))
-    return ConfidentResult(thresholds=t, confident_joint=joint, calibrated_joint=cal, estimated_errors=estimated,
-                           flagged=flagged, suggested=suggested, scores=scores, method=method)
+    return ConfidentResult(thresholds=t, confident_joint=joint, calibrated_joint=cal,
+                           estimated_errors=off_diagonal(counts), estimated_errors_calibrated=off_diagonal(cal),
+                           flagged=flagged, suggested=suggested, scores=scores, method=method, estimate=estimate)

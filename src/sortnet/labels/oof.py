@@ -7,6 +7,11 @@ Two paths, chosen by what `sortnet.prepare` picks for the data (the same model `
 - anything else (small images: the whitened CNN): per fold one `sortnet.fit` on the other folds within an
   equal share of the time budget, then the held-out fold's probabilities (with the model's TTA).
 Every split of the folder (train/, val/, test/) is pooled: a wrong label anywhere is worth finding.
+The probabilities are the models' own softmax, NOT temperature-scaled: calibrate_out_of_fold (per fold, a
+temperature fitted on the other folds' out-of-fold logits) was measured before confident learning and made
+the estimate worse on small grey images (1.49x -> 1.65x the true count at accuracy 0.82, 6.1x -> 11.4x at
+0.37) and no better on photos (BENCHMARKS.md section 22): the per-class thresholds already absorb a model's
+overall over- or under-confidence. benchmarks/bench_labels.py reports both side by side.
 
 Usage:
     oof = out_of_fold("photos/", folds=5, seed=0, time_budget=120)    # OutOfFold
@@ -31,12 +36,13 @@ FOLD_OVERHEAD = 0.9  # share of a fold's slice given to fit's own budget (the re
 
 @dataclass
 class OutOfFold:
-    probs: np.ndarray  # float32 [N, K]; row i from the fold model that did not see image i
+    probs: np.ndarray  # float32 [N, K]; row i from the fold model that did not see image i (softmax of logits)
     labels: np.ndarray  # int64 [N] given labels
     paths: list[str]  # absolute (or as listed) path of each row
     classes: list[str]
     folds: np.ndarray  # int64 [N] fold of each row
     info: dict = field(default_factory=dict)  # path ("pretrained features" | "from scratch"), model, seconds, ...
+    logits: np.ndarray | None = None  # float32 [N, K]: probs = softmax(logits); calibrate_out_of_fold takes these
 
 
 def fold_ids(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -61,10 +67,27 @@ def pooled(bundle: DataBundle) -> ImageSet:
                     labels=np.concatenate([s.labels for s in sets]), classes=bundle.classes, paths=paths)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(1, keepdims=True)).astype(np.float32)
+def cross_fitted_temperatures(logits: np.ndarray, labels: np.ndarray, fold: np.ndarray) -> dict[int, float]:
+    """{fold: T}: fold f's temperature minimises the NLL of the other folds' out-of-fold logits (each row there was
+    predicted by a model that did not train on it, as fold f's rows are), so fold f's labels never set it."""
+    from sortnet.calibrate import fit_temperature
+
+    return {int(f): fit_temperature(logits[fold != f], labels[fold != f]) for f in np.unique(fold)}
+
+
+def calibrate_out_of_fold(logits: np.ndarray, labels: np.ndarray, fold: np.ndarray) -> tuple[np.ndarray, dict]:
+    """float32 [N, K] softmax(logits / T of the row's fold) and info (temperatures, NLL and ECE before/after).
+    Not applied by out_of_fold (see the module docstring); the benchmark measures confident learning on both."""
+    from sortnet.calibrate import calibrated_probs, expected_calibration_error, nll
+
+    temps = cross_fitted_temperatures(logits, labels, fold)
+    scale = np.array([temps[int(f)] for f in fold], np.float32)[:, None]
+    probs = calibrated_probs(logits / scale)
+    info = {"temperatures": {str(f): round(t, 4) for f, t in temps.items()},
+            "nll_before": round(nll(logits, labels), 4), "nll_after": round(nll(logits / scale, labels), 4),
+            "ece_before": round(expected_calibration_error(labels, calibrated_probs(logits)), 4),
+            "ece_after": round(expected_calibration_error(labels, probs), 4)}
+    return probs, info
 
 
 def _check_folds(labels: np.ndarray, folds: int) -> None:
@@ -103,20 +126,28 @@ def _pretrained_features(bundle: DataBundle, progress: bool, seed: int, device) 
 
 def head_out_of_fold(feats: np.ndarray, labels: np.ndarray, num_classes: int, fold: np.ndarray,
                      lam: float | None = None, seed: int = 0) -> np.ndarray:
-    """float32 [N, K] out-of-fold probabilities of a linear head on features [2, N, F] (orig, flip): per fold the
-    head fitted on the other folds scores the held-out rows on their averaged views (the model file's flip TTA).
+    """float32 [N, K] softmax of head_logits_out_of_fold (uncalibrated; the studio's suspects panel)."""
+    from sortnet.calibrate import calibrated_probs
+
+    return calibrated_probs(head_logits_out_of_fold(feats, labels, num_classes, fold, lam, seed))
+
+
+def head_logits_out_of_fold(feats: np.ndarray, labels: np.ndarray, num_classes: int, fold: np.ndarray,
+                            lam: float | None = None, seed: int = 0) -> np.ndarray:
+    """float32 [N, K] out-of-fold logits (uncalibrated) of a linear head on features [2, N, F] (orig, flip): per
+    fold the head fitted on the other folds scores the held-out rows on their averaged views (the model file's
+    flip TTA).
     lam: a fixed L2 strength (e.g. the one the full training's CV chose: one solve per fold) or None for the
     head's own CV in every fold. Also the studio's suspects panel (features already in memory)."""
     from sortnet.transfer.head import train_head
 
-    probs = np.zeros((len(labels), num_classes), np.float32)
+    logits = np.zeros((len(labels), num_classes), np.float32)
     held_mean = feats.mean(0)  # the averaged views = the model file's flip TTA for a linear head
     for f in np.unique(fold):
         tr, held = np.nonzero(fold != f)[0], np.nonzero(fold == f)[0]
         head = train_head(feats[:, tr], labels[tr], num_classes, views=("orig", "flip"), seed=seed, lam=lam)
-        logits = held_mean[held] @ head.weight.numpy().T + head.bias.numpy()
-        probs[held] = _softmax(logits)
-    return probs
+        logits[held] = held_mean[held] @ head.weight.numpy().T + head.bias.numpy()
+    return logits
 
 
 def _pretrained_oof(bundle: DataBundle, labels: np.ndarray, fold: np.ndarray, folds: int, seed: int,
@@ -124,9 +155,9 @@ def _pretrained_oof(bundle: DataBundle, labels: np.ndarray, fold: np.ndarray, fo
     t0 = time.perf_counter()
     feats, model = _pretrained_features(bundle, progress, seed, device)
     t1 = time.perf_counter()
-    probs = head_out_of_fold(feats, labels, len(bundle.classes), fold, seed=seed)
-    return probs, {"path": "pretrained features", "model": model, "feature_seconds": round(t1 - t0, 2),
-                   "head_seconds": round(time.perf_counter() - t1, 2)}
+    logits = head_logits_out_of_fold(feats, labels, len(bundle.classes), fold, seed=seed)
+    return logits, {"path": "pretrained features", "model": model, "feature_seconds": round(t1 - t0, 2),
+                    "head_seconds": round(time.perf_counter() - t1, 2)}
 
 
 def default_budget(n: int) -> float:
@@ -136,17 +167,15 @@ def default_budget(n: int) -> float:
 
 def _scratch_oof(bundle: DataBundle, data: ImageSet, fold: np.ndarray, folds: int, budget: float,
                  settings: dict) -> tuple[np.ndarray, dict]:
-    """k fits on the other folds within budget seconds together; held-out probabilities with each model's TTA."""
+    """k fits on the other folds within budget seconds together; held-out logits with each model's TTA."""
     import dataclasses
-
-    import torch
 
     from sortnet.runs.fit import fit
     from sortnet.training.clock import Deadline
     from sortnet.tta import predict_logits
 
     k, deadline = len(bundle.classes), Deadline(budget)  # the k fits together, from here (training/clock.py)
-    probs = np.zeros((len(data), k), np.float32)
+    logits = np.zeros((len(data), k), np.float32)
     arch = None
     for f in range(folds):
         # an equal share of what is left (time an earlier fold did not use goes to the later ones), at least 1 s
@@ -156,10 +185,9 @@ def _scratch_oof(bundle: DataBundle, data: ImageSet, fold: np.ndarray, folds: in
         sub = dataclasses.replace(bundle, train=data.subset(tr), val=None, test=None, notes=list(bundle.notes))
         clf = fit(sub, out=None, deadline=share, **settings)
         arch = clf.meta.arch if isinstance(clf.meta.arch, str) else "layer spec"
-        logits = predict_logits(clf.model, np.asarray(data.images[held]), next(clf.model.parameters()).device,
-                                tta=clf.meta.tta)
-        probs[held] = torch.softmax(logits.float(), 1).numpy()
-    return probs, {"path": "from scratch", "model": arch, "budget_seconds": round(budget, 1)}
+        logits[held] = predict_logits(clf.model, np.asarray(data.images[held]), next(clf.model.parameters()).device,
+                                      tta=clf.meta.tta).float().numpy()
+    return logits, {"path": "from scratch", "model": arch, "budget_seconds": round(budget, 1)}
 
 
 def out_of_fold(data: str, *, folds: int = DEFAULT_FOLDS, seed: int = 0, time_budget: float | str | None = None,
@@ -182,15 +210,19 @@ def out_of_fold(data: str, *, folds: int = DEFAULT_FOLDS, seed: int = 0, time_bu
     _check_folds(labels, folds)
     fold = fold_ids(labels, folds, seed)
     if bundle.choice and bundle.choice.get("pretrained"):
-        probs, info = _pretrained_oof(bundle, labels, fold, folds, seed, progress,
+        logits, info = _pretrained_oof(bundle, labels, fold, folds, seed, progress,
                                       resolve_device(settings.get("device", "auto")))
     else:
         budget = parse_duration(time_budget) if time_budget is not None else default_budget(len(labels))
         fit_settings = {k: v for k, v in settings.items() if k not in ("check",)}
-        probs, info = _scratch_oof(bundle, data_set, fold, folds, budget,
+        logits, info = _scratch_oof(bundle, data_set, fold, folds, budget,
                                    dict(fit_settings, seed=seed, progress=False, report=False))
+    from sortnet.calibrate import calibrated_probs
+
+    probs = calibrated_probs(logits)  # temperature 1: see the module docstring
     accuracy = float((probs.argmax(1) == labels).mean()) if len(labels) else 0.0
     info.update(folds=folds, seed=seed, images=len(labels), accuracy=round(accuracy, 4),
                 seconds=round(time.perf_counter() - t0, 2))
     paths = data_set.paths or [f"#{i}" for i in range(len(labels))]
-    return OutOfFold(probs=probs, labels=labels, paths=paths, classes=list(bundle.classes), folds=fold, info=info)
+    return OutOfFold(probs=probs, labels=labels, paths=paths, classes=list(bundle.classes), folds=fold, info=info,
+                     logits=logits)
