@@ -14,7 +14,7 @@ import sortnet
 from clirun import one_line_error, popen_cli, run_cli_bounded
 from conftest import make_class_folder
 from sortnet.config import ConfigError
-from sortnet.runfolder.lock import LOCK_FILE, RunLock, RunLockError, lock_holder
+from sortnet.runfolder.lock import LOCK_FILE, RunLock, RunLockError, lock_holder, study_section
 
 
 @pytest.fixture
@@ -106,3 +106,24 @@ def test_search_workers_share_a_folder_that_owners_refuse(data, tmp_path):
             sortnet.search(str(data), out=out, trials=1, max_epochs=1, progress=False)
     assert not (out / "study.journal").exists()
     assert_free(out)
+
+
+def test_workers_open_a_study_one_at_a_time(tmp_path):
+    """study_section: a second worker waits while the first defines the study (two new searches with other
+    settings then cannot both define it: the second sees the first's settings and is refused)."""
+    import threading
+
+    entered = []
+
+    def second() -> None:
+        with study_section(tmp_path):
+            entered.append(time.monotonic())
+
+    with study_section(tmp_path):
+        worker = threading.Thread(target=second)
+        worker.start()
+        time.sleep(0.3)
+        assert not entered
+        released = time.monotonic()
+    worker.join(10)
+    assert entered and entered[0] >= released
