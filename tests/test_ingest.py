@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 from conftest import make_class_folder
 from sortnet.data.dataset import ImageSet
 from sortnet.data.decode import decode_image
-from sortnet.data.ingest import _save_state, ingest
+from sortnet.data.ingest import _save_state, block_rows, ingest
 from sortnet.data.mapped import MappedRows
 from sortnet.data.preprocess import Preprocessing, image_to_array
 from sortnet.data.sources import load_data
@@ -105,3 +106,66 @@ def test_streamed_load_matches_resident_and_trains_identically(tmp_path):
         t = Trainer(model, bundle.train, bundle.val, recipe, device=torch.device("cpu"), dtype=None, seed=0)
         losses.append([h["loss"] for h in t.fit()])
     assert t.streamed and losses[0] == losses[1]
+
+
+def _damage(path, offset: int, data: bytes) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+@pytest.mark.parametrize("how", ["altered", "random", "truncated", "state-random", "state-truncated"])
+def test_a_damaged_cache_is_decoded_again_not_trusted(tmp_path, how):
+    """Issue 18, case 3: the ingest cache is verified like every cache entry; any mismatch is recomputed."""
+    root = make_class_folder(tmp_path, classes=2, per_class=6, size=20)
+    (root / "class_0" / "broken.png").write_bytes(b"\x89PNG broken")
+    paths = _paths(root)
+    prep = Preprocessing(img_size=12, channels=3)
+    first = ingest(paths, prep, workers=1)
+    rows = np.arange(len(paths))
+    want, images, state = first.images.take(rows), first.folder / "images.u8", first.folder / "state.bin"
+    good = int(np.flatnonzero(first.ok)[3])
+    if how == "altered":  # one pixel one grey level brighter: still a plausible image
+        _damage(images, good * 432 + 7, bytes([(int(want[good].reshape(-1)[7]) + 1) % 256]))
+    elif how == "random":
+        images.write_bytes(np.random.default_rng(1).integers(0, 256, images.stat().st_size, np.uint8).tobytes())
+    elif how == "truncated":
+        os.truncate(images, images.stat().st_size // 2)
+    elif how == "state-random":
+        state.write_bytes(np.random.default_rng(2).integers(0, 256, state.stat().st_size, np.uint8).tobytes())
+    else:
+        os.truncate(state, state.stat().st_size - 3)
+    again = ingest(paths, prep, workers=1)
+    assert again.decoded == len(paths)  # one block here (432-byte rows): all of it decoded again
+    assert np.array_equal(again.images.take(rows), want) and np.array_equal(again.ok, first.ok)
+    assert [s.path for s in again.skipped] == [s.path for s in first.skipped]
+    assert ingest(paths, prep, workers=1).decoded == 0  # sealed again: the next run trusts it
+
+
+def test_only_the_damaged_block_is_decoded_again(tmp_path):
+    root = make_class_folder(tmp_path, classes=2, per_class=30, size=8, mode="L")
+    paths = _paths(root)
+    prep = Preprocessing(img_size=512, channels=1)  # 256 KiB rows: 16 rows a 4 MiB block, 4 blocks
+    per_block = block_rows(512 * 512)
+    first = ingest(paths, prep, workers=1)
+    rows = np.arange(len(paths))
+    want = first.images.take(rows)
+    _damage(first.folder / "images.u8", (per_block + 2) * 512 * 512 + 100, b"\xff\x00\x13")
+    again = ingest(paths, prep, workers=1)
+    assert again.decoded == per_block and np.array_equal(again.images.take(rows), want)
+
+
+def test_a_streamed_run_is_unchanged_by_a_damaged_cache(tmp_path):
+    """The run's result (its model and metrics) after the cache was altered equals the run before."""
+    import sortnet
+
+    root = make_class_folder(tmp_path, classes=3, per_class=12)
+    settings = dict(model="linear", epochs=2, max_memory="0", progress=False, check=False, report=False, seed=0)
+    first = sortnet.train(str(root), out=str(tmp_path / "a"), **settings)
+    (cache,) = (tmp_path / "cache" / "ingest").iterdir()
+    images = cache / "images.u8"
+    images.write_bytes(bytes(255 - b for b in images.read_bytes()))  # every byte altered, size kept
+    second = sortnet.train(str(root), out=str(tmp_path / "b"), **settings)
+    assert second.metrics["val"] == first.metrics["val"]
+    for name, tensor in first.model.state_dict().items():
+        assert torch.equal(tensor, second.model.state_dict()[name]), name

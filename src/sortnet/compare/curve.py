@@ -81,7 +81,7 @@ def curve(data: str, *, fractions=None, seeds: int = 2, out: str | Path | None =
     from sortnet.compare.plot import plot_curve
     from sortnet.runs.fit import fit
     from sortnet.runs.prepare import prepare
-    from sortnet.runfolder.layout import check_new_run_dir, make_run_dir
+    from sortnet.runfolder.layout import owned_new_folder
 
     fractions = parse_fractions(fractions)
     if seeds < 1:
@@ -90,36 +90,35 @@ def curve(data: str, *, fractions=None, seeds: int = 2, out: str | Path | None =
     total = parse_duration(settings.pop("time_budget", None))
     deadline = deadline or (Deadline(total) if total else None)
     out = Path(out) if out is not None else _default_out(data)
-    check_new_run_dir(out, data)  # new or empty, outside the data: nothing of the user's is overwritten
-    make_run_dir(out)
-    bundle = prepare(data, **{k: v for k, v in settings.items() if k in DATA_SETTINGS})
-    if bundle.val is None or len(bundle.val) == 0:
-        raise ConfigError("the learning curve is measured on a validation split; this data has none "
-                          "(give --val-fraction > 0, or a val/ folder)")
-    fit_settings = {k: v for k, v in settings.items() if k not in DATA_SETTINGS or k == "progress"}
-    runs, n = [], len(bundle.train)
-    plan = [(f, s) for f in fractions for s in range(seeds)]
-    for i, (fraction, s) in enumerate(plan):
-        rows = stratified_rows(bundle.train.labels, max(1, round(fraction * n)), cfg.seed + s)
-        sub = subset_bundle(bundle, train_rows=rows)
+    with owned_new_folder(out, data):  # new or empty, outside the data, this command's alone until it ends
+        bundle = prepare(data, **{k: v for k, v in settings.items() if k in DATA_SETTINGS})
+        if bundle.val is None or len(bundle.val) == 0:
+            raise ConfigError("the learning curve is measured on a validation split; this data has none "
+                              "(give --val-fraction > 0, or a val/ folder)")
+        fit_settings = {k: v for k, v in settings.items() if k not in DATA_SETTINGS or k == "progress"}
+        runs, n = [], len(bundle.train)
+        plan = [(f, s) for f in fractions for s in range(seeds)]
+        for i, (fraction, s) in enumerate(plan):
+            rows = stratified_rows(bundle.train.labels, max(1, round(fraction * n)), cfg.seed + s)
+            sub = subset_bundle(bundle, train_rows=rows)
+            if cfg.progress:
+                print(f"\n== curve point {i + 1}/{len(plan)}: {fraction:.0%} of the training split "
+                      f"({len(rows)} images), seed {cfg.seed + s} ==", flush=True)
+            clf = fit(sub, deadline=_point_deadline(deadline, len(plan) - i), **dict(fit_settings, seed=cfg.seed + s))
+            val = clf.metrics["val"]
+            runs.append({"fraction": fraction, "seed": cfg.seed + s, "train_images": len(rows),
+                         "model": clf.meta.arch, "accuracy": round(val["accuracy"], 4),
+                         "macro_f1": round(val["macro_f1"], 4), "train_seconds": clf.metrics["train_seconds"],
+                         "epochs": clf.metrics["epochs"]})
+            write_table(runs, out, "curve_runs")
+        points = summarize(runs)
+        files = write_table(points, out, "curve")
+        files["plot"] = plot_curve(points, out / "curve.png", title=f"learning curve: {data}")
+        text = verdict(points)
         if cfg.progress:
-            print(f"\n== curve point {i + 1}/{len(plan)}: {fraction:.0%} of the training split "
-                  f"({len(rows)} images), seed {cfg.seed + s} ==", flush=True)
-        clf = fit(sub, deadline=_point_deadline(deadline, len(plan) - i), **dict(fit_settings, seed=cfg.seed + s))
-        val = clf.metrics["val"]
-        runs.append({"fraction": fraction, "seed": cfg.seed + s, "train_images": len(rows),
-                     "model": clf.meta.arch, "accuracy": round(val["accuracy"], 4),
-                     "macro_f1": round(val["macro_f1"], 4), "train_seconds": clf.metrics["train_seconds"],
-                     "epochs": clf.metrics["epochs"]})
-        write_table(runs, out, "curve_runs")
-    points = summarize(runs)
-    files = write_table(points, out, "curve")
-    files["plot"] = plot_curve(points, out / "curve.png", title=f"learning curve: {data}")
-    text = verdict(points)
-    if cfg.progress:
-        took = f" ({deadline.elapsed():.0f} s of a {deadline.seconds:g} s budget)" if deadline else ""
-        print(f"\n{curve_table(points)}\n\n{text}\nfiles in {out}{took}", flush=True)
-    return {"points": points, "runs": runs, "verdict": text, "out": out, "files": files}
+            took = f" ({deadline.elapsed():.0f} s of a {deadline.seconds:g} s budget)" if deadline else ""
+            print(f"\n{curve_table(points)}\n\n{text}\nfiles in {out}{took}", flush=True)
+        return {"points": points, "runs": runs, "verdict": text, "out": out, "files": files}
 
 
 def curve_table(points: list[dict]) -> str:

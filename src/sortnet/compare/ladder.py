@@ -182,7 +182,7 @@ def ladder(data: str, *, time_budget: str | float = "10m", rungs=None, out: str 
     from sortnet.compare.plot import plot_ladder
     from sortnet.device import resolve_device
     from sortnet.runs.prepare import prepare
-    from sortnet.runfolder.layout import check_new_run_dir, make_run_dir
+    from sortnet.runfolder.layout import owned_new_folder
 
     budget = deadline.seconds if deadline is not None else parse_duration(time_budget)
     if not budget or budget <= 0:
@@ -192,28 +192,27 @@ def ladder(data: str, *, time_budget: str | float = "10m", rungs=None, out: str 
     data_settings, fit_settings = _settings(settings)
     progress = bool(settings.get("progress", True))
     out = Path(out) if out is not None else default_out(data)
-    check_new_run_dir(out, data)  # new or empty, outside the data: nothing of the user's is overwritten
-    make_run_dir(out)
-    bundle = prepare(data, **data_settings)
-    plans = plan_rungs(names, bundle.preprocessing, resolve_device(settings.get("device", "auto")))
-    run = Ladder(bundle, deadline, out, eval_images, fit_settings, progress)
-    run.say(f"ladder: {len(bundle.classes)} classes, {len(bundle.train)} train images, every rung scored on the "
-            f"same {len(run.val_rows)} validation images; budget {budget:g} s, {run.remaining():.0f} s left")
-    for plan in plans:
-        run.say(f"  {plan.rung.name:<16} {plan.skip and 'skipped: ' + plan.skip or plan.arch}")
-    rows = []
-    active = [p for p in plans if not p.skip]
-    for plan in plans:
-        if plan.skip:
-            rows.append(base_row(plan, None))
-            continue
-        rows.append(run.run_rung(plan, sum(p.rung.weight for p in active[active.index(plan):])))
-        write_table(rows, out, "ladder")
-    files = write_table(rows, out, "ladder")
-    files["plot"] = plot_ladder(rows, out / "ladder.png", title=f"ladder: {data}")
-    total = deadline.elapsed()
-    run.say("\n" + format_table(rows) + f"\n\nwhole command {total:.0f} s of a {budget:g} s budget; files in {out}")
-    return {"rows": rows, "out": out, "files": files, "seconds": round(total, 1), "budget": budget}
+    with owned_new_folder(out, data):  # new or empty, outside the data, this command's alone until it ends
+        bundle = prepare(data, **data_settings)
+        plans = plan_rungs(names, bundle.preprocessing, resolve_device(settings.get("device", "auto")))
+        run = Ladder(bundle, deadline, out, eval_images, fit_settings, progress)
+        run.say(f"ladder: {len(bundle.classes)} classes, {len(bundle.train)} train images, every rung scored on the "
+                f"same {len(run.val_rows)} validation images; budget {budget:g} s, {run.remaining():.0f} s left")
+        for plan in plans:
+            run.say(f"  {plan.rung.name:<16} {plan.skip and 'skipped: ' + plan.skip or plan.arch}")
+        rows = []
+        active = [p for p in plans if not p.skip]
+        for plan in plans:
+            if plan.skip:
+                rows.append(base_row(plan, None))
+                continue
+            rows.append(run.run_rung(plan, sum(p.rung.weight for p in active[active.index(plan):])))
+            write_table(rows, out, "ladder")
+        files = write_table(rows, out, "ladder")
+        files["plot"] = plot_ladder(rows, out / "ladder.png", title=f"ladder: {data}")
+        total = deadline.elapsed()
+        run.say("\n" + format_table(rows) + f"\n\nwhole command {total:.0f} s of a {budget:g} s budget; files in {out}")
+        return {"rows": rows, "out": out, "files": files, "seconds": round(total, 1), "budget": budget}
 
 
 __all__ = ["ladder", "EVAL_IMAGES"]

@@ -6,10 +6,18 @@ Usage:
     result.images                                    # MappedRows [N, C, S, S] (row i = paths[i])
     result.ok, result.skipped, result.decoded        # good-row mask, bad files with reasons, rows decoded now
 
-Layout: <cache>/<key>/images.u8 (raw rows, C*S*S bytes each), status.npy (per row: 0 to do, 1 ok, 2 bad),
-reasons.json (bad rows' reasons), manifest.json (shape, preprocessing, complete flag). key hashes the
-file list with sizes and mtimes plus the preprocessing, so changed files or settings make a new cache.
-An interrupted ingest resumes from status.npy (saved after the pixels it vouches for are flushed).
+Layout: <cache>/<key>/images.u8 (raw rows, C*S*S bytes each), state.bin (a verified cache entry,
+data/cacheentry.py: per row 0 to do, 1 ok, 2 bad; bad rows' reasons; the SHA-256 of every block of
+rows), manifest.json (shape, preprocessing, complete flag; written for people, never read). key hashes
+the file list with sizes and mtimes plus the preprocessing, so changed files or settings make a new cache.
+An interrupted ingest resumes from state.bin (saved after the pixels it vouches for are flushed).
+
+Verified like every cache entry, without touching the per-batch read path: images.u8 is hashed in blocks
+of BLOCK_BYTES once per ingest() call (threads; the pass also warms the page cache the epochs then read)
+and a block whose digest differs (altered or random bytes) goes back to "to do" and is decoded again;
+a damaged state.bin reads as missing (everything decoded again); a truncated images.u8 is recreated.
+Blocks are sealed (hashed) once all their rows are done; rows of an interrupted ingest are vouched for
+by state.bin until the ingest that completes them seals their blocks.
 <cache> is $SORTNET_CACHE/ingest (default ~/.cache/sortnet/ingest). Workers write rows with pwrite;
 nothing is pickled to disk and no file is mapped (see sortnet.data.mapped).
 """
@@ -17,16 +25,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sortnet.atomic import atomic_path, atomic_write_text
+from sortnet.atomic import atomic_write_text
+from sortnet.data.cacheentry import read_entry, write_entry
 from sortnet.data.dataset import SkippedFile
 from sortnet.data.decode import decode_or_reason
 from sortnet.data.filecache import cache_root, stat_key
@@ -38,6 +47,10 @@ from sortnet.progress import progress as show
 SAVE_SECONDS = 5.0  # progress (status.npy) saved at most this often: bounds work lost to an interrupt
 CHUNK_FILES = 32  # files per task sent to a worker
 TODO, OK, BAD = 0, 1, 2
+BLOCK_BYTES = 4 << 20  # rows hashed together: a damaged byte costs re-decoding at most this much of the cache
+HASH_THREADS = 4  # hashlib and pread release the GIL: blocks are hashed in parallel
+STATE_FILE = "state.bin"
+OLD_STATE_FILES = ("status.npy", "reasons.json")  # sortnet before verified caches: never trusted, removed
 
 
 @dataclass
@@ -76,31 +89,92 @@ def _decode_rows(task: tuple[list[int], list[str]], file: str, prep: Preprocessi
     return out
 
 
-def _load_state(folder: Path, n: int) -> tuple[np.ndarray, dict[str, str]]:
-    try:
-        status = np.load(folder / "status.npy", allow_pickle=False)
-        reasons = json.loads((folder / "reasons.json").read_text())
-        if status.shape == (n,) and status.dtype == np.int8:
-            return status, reasons
-    except (OSError, ValueError):
-        pass
-    return np.zeros(n, np.int8), {}
+def block_rows(row_bytes: int) -> int:
+    """Rows per hashed block."""
+    return max(1, BLOCK_BYTES // max(1, row_bytes))
 
 
-def _save_state(folder: Path, images_file: Path, status: np.ndarray, reasons: dict[str, str]) -> None:
+def _load_state(folder: Path, n: int, per_block: int) -> tuple[np.ndarray, dict[str, str], list[str | None]]:
+    """(status, reasons, block digests) from state.bin; all "to do" when it is missing, damaged or another shape."""
+    blocks = -(-n // per_block)
+    payload = read_entry(folder / STATE_FILE)
+    if payload is not None:
+        head, _, raw = payload.partition(b"\n")
+        try:
+            meta = json.loads(head)
+            status = np.frombuffer(raw, np.int8).copy()
+            if (meta.get("block_rows") == per_block and status.shape == (n,) and len(meta["digests"]) == blocks
+                    and np.isin(status, (TODO, OK, BAD)).all()):
+                return status, dict(meta["reasons"]), list(meta["digests"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    return np.zeros(n, np.int8), {}, [None] * blocks
+
+
+def _save_state(folder: Path, images_file: Path, status: np.ndarray, reasons: dict[str, str],
+                digests: list[str | None] | None = None) -> None:
+    """Write state.bin (a verified entry); digests None: no block sealed yet."""
     fd = os.open(images_file, os.O_RDONLY)
     try:
         os.fsync(fd)  # pixels first: status must never vouch for rows still in flight
     finally:
         os.close(fd)
-    buf = io.BytesIO()
-    np.save(buf, status, allow_pickle=False)
-    with atomic_path(folder / "status.npy") as tmp:
-        tmp.write_bytes(buf.getvalue())
-    atomic_write_text(folder / "reasons.json", json.dumps(reasons))
+    n = len(status)
+    per_block = block_rows(os.path.getsize(images_file) // n) if n else 1
+    if digests is None:
+        digests = [None] * -(-n // per_block)
+    head = json.dumps({"block_rows": per_block, "digests": digests, "reasons": reasons}).encode()
+    write_entry(folder / STATE_FILE, head + b"\n" + status.astype(np.int8).tobytes())
 
 
-def _decode_missing(paths, prep, folder, images_file, status, reasons, progress, max_pixels, workers) -> int:
+def _hash_blocks(images_file: Path, row_bytes: int, per_block: int, n: int, blocks: list[int]) -> list[str]:
+    """SHA-256 (hex) of each listed block of rows of images_file, hashed on HASH_THREADS threads."""
+    fd = os.open(images_file, os.O_RDONLY)
+
+    def one(b: int) -> str:
+        start = b * per_block * row_bytes
+        size = (min(n, (b + 1) * per_block) - b * per_block) * row_bytes
+        data = os.pread(fd, size, start)
+        return hashlib.sha256(data).hexdigest() if len(data) == size else ""  # short read: never matches
+    try:
+        with ThreadPoolExecutor(HASH_THREADS) as pool:
+            return list(pool.map(one, blocks))
+    finally:
+        os.close(fd)
+
+
+def _verify(images_file: Path, status: np.ndarray, reasons: dict, digests: list, row_bytes: int,
+            per_block: int) -> int:
+    """Blocks whose bytes differ from their digest go back to "to do" (decoded again); their count."""
+    sealed = [b for b, d in enumerate(digests) if d is not None]
+    damaged = [b for b, d in zip(sealed, _hash_blocks(images_file, row_bytes, per_block, len(status), sealed))
+               if d != digests[b]]
+    fd = os.open(images_file, os.O_WRONLY) if damaged else None
+    try:
+        for b in damaged:
+            rows = range(b * per_block, min(len(status), (b + 1) * per_block))
+            os.pwrite(fd, bytes(len(rows) * row_bytes), rows.start * row_bytes)  # bad rows stay zeros
+            status[rows.start:rows.stop] = TODO
+            for r in rows:
+                reasons.pop(str(r), None)
+            digests[b] = None
+    finally:
+        if fd is not None:
+            os.close(fd)
+    return len(damaged)
+
+
+def _seal(images_file: Path, status: np.ndarray, digests: list, row_bytes: int, per_block: int) -> bool:
+    """Hash the unsealed blocks whose rows are all done; True when any was sealed."""
+    ready = [b for b, d in enumerate(digests)
+             if d is None and not (status[b * per_block:(b + 1) * per_block] == TODO).any()]
+    for b, d in zip(ready, _hash_blocks(images_file, row_bytes, per_block, len(status), ready)):
+        digests[b] = d
+    return bool(ready)
+
+
+def _decode_missing(paths, prep, folder, images_file, status, reasons, digests, progress, max_pixels,
+                    workers) -> int:
     todo = np.flatnonzero(status == TODO)
     tasks = [(todo[i:i + CHUNK_FILES].tolist(), [paths[j] for j in todo[i:i + CHUNK_FILES]])
              for i in range(0, len(todo), CHUNK_FILES)]
@@ -116,11 +190,11 @@ def _decode_missing(paths, prep, folder, images_file, status, reasons, progress,
                     reasons[str(row)] = reason
             bar.update(len(results))
             if time.monotonic() - last > SAVE_SECONDS:
-                _save_state(folder, images_file, status, reasons)
+                _save_state(folder, images_file, status, reasons, digests)
                 last = time.monotonic()
     finally:
         bar.close()
-        _save_state(folder, images_file, status, reasons)
+        _save_state(folder, images_file, status, reasons, digests)
     return len(todo)
 
 
@@ -130,8 +204,10 @@ def _prepare_folder(folder: Path, images_file: Path, n: int, prep: Preprocessing
     if not images_file.exists() or images_file.stat().st_size != size:
         with open(images_file, "wb") as f:
             f.truncate(size)  # sparse: disk blocks are allocated as rows are written
-        for stale in ("status.npy", "reasons.json", "manifest.json"):
+        for stale in (STATE_FILE, "manifest.json"):
             (folder / stale).unlink(missing_ok=True)
+    for old in OLD_STATE_FILES:
+        (folder / old).unlink(missing_ok=True)
 
 
 def ingest(paths: list[str], prep: Preprocessing, *, cache_dir: str | os.PathLike | None = None,
@@ -143,13 +219,19 @@ def ingest(paths: list[str], prep: Preprocessing, *, cache_dir: str | os.PathLik
     images_file = folder / "images.u8"
     shape = (n, prep.channels, prep.img_size, prep.img_size)
     _prepare_folder(folder, images_file, n, prep)
-    status, reasons = _load_state(folder, n)
+    row_bytes = prep.channels * prep.img_size * prep.img_size
+    per_block = block_rows(row_bytes)
+    status, reasons, digests = _load_state(folder, n, per_block)
+    damaged = _verify(images_file, status, reasons, digests, row_bytes, per_block)  # those rows: decoded again
     decoded = 0
     if (status == TODO).any():
-        decoded = _decode_missing(paths, prep, folder, images_file, status, reasons, progress, max_pixels, workers)
+        decoded = _decode_missing(paths, prep, folder, images_file, status, reasons, digests, progress, max_pixels,
+                                  workers)
         manifest = {"shape": list(shape), "preprocessing": prep.to_dict(), "files": n, "complete": True,
                     "bad": int((status == BAD).sum()), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=2))
+    if _seal(images_file, status, digests, row_bytes, per_block) or damaged:
+        _save_state(folder, images_file, status, reasons, digests)
     skipped = [SkippedFile(paths[int(r)], reasons.get(str(int(r)), "unreadable")) for r in np.flatnonzero(status == BAD)]
     return Ingested(images=MappedRows(images_file, shape), ok=status == OK, skipped=skipped, decoded=decoded,
                     folder=folder)

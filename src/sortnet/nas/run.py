@@ -26,6 +26,7 @@ from sortnet.nas.leaderboard import format_table, leaderboard_rows, model_latenc
 from sortnet.nas.study import SearchError, import_optuna, load_study, open_study
 from sortnet.nas.trial import TrialObjective
 from sortnet.progress import progress, write_line
+from sortnet.runfolder.lock import RunLock, study_section
 from sortnet.training.clock import Deadline
 
 END_RESERVE_S = 1.0  # after the last trial: leaderboard, Pareto plot, best.safetensors (0.8-0.9 s measured on digits)
@@ -67,15 +68,25 @@ def search(data: str, *, out: str | Path | None = None, pruner=None, deadline: D
     if pruner is not None and cfg.multi_objective:
         raise SearchError("Optuna cannot prune multi-objective studies; give no pruner with objectives "
                           "'accuracy,latency'")
-    optuna = import_optuna()
+    import_optuna()  # a missing Optuna is said before any folder is made
     deadline = deadline or (Deadline(cfg.time_budget) if cfg.time_budget else None)
     trials_deadline = deadline.until(reserve=END_RESERVE_S) if deadline is not None else None
     run_dir = Path(out) if out is not None else default_search_dir(data)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # Workers of one study share the folder (the same command started again adds a worker), so each holds
+    # the run-folder lock SHARED for its whole length: a train/ladder/curve into it is refused while a
+    # worker runs, and a search into a folder one of those owns is refused (runfolder/lock.py).
+    with RunLock(run_dir, shared=True):
+        return _run_worker(data, cfg, run_dir, trials_deadline, pruner)
+
+
+def _run_worker(data: str, cfg: SearchConfig, run_dir: Path, trials_deadline, pruner) -> SearchResult:
+    optuna = import_optuna()
     objective = _objective(data, cfg, run_dir, trials_deadline)
     defining = {"data": str(data), "objectives": ",".join(cfg.objective_list), "img_sizes": objective.sizes,
                 "max_epochs": objective.max_epochs, "val_fraction": cfg.val_fraction, "channels": cfg.channels}
-    study = open_study(cfg, run_dir, cfg.study or run_dir.name, defining, pruner=pruner)
+    with study_section(run_dir):  # one worker at a time defines or checks the study's settings
+        study = open_study(cfg, run_dir, cfg.study or run_dir.name, defining, pruner=pruner)
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     todo = None if cfg.trials is None else cfg.trials - len(study.get_trials(deepcopy=False, states=finished))
     _say(cfg, f"study {study.study_name!r} in {cfg.storage or run_dir / 'study.journal'}: "

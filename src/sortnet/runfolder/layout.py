@@ -14,16 +14,18 @@ Usage:
     check_new_run_dir(run_dir, data)                      # ConfigError with what to do
     created = make_run_dir(run_dir)
     try: ... except BaseException: remove_unfinished(run_dir, created); raise
+    with owned_new_folder(out, data): ...                 # ladder/curve: the same rules, owned for the block
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 from pathlib import Path
 
 from sortnet.atomic import remove_stale_temps
 from sortnet.config import ConfigError
-from sortnet.runfolder.lock import LOCK_FILE, RunLockError, lock_holder
+from sortnet.runfolder.lock import LOCK_FILE, RunLock, RunLockError, lock_holder
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.safetensors"
@@ -101,6 +103,36 @@ def remove_unfinished(run_dir: Path, created: list[Path]) -> bool:
         except OSError:
             break
     return True
+
+
+@contextlib.contextmanager
+def owned_new_folder(run_dir: Path, data: str):
+    """A new run folder (check_new_run_dir's rules) made and owned (RunLock) for the whole block; released on
+    every exit. After a failure the folders it made go when nothing but the lock file is in them (a
+    partial result, e.g. the rungs a ladder finished, stays)."""
+    run_dir = Path(run_dir)
+    check_new_run_dir(run_dir, data)
+    created = make_run_dir(run_dir)
+    lock = RunLock(run_dir).acquire()  # RunLockError when another run took the folder since the check
+    try:
+        check_new_run_dir(run_dir, data, owner=True)  # again, as its owner: a run that ended meanwhile is kept
+        yield run_dir
+    except BaseException:
+        if _holds_only_lock(run_dir):
+            lock.release(remove=True)
+            for folder in created:  # deepest first; a folder someone else wrote into is kept
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+        raise
+    finally:
+        lock.release()
+
+
+def _holds_only_lock(run_dir: Path) -> bool:
+    """True when run_dir holds nothing but its lock file."""
+    return all(p.name == LOCK_FILE for p in Path(run_dir).iterdir())
 
 
 def has_checkpoint(run_dir: Path) -> bool:

@@ -5,10 +5,17 @@ The kernel releases it when the process ends in any way (exit, Ctrl-C, SIGKILL):
 dead process never blocks anyone. A second `sortnet train --out X` or `--resume X` while X is owned is
 refused with one line. On systems without fcntl (Windows) runs are not locked.
 
+Every verb that writes a run folder owns it: `train`, `ladder`, `curve` hold the lock exclusively; the
+workers of one `sortnet search` study share a folder by design, so each holds it SHARED (any number of
+workers together; a train/ladder/curve refused while one runs, and a search refused while one of those
+owns the folder). Workers starting a study at once open it one at a time (`study_section`), so two NEW
+searches with different settings into one folder cannot both define it.
+
 Usage:
     with RunLock(run_dir):           # RunLockError (one line) when another run holds it
         ...                          # train, write the model file, the report
     holder = lock_holder(run_dir)    # pid text of the owner, or None when free
+    with RunLock(search_dir, shared=True): ...   # one of a study's workers
 """
 from __future__ import annotations
 
@@ -24,6 +31,8 @@ except ImportError:  # Windows: no advisory locks here
     fcntl = None
 
 LOCK_FILE = ".sortnet-run.lock"
+PID_WIDTH = 16  # bytes of the owner's pid field in LOCK_FILE (space-padded)
+SECTION_FILE = ".sortnet-study.lock"  # held exclusively (blocking) while a search worker opens its study
 
 
 class RunLockError(SortnetError):
@@ -55,10 +64,11 @@ def lock_holder(run_dir: str | os.PathLike) -> str | None:
 
 
 class RunLock:
-    """Exclusive ownership of one run folder (which must exist) until release() or the process ends."""
+    """Exclusive ownership of one run folder (which must exist) until release() or the process ends;
+    shared=True: shared with other holders in shared mode (a search study's workers), never with an owner."""
 
-    def __init__(self, run_dir: str | os.PathLike) -> None:
-        self.run_dir, self.fd = Path(run_dir), None
+    def __init__(self, run_dir: str | os.PathLike, shared: bool = False) -> None:
+        self.run_dir, self.fd, self.shared = Path(run_dir), None, shared
 
     def acquire(self) -> "RunLock":
         if fcntl is None:
@@ -67,7 +77,7 @@ class RunLock:
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             except OSError:
                 holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
                 os.close(fd)
@@ -76,8 +86,10 @@ class RunLock:
                 if os.fstat(fd).st_ino == os.stat(path).st_ino:
                     break  # still the file at the path (not one its last owner removed meanwhile)
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        if not self.shared:
+            os.ftruncate(fd, 0)
+        # one fixed-width write: shared holders overwrite each other's pid whole (the latest is named), never torn
+        os.pwrite(fd, str(os.getpid()).ljust(PID_WIDTH).encode(), 0)
         self.fd = fd
         return self
 
@@ -85,7 +97,7 @@ class RunLock:
         """Give the folder up; remove=True also deletes the lock file (a run that leaves no folder)."""
         if self.fd is None:
             return
-        if remove:
+        if remove and not self.shared:  # other workers may still hold a shared lock on that file
             with contextlib.suppress(OSError):
                 (self.run_dir / LOCK_FILE).unlink()
         os.close(self.fd)  # closing the descriptor releases the flock
@@ -96,3 +108,18 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+@contextlib.contextmanager
+def study_section(run_dir: str | os.PathLike):
+    """Hold run_dir's study-opening lock (blocking, exclusive) for the block: workers of a search open or
+    define their study one at a time. Released when the block ends (or the process does)."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(Path(run_dir) / SECTION_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits while another worker opens the study (seconds at most)
+        yield
+    finally:
+        os.close(fd)
