@@ -287,7 +287,7 @@ def _page_agrees(page, predictor: Predictor, images: list[Image.Image]) -> list[
     return out
 
 
-@pytest.mark.slow  # 17 s idle, more on the loaded 2-core machine (backbone load, 16 images' features, a training)
+@pytest.mark.slow  # 11-17 s idle, more on the loaded 2-core machine (backbone load, 16 images' features, a training)
 def test_studio_page_says_unknown_like_predict(tmp_path):
     """Backbone kind: the page's knn score (infer.js) and flag equal `sortnet predict`'s on the studio model file."""
     from skimage import data as skdata
@@ -306,6 +306,7 @@ def test_studio_page_says_unknown_like_predict(tmp_path):
             page.click("#train")
             page.wait_for_function("document.body.dataset.runs === 'backbone1'", timeout=90_000)
             wait_saved(page, 1)
+            assert "in the browser" in page.text_content("#runtime")  # not the server's /api/predict
             model = root / ".sortnet-studio" / "model.safetensors"
             predictor = Predictor.from_file(model)
             assert predictor.meta.unknown["method"] == "knn" and predictor.unknown_threshold is not None

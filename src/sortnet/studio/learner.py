@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sortnet.data.cacheentry import read_entry
 from sortnet.data.folder import decode_files
 from sortnet.data.preprocess import Preprocessing
 from sortnet.modelfile import save_model
@@ -204,8 +205,10 @@ class Learner:
 
     def backbone_onnx(self) -> bytes:
         """The backbone graph the browser runs: float pixels x [B, 3, S, S] (0..255) -> features [B, F]."""
-        if not self.onnx_file.is_file():  # written by the first extraction; export it now when none ran yet
+        data = read_entry(self.onnx_file)  # a verified cache entry (magic + SHA-256 + the ONNX bytes)
+        if data is None:  # written by the first extraction; export it now when none ran yet (or it was damaged)
             self.extractor.extract(np.zeros((1, 3, self.prep.img_size, self.prep.img_size), np.uint8), ("orig",))
-        if not self.onnx_file.is_file():
+            data = read_entry(self.onnx_file)
+        if data is None:
             raise StudioError("the backbone could not be exported to ONNX; the page falls back to the server")
-        return self.onnx_file.read_bytes()
+        return data
