@@ -178,8 +178,9 @@ def _check_parity(page, root: Path) -> None:
     files.append(png)
     for f in files:
         ours = predictor.predict_paths([f], top_k=2)[0]
-        theirs = page.evaluate("(u) => window.sortnetStudio.predictUrl(u)", f"api/image/{f.parent.name}/{f.name}")
-        assert theirs[0]["class"] == ours.label, f
+        res = page.evaluate("(u) => window.sortnetStudio.predictUrl(u)", f"api/image/{f.parent.name}/{f.name}")
+        theirs = res["predictions"]
+        assert theirs[0]["class"] == ours.label and res["unknown"] == ours.unknown, f
         got = {p["class"]: p["probability"] for p in theirs}
         for cls, prob in ours.top:
             assert abs(got[cls] - prob) < 1e-3, (f, cls, got[cls], prob)
@@ -262,3 +263,98 @@ def test_mislabelled_panel_moves_on_click_and_undo_restores(tmp_path):
     run_cli("check", root, "--undo-moves")
     assert (root / "warm" / "wrong.jpg").read_bytes() == before["warm/wrong.jpg"]
     assert not (root / "cool" / "wrong.jpg").exists()
+
+
+def data_url(img: Image.Image) -> str:
+    """A PNG data: URL (lossless: the page and PIL decode the same pixels); the page's predictUrl fetches it."""
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _page_agrees(page, predictor: Predictor, images: list[Image.Image]) -> list[dict]:
+    """The page's predictions of `images`, each checked against the Predictor's: class, unknown flag, score."""
+    out = []
+    for img in images:
+        ours = predictor.predict_images([img.convert("RGB")], top_k=2)[0]
+        res = page.evaluate("(u) => window.sortnetStudio.predictUrl(u)", data_url(img))
+        assert res["class"] == ours.label and res["unknown"] == ours.unknown, (res, ours.to_dict())
+        assert abs(res["unknown_score"] - ours.unknown_score) < 1e-3, (res["unknown_score"], ours.unknown_score)
+        out.append(res)
+    return out
+
+
+@pytest.mark.slow  # 11-17 s idle, more on the loaded 2-core machine (backbone load, 16 images' features, a training)
+def test_studio_page_says_unknown_like_predict(tmp_path):
+    """Backbone kind: the page's knn score (infer.js) and flag equal `sortnet predict`'s on the studio model file."""
+    from skimage import data as skdata
+
+    root, errors = tmp_path / "lego", []
+    for scene in ("warm", "cool"):
+        (root / scene).mkdir(parents=True)
+        for i in range(8):
+            scene_image(scene, i).save(root / scene / f"{scene}{i}.jpg", quality=92)
+    cat = Image.fromarray(skdata.chelsea())  # a photo far from orange stripes and blue checks (score ~0.87)
+    # warm seed 13: stripes of a period and shift no training image has, still well under the threshold
+    # (score ~0.075 against ~0.094: the 95 % quantile of the out-of-fold scores, studio/unknown.py)
+    with studio_server(root) as url, sync_api.sync_playwright() as pw:
+        browser, page = open_page(pw, url, None, errors)
+        try:
+            page.click("#train")
+            page.wait_for_function("document.body.dataset.runs === 'backbone1'", timeout=90_000)
+            wait_saved(page, 1)
+            assert "in the browser" in page.text_content("#runtime")  # not the server's /api/predict
+            model = root / ".sortnet-studio" / "model.safetensors"
+            predictor = Predictor.from_file(model)
+            assert predictor.meta.unknown["method"] == "knn" and predictor.unknown_threshold is not None
+            known, unknown = _page_agrees(page, predictor, [scene_image("warm", 13), cat])
+            assert not known["unknown"] and known["class"] == "warm"
+            assert unknown["unknown"]
+            shown = page.evaluate("""(u) => window.sortnetStudio.predictUrl(u).then((r) => {
+                const box = document.createElement('div'); bars(box, r.predictions, r); return box.textContent; })""",
+                                  data_url(cat))
+            assert f"unknown (closest: {unknown['class']})" in shown
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+def test_graph_kind_says_unknown_like_predict(tmp_path):
+    """Graph kind (a given model file): the page reads the exported unknown_score and the model's threshold."""
+    import torch
+
+    from sortnet.modelfile import load_model, save_model
+    from sortnet.unknown.scorer import fit_scorer
+    from sortnet.unknown.threshold import threshold_entry
+
+    path = make_model_file(tmp_path / "m.safetensors", "cnn-small", 3, 16, tta={"flip": True})
+    model, meta = load_model(path)
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        feats = model.features(torch.as_tensor(rng.integers(0, 255, (24, 3, 16, 16)), dtype=torch.float32))
+    model.add_module("unknown", fit_scorer("knn", feats.numpy(), np.arange(24) % 3, 3))
+    images = [scene_image("warm", 1).resize((16, 16)), Image.fromarray(np.zeros((16, 16, 3), np.uint8))]
+
+    def save(threshold: float) -> None:
+        spec = {"method": "knn", "dim": feats.shape[1], "bank": 24, "k": model.unknown.k,
+                **threshold_entry(np.array([threshold]))}
+        save_model(path, model, meta.replace(unknown=spec))
+
+    save(0.0)
+    scores = sorted(p.unknown_score for p in Predictor.from_file(path).predict_images(images))
+    assert scores[1] - scores[0] > 1e-2, scores  # a threshold between the two: one unknown, one not
+    save(sum(scores) / 2)
+    errors = []
+    with studio_server(tmp_path / "d", model=str(path), load_backbone=False) as url, sync_api.sync_playwright() as pw:
+        browser, page = open_page(pw, url, None, errors)
+        try:
+            page.wait_for_function("document.getElementById('runtime').textContent.includes('browser')",
+                                   timeout=20_000)
+            results = _page_agrees(page, Predictor.from_file(path), images)
+            assert sorted(r["unknown"] for r in results) == [False, True]
+            assert not errors, errors
+        finally:
+            browser.close()

@@ -2,8 +2,8 @@
 
 Read endpoints (GET): / (the page, with the session token inside), /assets/* (page files, onnxruntime-web),
 /api/state (classes, counts, newest images, training progress, model), /api/image/CLASS/NAME (a listed
-image), /api/backbone.onnx and /api/model.onnx (what the page runs), /api/download/KIND (a file already
-made). Write endpoints (POST, token required; serve/guard): /api/classes (add), /api/classes/rename,
+image), /api/backbone.onnx and /api/model.onnx (what the page runs), /api/unknown-bank.bin (the knn bank
+the page's "unknown" check compares with), /api/download/KIND (a file already made). Write endpoints (POST, token required; serve/guard): /api/classes (add), /api/classes/rename,
 /api/images?cls=C (upload or captured frames), /api/trash, /api/train (starts a background training),
 /api/predict (the server path for pages without WebAssembly), /api/export/KIND (onnx, int8, report),
 /api/suspects/move and /api/suspects/leave (the "Possibly mislabelled" panel; GET /api/suspects lists it).
@@ -98,6 +98,11 @@ def create_studio_app(folder: StudioFolder, guard: Guard, model: str | None = No
     @app.get("/api/model.onnx")
     def model_graph() -> Response:
         return Response(studio.browser_graph("graph"), media_type="application/octet-stream")
+
+    @app.get("/api/unknown-bank.bin")
+    def unknown_bank() -> Response:
+        return Response(studio.unknown_bank(), media_type="application/octet-stream",
+                        headers={"Cache-Control": "no-store"})
 
     @app.post("/api/classes")
     async def add_class(request: Request) -> dict:

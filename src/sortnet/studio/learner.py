@@ -7,6 +7,8 @@ retrain computes only the images added since the last one. The head is fitted by
 The model file written to DIR/.sortnet-studio/model.safetensors is an ordinary sortnet model file
 (`sortnet predict` / `export` / `report` take it). The browser runs the same backbone as an ONNX graph
 (backbone_onnx) and applies the head itself (head_json): one backbone for every retrain, no re-export.
+Each training also fits a knn unknown scorer on the same features (studio/unknown.py), stored in the model
+file and computed by the page, so both say "unknown (closest: X)" on the same images.
 
 Usage:
     learner = Learner(folder)                    # loads the backbone
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sortnet.data.cacheentry import read_entry
 from sortnet.data.folder import decode_files
 from sortnet.data.preprocess import Preprocessing
 from sortnet.modelfile import save_model
@@ -33,6 +36,7 @@ from sortnet.models.pretrained import load_pretrained
 from sortnet.models.registry import create_model, model_defaults
 from sortnet.runfolder.layout import MODEL_FILE
 from sortnet.studio.folder import StudioError, StudioFolder
+from sortnet.studio.unknown import fit_studio_unknown
 from sortnet.transfer.extract import EVAL_VIEWS, FeatureExtractor
 from sortnet.transfer.featcache import backbone_key, features_dir
 from sortnet.transfer.head import train_head
@@ -81,7 +85,8 @@ class Learner:
         self._extract_lock = threading.Lock()  # one extraction chunk at a time (prefetch and Train share the work)
         self._prefetching = threading.Lock()  # held while a prefetch thread runs
         self.head: dict | None = None  # what head_json returns, after a training
-        self._fitted: tuple | None = None  # (classes, LinearHead, images) of the last training: what save() writes
+        self._fitted: tuple | None = None  # (classes, LinearHead, images, (scorer, spec)): what save() writes
+        self.unknown: tuple | None = None  # (UnknownScorer, ModelMeta.unknown entry) of the last training
 
     def _key(self, path: Path) -> tuple | None:
         try:
@@ -167,7 +172,8 @@ class Learner:
         progress(0, 1, "head")
         head = train_head(feats, labels, len(listing), views=EVAL_VIEWS)
         self.last = TrainingSet([p for p, _, _ in rows], feats, labels, list(listing), head.info["lambda"])
-        self._fitted = (list(listing), head, len(labels))
+        self.unknown = fit_studio_unknown(feats, labels, len(listing))  # "unknown (closest: X)" (studio/unknown.py)
+        self._fitted = (list(listing), head, len(labels), self.unknown)
         self.head = {"classes": list(listing), "weight": head.weight.tolist(), "bias": head.bias.tolist(),
                      "cv_accuracy": head.info["cv_accuracy"], "images": len(labels)}
         progress(1, 1, "head")
@@ -182,24 +188,27 @@ class Learner:
                 raise StudioError("no training yet: press Train first")
             return self._save(*self._fitted)
 
-    def _save(self, classes: list[str], head, n: int) -> Path:
+    def _save(self, classes: list[str], head, n: int, unknown: tuple) -> Path:
         model = create_model(self.arch, 3, len(classes), self.prep.img_size, self.prep.mean, self.prep.std)
         model.body.load_state_dict(self.model.body.state_dict())
         with torch.no_grad():
             model.head.weight.copy_(head.weight)
             model.head.bias.copy_(head.bias)
+        model.add_module("unknown", unknown[0])  # the same knn scorer the page computes
         meta = ModelMeta(classes=classes, preprocessing=self.prep, arch=self.arch, tta=TTA(flip=True),
                          data=str(self.folder.root),
                          recipe={"model": self.arch, "pretrained": True, "finetune": "head", "views": 2,
                                  "source": "sortnet studio"},
                          metrics={"cv": {"accuracy": head.info["cv_accuracy"], "images": n}},
-                         provenance=Provenance(weights_source=self.origin.to_dict()))
+                         provenance=Provenance(weights_source=self.origin.to_dict()), unknown=unknown[1])
         return save_model(self.folder.outputs() / MODEL_FILE, model.eval(), meta)
 
     def backbone_onnx(self) -> bytes:
         """The backbone graph the browser runs: float pixels x [B, 3, S, S] (0..255) -> features [B, F]."""
-        if not self.onnx_file.is_file():  # written by the first extraction; export it now when none ran yet
+        data = read_entry(self.onnx_file)  # a verified cache entry (magic + SHA-256 + the ONNX bytes)
+        if data is None:  # written by the first extraction; export it now when none ran yet (or it was damaged)
             self.extractor.extract(np.zeros((1, 3, self.prep.img_size, self.prep.img_size), np.uint8), ("orig",))
-        if not self.onnx_file.is_file():
+            data = read_entry(self.onnx_file)
+        if data is None:
             raise StudioError("the backbone could not be exported to ONNX; the page falls back to the server")
-        return self.onnx_file.read_bytes()
+        return data

@@ -94,12 +94,34 @@ class Studio:
         if self.kind == "backbone" and self.learner is not None and self.learner.head is not None:
             # from the learner, not the predictor: the page goes live before the model file is written
             return {"kind": "backbone", "classes": list(self.learner.head["classes"]), "arch": self.learner.arch,
-                    "prep": self.learner.prep.to_dict(), "canvas": False, "made": made, "head": self.learner.head}
+                    "prep": self.learner.prep.to_dict(), "canvas": False, "made": made, "head": self.learner.head,
+                    "unknown": self._page_unknown()}
         if self.predictor is None:
             return None
         prep = self.predictor.prep
         return {"kind": self.kind, "classes": list(self.predictor.classes), "arch": self.predictor.meta.arch,
-                "prep": prep.to_dict(), "canvas": prep.channels == 1 and prep.img_size <= CANVAS_MAX_PX, "made": made}
+                "prep": prep.to_dict(), "canvas": prep.channels == 1 and prep.img_size <= CANVAS_MAX_PX, "made": made,
+                "unknown": self._page_unknown()}
+
+    def _page_unknown(self) -> dict | None:
+        """What the page needs to say "unknown (closest: X)" like `sortnet predict`: the threshold (above it:
+        unknown), and for the backbone kind the knn bank's shape (its values: bank_bytes). None: never unknown."""
+        if self.kind == "backbone":
+            if self.learner is None or self.learner.unknown is None:
+                return None
+            spec = self.learner.unknown[1]
+            return {"threshold": spec["threshold"], "method": spec["method"], "k": spec["k"], "bank": spec["bank"],
+                    "dim": spec["dim"]}
+        threshold = None if self.predictor is None else self.predictor.unknown_threshold
+        return None if threshold is None else {"threshold": threshold}
+
+    def unknown_bank(self) -> bytes:
+        """The backbone kind's knn bank, float32 [bank, dim] (studio/unknown.py bank_bytes)."""
+        if self.kind != "backbone" or self.learner is None or self.learner.unknown is None:
+            raise StudioError("no trained studio model yet: press Train first")
+        from sortnet.studio.unknown import bank_bytes
+
+        return bank_bytes(self.learner.unknown[0])
 
     def browser_graph(self, kind: str) -> bytes:
         """The ONNX bytes the page runs: the studio backbone, or the whole given model (exported once)."""

@@ -176,9 +176,9 @@ async function loadModel(m) {
     if (!InBrowser.available()) throw new Error("no WebAssembly");
     if (m.kind === "backbone") {
       S.runner = await loadInBrowser({ kind: "backbone", session: await preloadBackbone(m.prep.img_size), prep: m.prep,
-                                       head: m.head });
+                                       head: m.head, unknown: m.unknown, bank: await unknownBank(m.unknown) });
     } else {
-      S.runner = await loadInBrowser({ kind: "graph", url: "api/model.onnx", prep: m.prep });
+      S.runner = await loadInBrowser({ kind: "graph", url: "api/model.onnx", prep: m.prep, unknown: m.unknown });
     }
     $("runtime").textContent = "(in the browser, WebAssembly)";
   } catch (e) {
@@ -186,6 +186,13 @@ async function loadModel(m) {
     $("runtime").textContent = "(on the server: " + e.message + ")";
   }
   document.body.dataset.runs = String(S.runs);
+}
+/* The knn bank of the studio's unknown scorer (float32 [bank, dim]); null (never unknown) when the model has no
+   scorer, or a retrain replaced the bank between the state and this fetch (the next state loads the new one). */
+async function unknownBank(u) {
+  if (!u) return null;
+  const buf = await (await fetch("api/unknown-bank.bin")).arrayBuffer();
+  return buf.byteLength === 4 * u.bank * u.dim ? new Float32Array(buf) : null;
 }
 /* The backbone never changes in a session: it is loaded (and run once on a blank image, which warms
    onnxruntime-web's kernels) when the page opens, so a Train waits only for the head. */
@@ -200,15 +207,21 @@ function preloadBackbone(size) {
   }
   return S.backbone;
 }
+/* One prediction in the server's JSON shape: {class, probability, predictions, unknown, unknown_score}. */
 async function predictImageData(data) {
   const m = S.model, r = S.runner; if (!r) return null;
   if (r.server) {
     const c = el("canvas", { width: data.width, height: data.height }); c.getContext("2d").putImageData(data, 0, 0);
-    const res = await api("api/predict", { method: "POST", body: await new Promise((ok) => c.toBlob(ok, "image/png")) });
-    return res.predictions;
+    return api("api/predict", { method: "POST", body: await new Promise((ok) => c.toBlob(ok, "image/png")) });
   }
-  const probs = await r.run(modelInput(data, m.prep).data);
-  return topK(probs, m.classes, m.classes.length);
+  const { probs, score } = await r.run(modelInput(data, m.prep).data);
+  const predictions = topK(probs, m.classes, m.classes.length);
+  return { class: predictions[0].class, probability: predictions[0].probability, predictions,
+           unknown: r.isUnknown(score), unknown_score: score };
+}
+function showPrediction(box, res) {  // the serve page's look: bars, "unknown (closest: X)" above them
+  bars(box, res.predictions, res);
+  box.dataset.label = res.class; box.dataset.unknown = String(!!res.unknown);
 }
 async function predictUrl(url) {  // used by the parity test: the same file `sortnet predict` reads
   const blob = await (await fetch(url)).blob();
@@ -226,8 +239,8 @@ async function liveLoop() {
     const c = S.runner && S.model && frameCanvas();
     if (!c) { await new Promise((r) => setTimeout(r, 150)); continue; }
     try {
-      const preds = await predictImageData(c.getContext("2d").getImageData(0, 0, c.width, c.height));
-      if (preds) { bars($("live-bars"), preds); $("live-bars").dataset.label = preds[0].class; }
+      const res = await predictImageData(c.getContext("2d").getImageData(0, 0, c.width, c.height));
+      if (res) showPrediction($("live-bars"), res);
     } catch (e) { $("live-bars").textContent = e.message; await new Promise((r) => setTimeout(r, 500)); }
     await new Promise((r) => setTimeout(r, 0));  // a macrotask between frames: the page stays responsive
     const now = performance.now(); fps = 0.9 * fps + 0.1 * (1000 / (now - last)); last = now;
@@ -250,8 +263,8 @@ function setupCanvas(prep) {
     let down = false, queued = false;
     const at = (e) => { const r = cv.getBoundingClientRect(); return [(e.clientX - r.left) * cv.width / r.width, (e.clientY - r.top) * cv.height / r.height]; };
     const predict = () => { if (queued) return; queued = true; requestAnimationFrame(async () => {
-      queued = false; const preds = await predictImageData(ctx.getImageData(0, 0, cv.width, cv.height));
-      if (preds) { bars($("draw-bars"), preds); $("draw-bars").dataset.label = preds[0].class; } }); };
+      queued = false; const res = await predictImageData(ctx.getImageData(0, 0, cv.width, cv.height));
+      if (res) showPrediction($("draw-bars"), res); }); };
     cv.addEventListener("pointerdown", (e) => { down = true; cv.setPointerCapture(e.pointerId); ctx.beginPath(); ctx.moveTo(...at(e)); });
     cv.addEventListener("pointermove", (e) => { if (!down) return; ctx.lineTo(...at(e)); ctx.stroke(); predict(); });
     cv.addEventListener("pointerup", () => { down = false; predict(); });
