@@ -78,7 +78,9 @@ def test_cli_nproc_trains_writes_once_and_resumes(data, tmp_path):
     assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 1
     proc = run_cli("train", "--resume", run, "--nproc", "2", "--device", "cpu")
     assert proc.stdout.count("done in") == 1 and "resuming" in proc.stdout  # rank 0 only
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "metrics.json", "model.safetensors",
+    # one of each: rank 0 alone wrote (the lock file stays: runfolder/lock.py; the report follows the resumed run)
+    assert sorted(p.name for p in run.iterdir()) == [".sortnet-run.lock", "checkpoint.pt", "metrics.json",
+                                                     "model.safetensors", "report.html", "report_images",
                                                      "run.json", "tensorboard"]
     resumed = load_file(str(run / "model.safetensors"))
     reference = single_process(data, epochs=3)
