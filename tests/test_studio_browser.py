@@ -232,16 +232,21 @@ def scene_image(scene: str, seed: int, w: int = 160, h: int = 120) -> Image.Imag
     return Image.fromarray(rgb.astype(np.uint8))
 
 
+def scene_folder(root: Path, per_scene: int = 8) -> Path:
+    """root/warm/ and root/cool/ with `per_scene` JPEG frames each (two clearly different scenes)."""
+    for scene in ("warm", "cool"):
+        (root / scene).mkdir(parents=True)
+        for i in range(per_scene):
+            scene_image(scene, i).save(root / scene / f"{scene}{i}.jpg", quality=92)
+    return root
+
+
 @pytest.mark.slow  # ~30-60 s on the loaded 2-core machine (backbone load, 17 images' features, a training)
 def test_mislabelled_panel_moves_on_click_and_undo_restores(tmp_path):
     from clirun import run_cli
     from sortnet.labels.moves import LOG_NAME
 
-    root, errors = tmp_path / "lego", []
-    for scene in ("warm", "cool"):
-        (root / scene).mkdir(parents=True)
-        for i in range(8):
-            scene_image(scene, i).save(root / scene / f"{scene}{i}.jpg", quality=92)
+    root, errors = scene_folder(tmp_path / "lego"), []
     scene_image("cool", 11).save(root / "warm" / "wrong.jpg", quality=92)  # a cool frame filed under warm
     before = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
     with studio_server(root) as url, sync_api.sync_playwright() as pw:
@@ -292,11 +297,7 @@ def test_studio_page_says_unknown_like_predict(tmp_path):
     """Backbone kind: the page's knn score (infer.js) and flag equal `sortnet predict`'s on the studio model file."""
     from skimage import data as skdata
 
-    root, errors = tmp_path / "lego", []
-    for scene in ("warm", "cool"):
-        (root / scene).mkdir(parents=True)
-        for i in range(8):
-            scene_image(scene, i).save(root / scene / f"{scene}{i}.jpg", quality=92)
+    root, errors = scene_folder(tmp_path / "lego"), []
     cat = Image.fromarray(skdata.chelsea())  # a photo far from orange stripes and blue checks (score ~0.87)
     # warm seed 13: stripes of a period and shift no training image has, still well under the threshold
     # (score ~0.075 against ~0.094: the 95 % quantile of the out-of-fold scores, studio/unknown.py)
