@@ -398,3 +398,15 @@ def test_short_budget_run_loads_no_report_or_plotting_code(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout
     assert (tmp_path / "run" / "model.safetensors").exists() and not (tmp_path / "run" / "report.html").exists()
+
+
+def test_deadline_shares_cut_what_is_left_with_a_floor():
+    """share(): a fraction of what is left after the reserve and the exit, never below `minimum`; until(): the same
+    end less the reserve. Hand-computed on a deadline whose clock started 4 s ago."""
+    d = Deadline(20.0, time.monotonic() - 4.0, exit_seconds=0.5)
+    half = d.share(0.5, reserve=1.5)  # left: 20 - 0.5 - 1.5 - 4 = 14 -> 7
+    assert half.seconds == pytest.approx(7.0, abs=0.05) and half.remaining() == pytest.approx(7.0, abs=0.05)
+    assert d.share(0.01, minimum=2.0).seconds == 2.0  # 0.155 s would be too short: the floor
+    assert d.share(1.0, minimum=2.0).seconds == pytest.approx(15.5, abs=0.05)
+    assert d.until(reserve=3.0).seconds == pytest.approx(12.5, abs=0.05)
+    assert Deadline(1.0, time.monotonic() - 5.0).share(0.5).seconds == 0.0  # over: nothing, not negative

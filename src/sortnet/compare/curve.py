@@ -66,8 +66,7 @@ def _point_deadline(deadline: Deadline | None, runs_left: int) -> Deadline | Non
     table and plot at the end are kept; a point that ends early leaves its time to the next."""
     if deadline is None:
         return None
-    point = deadline.share(1 / runs_left, reserve=END_RESERVE_S)
-    return point if point.seconds >= MIN_POINT_S else Deadline(MIN_POINT_S)
+    return deadline.share(1 / runs_left, reserve=END_RESERVE_S, minimum=MIN_POINT_S)
 
 
 def curve(data: str, *, fractions=None, seeds: int = 2, out: str | Path | None = None,

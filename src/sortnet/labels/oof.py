@@ -31,6 +31,7 @@ DEFAULT_FOLDS = 5
 MIN_FOLDS = 2
 BUDGET_PER_IMAGE_S = 0.025  # from-scratch path, no time_budget given: 25 ms per image (10k images: 250 s) ...
 BUDGET_MIN_S, BUDGET_MAX_S = 60.0, 600.0  # ... kept within these bounds
+MIN_FOLD_S = 1.0  # a fold's fit never gets less (seconds)
 FOLD_OVERHEAD = 0.9  # share of a fold's slice given to fit's own budget (the rest: predicting the held-out rows)
 
 
@@ -179,8 +180,7 @@ def _scratch_oof(bundle: DataBundle, data: ImageSet, fold: np.ndarray, folds: in
     arch = None
     for f in range(folds):
         # an equal share of what is left (time an earlier fold did not use goes to the later ones), at least 1 s
-        share = deadline.share(FOLD_OVERHEAD / (folds - f))
-        share = share if share.seconds >= 1.0 else Deadline(1.0)
+        share = deadline.share(FOLD_OVERHEAD / (folds - f), minimum=MIN_FOLD_S)
         tr, held = np.nonzero(fold != f)[0], np.nonzero(fold == f)[0]
         sub = dataclasses.replace(bundle, train=data.subset(tr), val=None, test=None, notes=list(bundle.notes))
         clf = fit(sub, out=None, deadline=share, **settings)

@@ -79,8 +79,9 @@ class Deadline:
         now = time.monotonic()
         return Deadline(max(0.0, self.end - self.exit_seconds - reserve - now), now)
 
-    def share(self, fraction: float, reserve: float = 0.0) -> "Deadline":
-        """A sub-run's deadline starting now: `fraction` of what is left after `reserve` seconds are kept."""
+    def share(self, fraction: float, reserve: float = 0.0, minimum: float = 0.0) -> "Deadline":
+        """A sub-run's deadline starting now: `fraction` of what is left after `reserve` seconds are kept, and
+        never less than `minimum` seconds (a sub-run too short to do anything useful is not worth starting)."""
         now = time.monotonic()
         left = self.end - self.exit_seconds - reserve - now
-        return Deadline(max(0.0, left * min(1.0, max(0.0, fraction))), now)
+        return Deadline(max(minimum, left * min(1.0, max(0.0, fraction))), now)
