@@ -61,11 +61,11 @@ class ReportResult:
     figures: dict[str, bytes] = field(default_factory=dict)
 
 
-def _sections(inputs: ReportInputs, opts: ReportOptions, timer: dict) -> tuple[list[Section], dict]:
+def _sections(inputs: ReportInputs, opts: ReportOptions, timer: dict, records: dict) -> tuple[list[Section], dict]:
     """The eight sections in order, each step timed into `timer` (seconds) under a progress bar."""
     prep = inputs.meta.preprocessing
     scores = report_scores(inputs.labels, inputs.probs, inputs.classes)
-    training = training_summary(inputs.meta, read_run_records(inputs.run_dir))
+    training = training_summary(inputs.meta, records)
 
     def summary() -> Section:
         data = data_summary(inputs.data, inputs.labels, inputs.classes, inputs.skipped, check=opts.check,
@@ -113,7 +113,8 @@ def write_report(inputs: ReportInputs, out_dir: str | Path, opts: ReportOptions 
     """Write DIR/report.html and DIR/report_images/; optionally the curves and confusion matrix to TensorBoard."""
     opts = opts or ReportOptions()
     t0, timer = time.perf_counter(), {}
-    sections, scores = _sections(inputs, opts, timer)
+    records = read_run_records(inputs.run_dir)  # the run folder's run.json and metrics.json, read once
+    sections, scores = _sections(inputs, opts, timer, records)
     figures = {f.name: f.png for s in sections for f in s.figures}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +130,7 @@ def write_report(inputs: ReportInputs, out_dir: str | Path, opts: ReportOptions 
     if tensorboard_dir is not None:
         from sortnet.reporting.tensorboard import log_figures
 
-        epochs = len(read_run_records(inputs.run_dir)["metrics"].get("history", [])) or 0
+        epochs = len(records["metrics"].get("history", [])) or 0
         log_figures(tensorboard_dir, {tag: figures[n] for n, tag in TENSORBOARD_TAGS.items() if n in figures}, epochs)
     total = inputs.collect_seconds + time.perf_counter() - t0
     return ReportResult(path, len(page.encode()), total, inputs.collect_seconds, timer, scores, figures)
